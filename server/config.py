@@ -1,0 +1,119 @@
+"""Configuration from the environment (argument, then env var, then default).
+
+A provider is live when its key is set, sandbox when it has no key and sandbox mode is on,
+otherwise off. Keys are held here and in the provider adapters' headers only: `describe()`
+and every log line show whether a key is set, never the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import platformdirs
+
+from server.errors import ConfigError
+
+
+class Mode(str, Enum):
+    LIVE = "live"
+    SANDBOX = "sandbox"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class ProviderDefaults:
+    name: str
+    key_var: str
+    url_var: str
+    base_url: str
+
+
+PROVIDERS: tuple[ProviderDefaults, ...] = (
+    ProviderDefaults("fashn", "FASHN_API_KEY", "FASHN_BASE_URL", "https://api.fashn.ai/v1"),
+    ProviderDefaults("autotoon", "AUTOTOON_API_KEY", "AUTOTOON_BASE_URL", "https://auto-toon.com"),
+    ProviderDefaults(
+        "neofashion", "NEOFASHION_API_KEY", "NEOFASHION_BASE_URL", "https://app.neofashion.ai/api/v1"
+    ),
+    ProviderDefaults("genapi", "GENAPI_API_KEY", "GENAPI_BASE_URL", "http://localhost:8000"),
+)
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    mode: Mode
+    base_url: str
+    key_var: str
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    providers: dict[str, ProviderSettings]
+    input_roots: tuple[Path, ...]
+    allow_private_urls: bool = False
+    sandbox_time_scale: float = 0.05
+    """Sandbox provider latencies (and the limit windows that go with them) are scaled by this."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("CALLSHEET_HOME") or platformdirs.user_data_dir("callsheet")).expanduser()
+        home = home.resolve()
+        keys = {p.name: (env.get(p.key_var) or "").strip() or None for p in PROVIDERS}
+        sandbox_flag = env.get("CALLSHEET_SANDBOX")
+        sandbox = _flag(sandbox_flag) if sandbox_flag is not None else not any(keys.values())
+        providers: dict[str, ProviderSettings] = {}
+        for p in PROVIDERS:
+            key = keys[p.name]
+            mode = Mode.LIVE if key else (Mode.SANDBOX if sandbox else Mode.OFF)
+            base = (env.get(p.url_var) or p.base_url).strip().rstrip("/")
+            if not base.startswith(("http://", "https://")):
+                raise ConfigError(f"{p.url_var} must be an http(s) URL, got {base!r}.")
+            providers[p.name] = ProviderSettings(p.name, mode, base, p.key_var, key)
+        roots_env = env.get("CALLSHEET_INPUT_ROOTS")
+        if roots_env:
+            roots = tuple(Path(r).expanduser().resolve() for r in roots_env.split(os.pathsep) if r.strip())
+        else:
+            roots = (Path.home().resolve(), home)
+        scale = float(env.get("CALLSHEET_SANDBOX_TIME_SCALE") or 0.05)
+        return cls(
+            home=home,
+            providers=providers,
+            input_roots=roots,
+            allow_private_urls=_flag(env.get("CALLSHEET_ALLOW_PRIVATE_URLS")),
+            sandbox_time_scale=scale,
+        )
+
+    def describe(self) -> dict[str, object]:
+        """Everything `callsheet doctor` shows; key values are never included."""
+        return {
+            "home": str(self.home),
+            "input_roots": [str(r) for r in self.input_roots],
+            "allow_private_urls": self.allow_private_urls,
+            "providers": {
+                name: {"mode": p.mode.value, "base_url": p.base_url, "key_set": p.api_key is not None}
+                for name, p in self.providers.items()
+            },
+        }
+
+    @property
+    def media_dir(self) -> Path:
+        return self.home / "media"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def shoots_dir(self) -> Path:
+        return self.home / "shoots"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,109 @@
+"""HTTP for provider adapters: limits, timeouts, and failures mapped into the exception tree.
+
+`HttpCaller.request` sends one request (no retries: the engine decides those) after the
+provider's limiter allows it. A connection that was never established is
+`TransportError(maybe_sent=False)`; anything after the request may have left
+(read timeout, dropped connection) is `maybe_sent=True`, so a submission is never resent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from server.errors import RateLimited, TransportError, error_for_status
+from server.limiter import Limiter
+from server.policy import HTTP_TIMEOUT
+
+log = logging.getLogger("callsheet.http")
+
+# Exceptions raised before any byte of the request could have reached the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class HttpCaller:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        provider: str,
+        base_url: str,
+        limiter: Limiter,
+        headers: dict[str, str],
+        key_var: str,
+        error_message: Callable[[httpx.Response], str] | None = None,
+    ) -> None:
+        self.client = client
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.limiter = limiter
+        self._headers = headers
+        self.key_var = key_var
+        self._error_message = error_message or _default_error_message
+
+    def url(self, path: str) -> str:
+        """Join a path to the base URL, keeping the base URL's own path prefix."""
+        return self.base_url + "/" + path.lstrip("/")
+
+    async def request(self, kind: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; return the response if 2xx, else raise the mapped ProviderError."""
+        await self.limiter.acquire(kind)
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        headers = {**self._headers, **kwargs.pop("headers", {})}
+        try:
+            response = await self.client.request(method, self.url(path), headers=headers, **kwargs)
+        except _NOT_SENT as exc:
+            raise TransportError(
+                f"Could not connect to {self.provider} ({type(exc).__name__}).",
+                maybe_sent=False,
+                provider=self.provider,
+            ) from None
+        except httpx.TransportError as exc:
+            raise TransportError(
+                f"{self.provider} did not answer ({type(exc).__name__}); the request may have arrived.",
+                maybe_sent=True,
+                provider=self.provider,
+            ) from None
+        if response.status_code >= 400:
+            retry_after = _retry_after(response)
+            error = error_for_status(
+                response.status_code,
+                self._error_message(response),
+                provider=self.provider,
+                key_var=self.key_var,
+                retry_after=retry_after,
+            )
+            if isinstance(error, RateLimited):
+                self.limiter.block(kind, retry_after if retry_after is not None else 1.0)
+            log.info("%s %s %s -> %s", self.provider, method, path, response.status_code)
+            raise error
+        return response
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _default_error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("name") or err)
+        if err:
+            return str(err)
+        if body.get("message"):
+            return str(body["message"])
+    return str(body)[:300]

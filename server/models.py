@@ -1,0 +1,114 @@
+"""The project's own data models: the public `Job` result and the stored `JobRecord`.
+
+Job status is a `str` Enum with named state sets (as in arq/saq); every change of
+state goes through `JobEngine.transition`, which stamps times and persists.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.SUBMITTED, JobStatus.RUNNING})
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+# States that hold an idempotency key: a repeat of the same call returns this job.
+HOLDS_KEY = frozenset({*ACTIVE, JobStatus.SUCCEEDED})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """Time-sortable id (ms since epoch in base 36, then random): newest-first is reverse key order."""
+    millis = int(time.time() * 1000)
+    return "j" + _base36(millis).rjust(9, "0") + os.urandom(5).hex()
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"
+
+
+class Output(BaseModel):
+    """One downloaded output file."""
+
+    uri: str = Field(description="Resource URI of the file: callsheet://jobs/{job_id}/outputs/{n}.")
+    path: str = Field(description="Absolute path of the downloaded file on the server's disk.")
+    source_url: str | None = Field(
+        default=None,
+        description="The provider's own URL of the file (may expire; FASHN CDN links last 72 h). "
+        "Null when the provider returned the file inline.",
+    )
+    mime_type: str = Field(description="MIME type, e.g. image/png or video/mp4.")
+    width: int | None = Field(default=None, description="Width in pixels (images and videos when known).")
+    height: int | None = Field(default=None, description="Height in pixels.")
+    bytes: int = Field(description="File size in bytes.")
+    sha256: str = Field(description="SHA-256 of the file content, hex.")
+
+
+class JobError(BaseModel):
+    """Why a job failed, in a form an assistant can act on."""
+
+    code: str = Field(description="Machine-readable error code, e.g. image_load_error or submission_lost.")
+    message: str = Field(description="What went wrong and what to do about it.")
+    retryable: bool = Field(description="True when the same call may succeed if tried again later.")
+
+
+class Job(BaseModel):
+    """A generation job: the structured result of every generation and job tool."""
+
+    job_id: str = Field(description="Identifier of this job; pass it to job_status, job_wait or job_cancel.")
+    provider: str = Field(description="Provider that runs the job: fashn, autotoon, neofashion or genapi.")
+    operation: str = Field(description="The tool name without its provider prefix, e.g. tryon_max.")
+    status: JobStatus = Field(
+        description="queued (stored, not yet accepted), submitted (accepted by the provider), running, "
+        "or terminal: succeeded, failed, canceled."
+    )
+    progress: float = Field(default=0.0, ge=0.0, le=1.0, description="Estimated progress from 0 to 1.")
+    outputs: list[Output] = Field(default_factory=list, description="Downloaded outputs, once succeeded.")
+    credits_estimate: float | None = Field(default=None, description="Credits this job is expected to cost.")
+    credits_used: float | None = Field(default=None, description="Credits the provider reported as used.")
+    error: JobError | None = Field(default=None, description="Why the job failed or was canceled.")
+    sandbox: bool = Field(default=False, description="True when the job ran against the sandbox emulator.")
+    created_at: datetime = Field(description="When the job was created (UTC).")
+    updated_at: datetime = Field(description="When the job last changed (UTC).")
+
+
+class JobRecord(Job):
+    """A `Job` plus what the engine needs to drive it; persisted as JSON, never returned to clients."""
+
+    key: str = ""
+    request: dict[str, Any] = Field(default_factory=dict)
+    provider_job_id: str | None = None
+    submit_started_at: datetime | None = None
+    shoot_id: str | None = None
+    owner: str | None = None
+    status_calls: int = 0
+    typical_seconds: float = 30.0
+
+    def public(self) -> Job:
+        return Job.model_validate(self.model_dump(include=set(Job.model_fields)))
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
