@@ -1,0 +1,885 @@
+"""FASHN's twelve models in one place: typed inputs, price and typical duration of each.
+
+Every model runs through FASHN's one `/run` endpoint with `{"model_name", "inputs"}`; what
+differs is the inputs, the price and how long a prediction takes. The inputs classes refuse
+unknown fields and out-of-range values so a bad call fails at the tool, before anything is
+stored or charged. Optional fields default to `None` so that only what the user set is sent
+(`model_dump(exclude_none=True)`) and FASHN applies its own defaults.
+
+Field names are FASHN's own (already snake_case), taken from FASHN's API reference, its
+endpoints page and its SDK's typed inputs; where those disagree both forms are accepted.
+Prices come from FASHN's published credit tables; where FASHN publishes none, the estimate
+is labelled as such. `webhook_url` is left out on purpose: callsheet polls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+IMAGE_REFERENCE = (
+    "Image reference: an http(s) URL, a data:image/...;base64 URI, a local file path inside "
+    "CALLSHEET_INPUT_ROOTS, or an earlier output callsheet://jobs/{job_id}/outputs/{n}."
+)
+
+AspectRatio = Literal["21:9", "1:1", "4:3", "3:2", "2:3", "5:4", "4:5", "3:4", "16:9", "9:16"]
+Resolution = Literal["1k", "2k", "4k"]
+GenerationMode = Literal["fast", "balanced", "quality"]
+OutputFormat = Literal["png", "jpeg"]
+FaceReferenceMode = Literal["match_base", "match_reference"]
+VideoResolution = Literal["480p", "720p", "1080p"]
+
+# Credits per output image by resolution for the models FASHN prices "1-5 per image".
+TIER_CREDITS: dict[str, float] = {"1k": 1, "2k": 2, "4k": 4}
+QUALITY_SURCHARGE = 1.0
+FACE_REFERENCE_SURCHARGE = 3.0
+TRYON_MAX_CREDITS: dict[str, float] = {"1k": 2, "2k": 3, "4k": 5}
+VIDEO_CREDITS: dict[str, float] = {"480p": 1, "720p": 3, "1080p": 6}
+DEFAULT_RESOLUTION: Resolution = "1k"
+DEFAULT_VIDEO_RESOLUTION: VideoResolution = "1080p"
+
+
+def _image(purpose: str) -> str:
+    return f"{purpose} {IMAGE_REFERENCE}"
+
+
+# Fields shared by many models, with one wording everywhere.
+OutputFormatField = Annotated[
+    OutputFormat | None,
+    Field(
+        description="Output file format: 'png' (best quality, larger) or 'jpeg' (smaller, slightly "
+        "faster). FASHN's default is png. No effect on cost."
+    ),
+]
+ReturnBase64Field = Annotated[
+    bool | None,
+    Field(
+        description="true: FASHN returns the result inline as base64 and does not keep it on its CDN "
+        "(more private; FASHN's copy expires after 60 minutes instead of 72 hours). callsheet saves the "
+        "output file either way. Default false. No effect on cost."
+    ),
+]
+SeedField = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        le=2**32 - 1,
+        description="Random seed, 0 to 4294967295. The same seed with the same inputs reproduces a "
+        "result; change it to get a different take. Omit for FASHN's default. No effect on cost.",
+    ),
+]
+NumImagesField = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=4,
+        description="How many images to generate in this run, 1-4 (default 1). Cost is per image, so "
+        "it multiplies the credits; several takes at once raise the chance of a keeper.",
+    ),
+]
+ResolutionField = Annotated[
+    Resolution | None,
+    Field(
+        description="Output size: '1k' (~1 MP, default), '2k' (~4 MP, good for PDP zoom) or '4k' "
+        "(~16 MP, print). Cost per image: 1 credit at 1k, 2 at 2k, 4 at 4k; higher is slower."
+    ),
+]
+GenerationModeField = Annotated[
+    GenerationMode | None,
+    Field(
+        description="'fast' (quickest, cheapest), 'balanced' or 'quality' (most detailed and realistic, "
+        "slower, +1 credit per image). Omitted: FASHN chooses, and bills like 'quality' at 2k/4k "
+        "(callsheet estimates it that way)."
+    ),
+]
+AspectRatioField = Annotated[
+    AspectRatio | None,
+    Field(
+        description="Output aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, "
+        "3:4, 16:9, 9:16. Omit to keep the input image's proportions. No effect on cost."
+    ),
+]
+FaceReferenceModeField = Annotated[
+    FaceReferenceMode | None,
+    Field(
+        description="How face_reference is applied: 'match_base' adapts the reference face to the "
+        "image's own pose, style and lighting; 'match_reference' keeps the reference face (and its "
+        "expression) as close as possible. Only used with face_reference. No effect on cost."
+    ),
+]
+
+
+def _tiered_credits(
+    resolution: Resolution | None,
+    generation_mode: GenerationMode | None,
+    num_images: int | None,
+    face_reference: str | None = None,
+) -> float:
+    """FASHN's "1-5 credits per image by resolution and generation_mode (+3 with face_reference)".
+
+    FASHN bills an omitted generation_mode as 'quality' above 1k, so the estimate does too.
+    """
+    res = resolution or DEFAULT_RESOLUTION
+    per_image = TIER_CREDITS[res]
+    if generation_mode == "quality" or (generation_mode is None and res != "1k"):
+        per_image += QUALITY_SURCHARGE
+    if face_reference is not None:
+        per_image += FACE_REFERENCE_SURCHARGE
+    return per_image * (num_images or 1)
+
+
+def _tiered_seconds(
+    resolution: Resolution | None,
+    generation_mode: GenerationMode | None,
+    face_reference: str | None = None,
+    base: float = 30.0,
+) -> float:
+    seconds = base
+    if generation_mode == "quality":
+        seconds += 15
+    elif generation_mode == "fast":
+        seconds -= 10
+    if resolution == "4k":
+        seconds += 15
+    if face_reference is not None:
+        seconds += 25  # FASHN: a face reference adds roughly 20-30 s
+    return seconds
+
+
+class FashnInputs(BaseModel):
+    """Inputs of one FASHN model; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def estimate_credits(self) -> float | None:
+        """Credits this call is expected to cost; None when it cannot be told."""
+        return None
+
+    def estimate_seconds(self) -> float:
+        """Median-ish time FASHN takes for this call."""
+        return 30.0
+
+
+class TryonMaxInputs(FashnInputs):
+    model_image: str = Field(
+        description=_image(
+            "Photo of the person who will wear the product; their identity, pose and styling are kept."
+        )
+    )
+    product_image: str = Field(
+        description=_image(
+            "Photo of the product to put on the person: garment, shoes, hat, jewelry, bag or other "
+            "wearable item (flat-lay, ghost mannequin or on another model)."
+        )
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Optional short instruction on how the product is worn, e.g. 'tuck in shirt', "
+        "'roll up sleeves', 'open jacket', 'remove scarf'. No effect on cost.",
+    )
+    resolution: Resolution | None = Field(
+        default=None,
+        description="Output size: '1k' (~1 MP, default), '2k' (~4 MP) or '4k' (~16 MP). Cost per image: "
+        "2 credits at 1k, 3 at 2k, 5 at 4k; 4k is slower.",
+    )
+    generation_mode: Literal["balanced", "quality"] | None = Field(
+        default=None,
+        description="'balanced' or 'quality' (most detailed, takes about 20 s longer). Omit for FASHN's "
+        "default. FASHN's published per-image price depends on resolution only; callsheet's estimate "
+        "adds no credits for 'quality'.",
+    )
+    num_images: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="How many images to generate, 1-4 (default 1). Each image costs 2/3/5 credits "
+        "(1k/2k/4k), so this multiplies the cost.",
+    )
+    aspect_ratio: AspectRatioField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return TRYON_MAX_CREDITS[self.resolution or DEFAULT_RESOLUTION] * (self.num_images or 1)
+
+    def estimate_seconds(self) -> float:
+        seconds = 40.0
+        if self.resolution == "4k":
+            seconds += 20
+        if self.generation_mode == "quality":
+            seconds += 20
+        return seconds + 5 * ((self.num_images or 1) - 1)
+
+
+TRYON_V1_6_SECONDS: dict[str, float] = {"performance": 5, "balanced": 8, "quality": 15}
+LEGACY_TRYON = "Documented for FASHN's original try-on endpoint; v1.6 may ignore it. No effect on cost."
+
+
+class TryonV16Inputs(FashnInputs):
+    model_image: str = Field(description=_image("Photo of the person who will wear the garment."))
+    garment_image: str = Field(
+        description=_image(
+            "Photo of the clothing item to try on: flat-lay, ghost mannequin or worn by another model."
+        )
+    )
+    category: Literal["auto", "tops", "bottoms", "one-pieces"] | None = Field(
+        default=None,
+        description="Garment type: 'tops', 'bottoms', 'one-pieces' or 'auto' (FASHN detects it; the "
+        "default). Set it when auto picks the wrong part of the outfit. No effect on cost.",
+    )
+    garment_photo_type: Literal["auto", "flat-lay", "model"] | None = Field(
+        default=None,
+        description="Kind of garment photo: 'flat-lay' (flat-lay or ghost mannequin), 'model' (worn by "
+        "a person) or 'auto' (detect; the default). No effect on cost.",
+    )
+    mode: Literal["performance", "balanced", "quality"] | None = Field(
+        default=None,
+        description="Speed/quality trade-off: 'performance' (~5 s, for quick tests), 'balanced' (~8 s, "
+        "the default) or 'quality' (~12-17 s, for final images). Same cost in every mode.",
+    )
+    moderation_level: Literal["conservative", "permissive", "none"] | None = Field(
+        default=None,
+        description="Content moderation of the garment image: 'conservative' (also blocks underwear, "
+        "swimwear, revealing outfits), 'permissive' (allows them, blocks explicit nudity; FASHN's "
+        "default) or 'none'. The user stays responsible for lawful, consented use. No effect on cost.",
+    )
+    num_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="How many images to generate, 1-4 (default 1). 1 credit per sample, so this "
+        "multiplies the cost.",
+    )
+    segmentation_free: bool | None = Field(
+        default=None,
+        description="true: fit the garment without segmenting the original clothes first (better for "
+        "bulky garments, keeps body shape and skin). Set false if the original garment is not fully "
+        "replaced. No effect on cost.",
+    )
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+    # Options of the original try-on endpoint (FASHN's endpoints page); accepted for compatibility.
+    long_top: bool | None = Field(
+        default=None,
+        description="true: tune for long tops such as longline shirts, tunics and coats. Default false. "
+        + LEGACY_TRYON,
+    )
+    nsfw_filter: bool | None = Field(
+        default=None,
+        description="Run FASHN's NSFW filter on the inputs (default true); superseded by moderation_level. "
+        + LEGACY_TRYON,
+    )
+    cover_feet: bool | None = Field(
+        default=None,
+        description="true: let long garments cover or change the feet and shoes. Default false. "
+        + LEGACY_TRYON,
+    )
+    adjust_hands: bool | None = Field(
+        default=None,
+        description="true: allow changing the hands (remove gloves, take hands out of pockets, let long "
+        "sleeves cover them). Default false. " + LEGACY_TRYON,
+    )
+    restore_background: bool | None = Field(
+        default=None,
+        description="true: extra steps to keep a complex original background (slower). Default false. "
+        + LEGACY_TRYON,
+    )
+    restore_clothes: bool | None = Field(
+        default=None,
+        description="true: extra steps to keep the clothes that are not swapped (e.g. keep the pants "
+        "when trying on a top). Default false. " + LEGACY_TRYON,
+    )
+    guidance_scale: float | None = Field(
+        default=None,
+        ge=1.5,
+        le=3.0,
+        description="1.5-3 (default 2): higher keeps more garment detail but risks oversaturated "
+        "colours. " + LEGACY_TRYON,
+    )
+    timesteps: int | None = Field(
+        default=None,
+        ge=10,
+        le=50,
+        description="Diffusion steps, 10-50 (default 50); fewer is faster for simple try-ons. "
+        + LEGACY_TRYON,
+    )
+
+    def estimate_credits(self) -> float:
+        return float(self.num_samples or 1)
+
+    def estimate_seconds(self) -> float:
+        return TRYON_V1_6_SECONDS[self.mode or "balanced"]
+
+
+class ProductToModelInputs(FashnInputs):
+    product_image: str = Field(
+        description=_image(
+            "Photo of the wearable product (clothing, shoes, hat, jewelry, bag, accessory) to show on a "
+            "person."
+        )
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Optional direction for the person, styling and scene, e.g. 'man with tattoos', "
+        "'tucked-in', 'studio background', 'professional office setting'. No effect on cost.",
+    )
+    image_prompt: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional inspiration image guiding pose, environment and lighting; the product stays the "
+            "focus. No effect on cost."
+        ),
+    )
+    face_reference: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional face photo: the generated person will look like this person. Adds 3 credits per "
+            "image and about 25 s."
+        ),
+    )
+    face_reference_mode: FaceReferenceModeField = None
+    background_reference: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional photo of the background or location to place the person in. No effect on cost."
+        ),
+    )
+    model_image: str | None = Field(
+        default=None,
+        description=_image(
+            "Deprecated try-on mode: a photo of an existing person to dress in the product (prefer "
+            "fashn_tryon_max for that). Cannot be combined with image_prompt, face_reference or "
+            "background_reference; aspect_ratio is then ignored. No effect on cost."
+        ),
+    )
+    aspect_ratio: AspectRatio | None = Field(
+        default=None,
+        description="Output aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, 3:4, "
+        "16:9, 9:16. Default: the product image's ratio; ignored with model_image. No effect on cost.",
+    )
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images, self.face_reference)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode, self.face_reference, base=40)
+
+
+class FaceToModelInputs(FashnInputs):
+    face_image: str = Field(
+        description=_image(
+            "Headshot or selfie whose face, hair and skin tone become an upper-body model photo."
+        )
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Optional body shape or styling guidance, e.g. 'athletic build', 'curvy figure', "
+        "'slender frame'. Default: inferred from the face. No effect on cost.",
+    )
+    aspect_ratio: AspectRatio | None = Field(
+        default=None,
+        description="Output aspect ratio (width:height); the image is extended downwards. Vertical "
+        "ratios work best: 1:1, 4:5, 3:4, 2:3 (default), 9:16; FASHN's SDK also lists 21:9, 4:3, 3:2, "
+        "5:4, 16:9. No effect on cost.",
+    )
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormat | None = Field(
+        default=None,
+        description="Output file format: 'png' (original quality) or 'jpeg' (smaller; FASHN's default "
+        "here). No effect on cost.",
+    )
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode)
+
+
+class ModelCreateInputs(FashnInputs):
+    prompt: str = Field(
+        description="Description of the fashion model to create: look, age, hair, clothing, pose and "
+        "scene, e.g. 'full body shot, woman in a white t-shirt and dark blue biker shorts, studio'."
+    )
+    image_reference: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional image guiding composition and pose (say in the prompt whether to copy just the "
+            "pose or the exact silhouette). The output takes its aspect ratio unless aspect_ratio is "
+            "set. No effect on cost."
+        ),
+    )
+    face_reference: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional face photo that keeps one identity across generations (model consistency without "
+            "training). Adds 3 credits per image and about 25 s; FASHN may accept it only at 1k."
+        ),
+    )
+    face_reference_mode: FaceReferenceModeField = None
+    aspect_ratio: AspectRatio | None = Field(
+        default=None,
+        description="Output aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, 3:4, "
+        "16:9, 9:16. Overrides image_reference's proportions. 2:3 or 3:4 suit full-body fashion. "
+        "No effect on cost.",
+    )
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images, self.face_reference)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode, self.face_reference)
+
+
+class ModelSwapInputs(FashnInputs):
+    model_image: str = Field(
+        description=_image(
+            "Photo of a model whose outfit and pose are kept while the person (face, skin, hair) is replaced."
+        )
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Who the new person should be: ethnicity, facial features, hair colour, other "
+        "physical traits. Default: empty (a random new identity). No effect on cost.",
+    )
+    face_reference: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional face photo: the new person will look like this person. Adds 3 credits per image "
+            "and about 25 s."
+        ),
+    )
+    face_reference_mode: FaceReferenceModeField = None
+    aspect_ratio: AspectRatioField = None
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images, self.face_reference)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode, self.face_reference)
+
+
+class EditInputs(FashnInputs):
+    image: str = Field(description=_image("Image to edit; its composition and identity are preserved."))
+    prompt: str = Field(
+        description="The edit to make, specific and in plain words, e.g. 'change the dress to red', "
+        "'add sunglasses', 'make the background a beach sunset', 'turn the model slightly to the left'."
+    )
+    mask: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional black-and-white mask the size of the image: white areas are edited, black areas "
+            "stay unchanged (for precise local edits). No effect on cost."
+        ),
+    )
+    image_context: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional context image that guides the edit, e.g. the accessory or fabric to add. "
+            "No effect on cost."
+        ),
+    )
+    aspect_ratio: AspectRatioField = None
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode)
+
+
+class ReframeInputs(FashnInputs):
+    image: str = Field(
+        description=_image(
+            "Image to reframe. FASHN decides per image whether to expand (outpaint) or crop to reach the "
+            "target ratio."
+        )
+    )
+    aspect_ratio: AspectRatio = Field(
+        description="Target aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, 3:4, "
+        "16:9, 9:16. It must differ from the source's ratio (FASHN refuses a change under 2%). "
+        "No effect on cost."
+    )
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode)
+
+
+class BackgroundChangeInputs(FashnInputs):
+    image: str = Field(
+        description=_image(
+            "Image whose foreground subject is kept (detected automatically) while the background is "
+            "replaced."
+        )
+    )
+    prompt: str = Field(
+        description="The new background, e.g. 'beach sunset', 'modern office with large windows', "
+        "'forest clearing'; it is generated and harmonised with the subject's light."
+    )
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode)
+
+
+class BackgroundRemoveInputs(FashnInputs):
+    image: str = Field(
+        description=_image("Image whose main subject is cut out onto a transparent background (PNG).")
+    )
+    return_base64: ReturnBase64Field = None
+
+    def estimate_credits(self) -> float:
+        return 1.0
+
+    def estimate_seconds(self) -> float:
+        return 15.0
+
+
+class ImageToVideoInputs(FashnInputs):
+    image: str = Field(description=_image("Image to animate; it becomes the first frame of the clip."))
+    prompt: str | None = Field(
+        default=None,
+        description="Optional motion guidance. Usually best left empty so FASHN plans the motion; if "
+        "used, keep it short and concrete, e.g. 'raising hand to touch face'. No effect on cost.",
+    )
+    negative_prompt: str | None = Field(
+        default=None,
+        description="Optional motion or framing to avoid, e.g. 'camera shake, zoom'. No effect on cost.",
+    )
+    end_image: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional last frame: the clip moves smoothly from image to end_image. Only with resolution "
+            "'1080p' (the default). No effect on cost."
+        ),
+    )
+    duration: Literal[5, 10] | None = Field(
+        default=None,
+        description="Clip length in seconds: 5 (default) or 10. 10 s doubles the credits and takes longer.",
+    )
+    resolution: VideoResolution | None = Field(
+        default=None,
+        description="Video resolution: '480p' (1 credit), '720p' (3 credits) or '1080p' (6 credits, "
+        "the default); doubled for 10 s. Higher takes longer.",
+    )
+    seed: SeedField = None
+
+    @model_validator(mode="after")
+    def _end_image_needs_1080p(self) -> ImageToVideoInputs:
+        if self.end_image is not None and self.resolution not in (None, "1080p"):
+            raise ValueError("end_image works only with resolution '1080p': drop resolution or end_image")
+        return self
+
+    def estimate_credits(self) -> float:
+        per_clip = VIDEO_CREDITS[self.resolution or DEFAULT_VIDEO_RESOLUTION]
+        return per_clip * (2 if self.duration == 10 else 1)
+
+    def estimate_seconds(self) -> float:
+        seconds = {"480p": 60.0, "720p": 90.0, "1080p": 120.0}[self.resolution or DEFAULT_VIDEO_RESOLUTION]
+        return seconds * (1.75 if self.duration == 10 else 1.0)
+
+
+class PackshotInputs(FashnInputs):
+    product_image: str = Field(
+        description=_image(
+            "Product photo to turn into a clean commercial packshot; the product's identity and detail "
+            "are kept."
+        )
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Optional packshot styling, e.g. 'clean white background flat-lay', 'soft studio "
+        "light on a beige pedestal', 'on a marble surface'. Empty: a sensible commercial default. "
+        "No effect on cost.",
+    )
+    image_context: str | None = Field(
+        default=None,
+        description=_image(
+            "Optional style reference for staging, background and lighting; it does not override the "
+            "product. No effect on cost."
+        ),
+    )
+    aspect_ratio: AspectRatioField = None
+    resolution: ResolutionField = None
+    generation_mode: GenerationModeField = None
+    num_images: NumImagesField = None
+    output_format: OutputFormatField = None
+    return_base64: ReturnBase64Field = None
+    seed: SeedField = None
+
+    def estimate_credits(self) -> float:
+        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
+
+    def estimate_seconds(self) -> float:
+        return _tiered_seconds(self.resolution, self.generation_mode)
+
+
+@dataclass(frozen=True)
+class FashnModel:
+    """One FASHN model as a callsheet operation (tool `fashn_<operation>`)."""
+
+    operation: str
+    model_name: str
+    inputs: type[FashnInputs]
+    image_fields: tuple[str, ...]
+    """Fields that hold one image reference each."""
+    title: str
+    description: str
+    price_text: str
+    video: bool = False
+    image_list_fields: tuple[str, ...] = ()
+    """Fields that hold a list of image references (no FASHN model has one today)."""
+
+    def _check(self, inputs: FashnInputs) -> None:
+        if not isinstance(inputs, self.inputs):
+            raise TypeError(f"{self.operation} expects {self.inputs.__name__}, got {type(inputs).__name__}")
+
+    def credits(self, inputs: FashnInputs) -> float | None:
+        """Estimated credits for these inputs (from FASHN's price table; see `price_text`)."""
+        self._check(inputs)
+        return inputs.estimate_credits()
+
+    def typical_seconds(self, inputs: FashnInputs) -> float:
+        """Median-ish duration at FASHN, used to pace polling and progress."""
+        self._check(inputs)
+        return inputs.estimate_seconds()
+
+
+TIER_PRICE = (
+    "1 credit per image at 1k, 2 at 2k, 4 at 4k; +1 per image in quality mode (and when generation_mode "
+    "is omitted at 2k/4k)"
+)
+FACE_PRICE = "; +3 per image with face_reference"
+ESTIMATE = " (estimate: FASHN publishes no fixed price for this model)"
+
+_MODELS = (
+    FashnModel(
+        operation="tryon_max",
+        model_name="tryon-max",
+        inputs=TryonMaxInputs,
+        image_fields=("model_image", "product_image"),
+        title="FASHN Try-On Max",
+        description=(
+            "Put a product (garment, shoes, hat, jewelry, bag) onto a photo of a person with the highest "
+            "fidelity: FASHN's premium try-on for publishable PDP, catalog and campaign images. Keeps the "
+            "person's identity, pose and styling. Typically 20-120 s (about 40 s). Cost: 2 credits per "
+            "image at 1k, 3 at 2k, 5 at 4k, times num_images. Need a person first? Cast one with "
+            "fashn_model_create (or fashn_face_to_model from a headshot). For fast, cheap previews use "
+            "fashn_tryon_v1_6."
+        ),
+        price_text="2 credits per image at 1k, 3 at 2k, 5 at 4k",
+    ),
+    FashnModel(
+        operation="tryon_v1_6",
+        model_name="tryon-v1.6",
+        inputs=TryonV16Inputs,
+        image_fields=("model_image", "garment_image"),
+        title="FASHN Virtual Try-On v1.6",
+        description=(
+            "Fast virtual try-on of one clothing item (top, bottoms or one-piece) on a photo of a person. "
+            "Takes 5 s (performance), 8 s (balanced) or 12-17 s (quality). Cost: 1 credit per sample. "
+            "Good for quick tests of model/garment pairs; switch to fashn_tryon_max for final, "
+            "publishable images or for shoes and accessories."
+        ),
+        price_text="1 credit per sample",
+    ),
+    FashnModel(
+        operation="product_to_model",
+        model_name="product-to-model",
+        inputs=ProductToModelInputs,
+        image_fields=(
+            "product_image",
+            "image_prompt",
+            "face_reference",
+            "background_reference",
+            "model_image",
+        ),
+        title="FASHN Product to Model",
+        description=(
+            "Turn a product photo into an on-model photo: FASHN generates a new person wearing the "
+            "product, optionally guided by a prompt, an inspiration image, a background photo or a face "
+            "reference. Typically 20-120 s (about 40 s). Cost: 1 credit per image at 1k, 2 at 2k, 4 at "
+            "4k, +1 in quality mode, +3 per image with face_reference. Use face_reference (e.g. an output "
+            "of fashn_model_create) to keep one model across a range; to dress an existing person use "
+            "fashn_tryon_max."
+        ),
+        price_text=TIER_PRICE + FACE_PRICE,
+    ),
+    FashnModel(
+        operation="face_to_model",
+        model_name="face-to-model",
+        inputs=FaceToModelInputs,
+        image_fields=("face_image",),
+        title="FASHN Face to Model",
+        description=(
+            "Turn a headshot or selfie into a try-on-ready upper-body model photo that keeps the face. "
+            "Typically 20-120 s (about 30 s). Cost: 1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in "
+            "quality mode. Chain its output into fashn_tryon_max or fashn_tryon_v1_6 as model_image."
+        ),
+        price_text=TIER_PRICE,
+    ),
+    FashnModel(
+        operation="model_create",
+        model_name="model-create",
+        inputs=ModelCreateInputs,
+        image_fields=("image_reference", "face_reference"),
+        title="FASHN Model Create",
+        description=(
+            "Cast a fashion model from a text prompt, optionally guided by a pose/composition reference "
+            "image and a face reference for a consistent identity. Typically 10-120 s (about 30 s). Cost: "
+            "1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode, +3 per image with "
+            "face_reference. Usually the first step of a shoot: its output becomes model_image for "
+            "fashn_tryon_max, fashn_model_swap or fashn_image_to_video."
+        ),
+        price_text=TIER_PRICE + FACE_PRICE,
+    ),
+    FashnModel(
+        operation="model_swap",
+        model_name="model-swap",
+        inputs=ModelSwapInputs,
+        image_fields=("model_image", "face_reference"),
+        title="FASHN Model Swap",
+        description=(
+            "Replace the person in a fashion photo (face, skin tone, hair) while keeping the outfit and "
+            "pose exactly, e.g. to show a look on diverse models or to localise a campaign. Typically "
+            "10-120 s (about 30 s). Cost: 1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode, "
+            "+3 per image with face_reference."
+        ),
+        price_text=TIER_PRICE + FACE_PRICE,
+    ),
+    FashnModel(
+        operation="edit",
+        model_name="edit",
+        inputs=EditInputs,
+        image_fields=("image", "mask", "image_context"),
+        title="FASHN Edit",
+        description=(
+            "Edit an image with a plain-language instruction: restyle, change a colour, add an accessory, "
+            "adjust the view or fix details while keeping identity and product fidelity; a mask limits "
+            "the edit to an area. Typically 20-120 s (about 30 s). Cost: 1 credit per image at 1k, 2 at "
+            "2k, 4 at 4k, +1 in quality mode. Use it to polish outputs of the other fashn_ tools."
+        ),
+        price_text=TIER_PRICE,
+    ),
+    FashnModel(
+        operation="reframe",
+        model_name="reframe",
+        inputs=ReframeInputs,
+        image_fields=("image",),
+        title="FASHN Reframe",
+        description=(
+            "Change an image's aspect ratio by intelligently expanding (outpainting) or cropping, e.g. "
+            "4:5 for Instagram, 9:16 for stories, 16:9 for banners. About 30 s. Cost (estimate): 1 credit "
+            "per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode. Use it to cut channel formats from a "
+            "hero shot (e.g. a fashn_tryon_max output)."
+        ),
+        price_text=TIER_PRICE + ESTIMATE,
+    ),
+    FashnModel(
+        operation="background_change",
+        model_name="background-change",
+        inputs=BackgroundChangeInputs,
+        image_fields=("image",),
+        title="FASHN Background Change",
+        description=(
+            "Replace an image's background with one described in a prompt, keeping the subject and "
+            "harmonising the light. About 30 s. Cost (estimate): 1 credit per image at 1k, 2 at 2k, 4 at "
+            "4k, +1 in quality mode. Use it to place on-model shots in locations; for a transparent "
+            "cut-out use fashn_background_remove."
+        ),
+        price_text=TIER_PRICE + ESTIMATE,
+    ),
+    FashnModel(
+        operation="background_remove",
+        model_name="background-remove",
+        inputs=BackgroundRemoveInputs,
+        image_fields=("image",),
+        title="FASHN Background Remove",
+        description=(
+            "Cut the main subject out onto a transparent background (PNG), e.g. for marketplaces or "
+            "compositing. About 15 s. Cost (estimate): 1 credit per image."
+        ),
+        price_text="1 credit per image" + ESTIMATE,
+    ),
+    FashnModel(
+        operation="image_to_video",
+        model_name="image-to-video",
+        inputs=ImageToVideoInputs,
+        image_fields=("image", "end_image"),
+        title="FASHN Image to Video",
+        description=(
+            "Animate one image into a short fashion clip (MP4) with tasteful camera work and model "
+            "movement; optionally ending on end_image. 5 or 10 s long; takes from about a minute to "
+            "several minutes (longer for 10 s and 1080p). Cost: 1 credit at 480p, 3 at 720p, 6 at 1080p "
+            "(the default), doubled for 10 s. Animate a finished still, e.g. a fashn_tryon_max output."
+        ),
+        price_text="1 credit per video at 480p, 3 at 720p, 6 at 1080p (default); doubled for 10 s",
+        video=True,
+    ),
+    FashnModel(
+        operation="packshot",
+        model_name="packshot",
+        inputs=PackshotInputs,
+        image_fields=("product_image", "image_context"),
+        title="FASHN Packshot",
+        description=(
+            "Turn a product photo into a clean commercial packshot (studio-style product image), "
+            "optionally styled by a prompt or a style reference image. About 30 s. Cost (estimate): "
+            "1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode. Clean packshots also make "
+            "better product_image inputs for fashn_product_to_model and fashn_tryon_max."
+        ),
+        price_text=TIER_PRICE + ESTIMATE,
+    ),
+)
+
+MODELS: dict[str, FashnModel] = {model.operation: model for model in _MODELS}
+"""Every FASHN model, keyed by operation (the tool name without `fashn_`)."""
