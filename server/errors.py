@@ -52,7 +52,8 @@ class InputError(CallsheetError):
     code = "invalid_input"
 
     def __init__(self, field: str, problem: str, fix: str) -> None:
-        super().__init__(f"{field}: {problem} {fix}".strip())
+        head = problem if problem.startswith(field) else f"{field}: {problem}"
+        super().__init__(f"{head} {fix}".strip())
         self.field = field
         self.problem = problem
         self.fix = fix

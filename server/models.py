@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     QUEUED = "queued"
     SUBMITTED = "submitted"
     RUNNING = "running"
@@ -98,9 +98,14 @@ class JobRecord(Job):
     """A `Job` plus what the engine needs to drive it; persisted as JSON, never returned to clients."""
 
     key: str = ""
-    request: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] | None = None
+    """The provider request, kept only until the provider accepts it (it may hold base64 images)."""
+    summary: dict[str, Any] = Field(default_factory=dict)
+    """The arguments as given (references, prompts), for listings and contact sheets."""
     provider_job_id: str | None = None
     submit_started_at: datetime | None = None
+    """Set just before a submission is sent, cleared when it was surely not accepted."""
+    submitted_at: datetime | None = None
     shoot_id: str | None = None
     owner: str | None = None
     status_calls: int = 0

@@ -1,10 +1,20 @@
-"""Shared test setup: every async test runs on asyncio through anyio's pytest plugin."""
+"""Shared test setup. Async test modules set `pytestmark = pytest.mark.anyio` (asyncio backend)."""
 
 from __future__ import annotations
 
-import inspect
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
+from PIL import Image
+
+from server.config import Settings
+from server.policy import PollPolicy, RetryPolicy
+from server.sandbox.fashn import FashnEmulator, FashnFaults
+from server.services import Services, open_services
 
 
 @pytest.fixture
@@ -12,7 +22,65 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.function):
-            item.add_marker(pytest.mark.anyio)
+
+
+# -- shared fixtures: settings in a temporary folder, sample images, fast sandbox services ----------
+
+
+
+
+TIME_SCALE = 0.002
+FAST_RETRY = RetryPolicy(attempts=4, base=0.005, cap=0.05)
+FAST_POLL = PollPolicy(floor=0.01)
+
+
+def make_settings(home: Path, roots: Path, **env: str) -> Settings:
+    return Settings.from_env(
+        {
+            "CALLSHEET_HOME": str(home),
+            "CALLSHEET_INPUT_ROOTS": str(roots),
+            "CALLSHEET_SANDBOX": "1",
+            "CALLSHEET_SANDBOX_TIME_SCALE": str(TIME_SCALE),
+            **env,
+        }
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    (tmp_path / "inputs").mkdir()
+    return make_settings(tmp_path / "home", tmp_path / "inputs")
+
+
+def png_bytes(width: int = 64, height: int = 96, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def garment(settings: Settings) -> Path:
+    path = settings.input_roots[0] / "dress.png"
+    path.write_bytes(png_bytes(color=(10, 120, 200)))
+    return path
+
+
+@pytest.fixture
+def model_photo(settings: Settings) -> Path:
+    path = settings.input_roots[0] / "model.png"
+    path.write_bytes(png_bytes(color=(220, 180, 160)))
+    return path
+
+
+@pytest.fixture
+def emulator() -> FashnEmulator:
+    return FashnEmulator(time_scale=TIME_SCALE, faults=FashnFaults())
+
+
+@asynccontextmanager
+async def sandbox_services(settings: Settings, emulator: FashnEmulator, **options: Any) -> AsyncIterator[Services]:
+    """The real services, with the FASHN emulator behind the real adapter and fast policies."""
+    options.setdefault("retry", FAST_RETRY)
+    options.setdefault("poll", FAST_POLL)
+    async with open_services(settings, sandbox_apps={"fashn": emulator.app}, **options) as svc:
+        yield svc

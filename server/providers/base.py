@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from server.errors import InputError
 from server.models import JobError
 
 if TYPE_CHECKING:
     from server.http import HttpCaller
     from server.media import ImageResolver
+
+
+@dataclass(frozen=True)
+class OperationSpec:
+    operation: str
+    """The tool name without the provider prefix, e.g. tryon_max."""
+    title: str
+    description: str
+    """What the tool does, when to use it, and its cost in credits."""
+    inputs: type[BaseModel]
+    """The typed arguments (provider field names, extra fields forbidden)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,7 @@ class RemoteOutput:
     mime_type: str | None = None
 
 
-class RemoteState(str, Enum):
+class RemoteState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -82,21 +97,31 @@ class Provider(abc.ABC):
 
     name: str = ""
 
-    def __init__(self, http: HttpCaller, *, sandbox: bool) -> None:
+    def __init__(self, http: HttpCaller, *, sandbox: bool, time_scale: float = 1.0) -> None:
         self.http = http
         self.sandbox = sandbox
+        self.time_scale = time_scale
+        """Sandbox emulators run faster than real providers; typical durations are scaled to match."""
 
+    @property
+    def trusted_hosts(self) -> frozenset[str]:
+        """Hosts outputs may be downloaded from without the public-address check: the provider's own."""
+        host = httpx.URL(self.http.base_url).host
+        return frozenset({host}) if host else frozenset()
+
+    @classmethod
     @abc.abstractmethod
-    def operations(self) -> list[str]:
-        """Operation names (the tool name without the provider prefix)."""
+    def operations(cls) -> list[OperationSpec]:
+        """Every operation, each becoming the tool `<provider>_<operation>`."""
 
     @abc.abstractmethod
     async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
         """Validate arguments and resolve image references; raises InputError naming field and fix."""
 
     @abc.abstractmethod
-    async def submit(self, prepared: Prepared) -> Submission:
-        """Send the request once. Raises ProviderError; TransportError.maybe_sent says if it may have landed."""
+    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+        """Send `Prepared.payload` once. Raises ProviderError; TransportError.maybe_sent says if it may have
+        landed."""
 
     @abc.abstractmethod
     async def status(self, provider_job_id: str, operation: str) -> StatusReport:
@@ -112,3 +137,23 @@ class Provider(abc.ABC):
     def price_list(self) -> dict[str, str]:
         """Human-readable credit cost per operation, for the `providers` tool and tool descriptions."""
         return {}
+
+
+def input_error_from(exc: ValidationError, tool: str) -> InputError:
+    """Turn pydantic's report into one sentence per problem, naming the field and the fix."""
+    problems = []
+    fields = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "arguments"
+        fields.append(field)
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{field}: unknown argument")
+        elif err["type"] == "missing":
+            problems.append(f"{field}: required")
+        else:
+            problems.append(f"{field}: {err['msg']} (got {err.get('input')!r:.60})")
+    return InputError(
+        fields[0] if len(fields) == 1 else ", ".join(fields),
+        "; ".join(problems) + ".",
+        f"Fix the argument(s) and call {tool} again; its input schema lists every allowed value.",
+    )

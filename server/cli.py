@@ -1,0 +1,149 @@
+"""The `callsheet` command line: serve, demo, jobs, doctor.
+
+In stdio mode stdout is the protocol channel: logs go to stderr, and nothing here prints to
+stdout before or while `serve` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from server import __version__
+from server.config import Mode, Settings
+from server.errors import CallsheetError
+from server.models import JobStatus
+from server.services import open_services
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callsheet", description="MCP server for fashion shoots.")
+    parser.add_argument("--version", action="version", version=f"callsheet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+
+    sub.add_parser("demo", help="run a sample shoot end to end in sandbox mode")
+    sub.add_parser("doctor", help="show configuration, provider modes and connectivity")
+
+    jobs = sub.add_parser("jobs", help="list, show or cancel jobs")
+    jobs.add_argument("action", nargs="?", choices=["list", "show", "cancel"], default="list")
+    jobs.add_argument("job_id", nargs="?")
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus])
+    jobs.add_argument("--limit", type=int, default=20)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get("CALLSHEET_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            return serve_command(settings, http=args.http, host=args.host, port=args.port)
+        if args.command == "demo":
+            from server.demo import run_demo
+
+            return int(anyio.run(run_demo))
+        if args.command == "doctor":
+            return int(anyio.run(doctor, settings))
+        return int(anyio.run(jobs_command, settings, args.action, args.job_id, args.status, args.limit))
+    except CallsheetError as exc:
+        print(f"callsheet: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> int:
+    from server.app import create_app
+
+    app = create_app(settings)
+    if not http:
+        anyio.run(app.run_stdio_async)
+        return 0
+    token = os.environ.get("CALLSHEET_HTTP_TOKEN")
+    if host not in LOOPBACK and not token:
+        print(
+            f"callsheet: refusing to serve on {host} without a bearer token. Set CALLSHEET_HTTP_TOKEN "
+            "(clients then send 'Authorization: Bearer <token>'), or bind 127.0.0.1.",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn
+
+    from server.app import http_app
+
+    print(f"callsheet: serving MCP at http://{host}:{port}/mcp (health: /health)", file=sys.stderr)
+    uvicorn.run(http_app(app, host=host, token=token), host=host, port=port, log_level="warning")
+    return 0
+
+
+async def doctor(settings: Settings) -> int:
+    """Configuration (never the keys), each provider's mode and whether it answers, the data folder."""
+    info = settings.describe()
+    print(f"callsheet {__version__}")
+    print(f"data folder: {info['home']}")
+    writable = os.access(settings.home, os.W_OK) if settings.home.exists() else True
+    print(f"  writable: {'yes' if writable else 'NO - set CALLSHEET_HOME to a folder you can write'}")
+    print(f"input roots: {', '.join(str(r) for r in settings.input_roots)}")
+    print(f"private input URLs allowed: {'yes' if settings.allow_private_urls else 'no'}")
+    print("providers:")
+    problems = 0
+    async with open_services(settings, start_engine=False) as svc:
+        for name, conf in settings.providers.items():
+            line = f"  {name:<11} {conf.mode.value:<8} {conf.base_url}"
+            adapter = svc.providers.get(name)
+            if conf.mode is Mode.OFF:
+                print(f"{line}  (set {conf.key_var} or CALLSHEET_SANDBOX=1)")
+                continue
+            if adapter is None:
+                print(f"{line}  (adapter not available in this version)")
+                continue
+            try:
+                with anyio.fail_after(15):
+                    balance = await adapter.balance()
+                status = (
+                    f"reachable, {balance.credits:g} credits" if balance.credits is not None else "reachable"
+                )
+            except (CallsheetError, TimeoutError) as exc:
+                problems += 1
+                status = f"NOT reachable: {getattr(exc, 'message', 'timed out')}"
+            print(f"{line}  {status}")
+    return 1 if problems else 0
+
+
+async def jobs_command(
+    settings: Settings, action: str, job_id: str | None, status: str | None, limit: int
+) -> int:
+    async with open_services(settings, start_engine=False) as svc:
+        if action == "list":
+            records, _ = await svc.engine.list_jobs(status=JobStatus(status) if status else None, limit=limit)
+            if not records:
+                print("no jobs")
+            for r in records:
+                tool = f"{r.provider}_{r.operation}"
+                print(f"{r.job_id}  {r.status.value:<9}  {tool:<26}  {r.created_at:%Y-%m-%d %H:%M}")
+            return 0
+        if not job_id:
+            print(f"callsheet jobs {action} needs a job id", file=sys.stderr)
+            return 2
+        if action == "show":
+            record = await svc.engine.get(job_id)
+            print(json.dumps(record.public().model_dump(mode="json"), indent=2))
+            return 0
+        record, note = await svc.engine.cancel(job_id)
+        print(f"{record.job_id}: {record.status.value}. {note}")
+        return 0

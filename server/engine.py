@@ -1,0 +1,506 @@
+"""The job engine: the only writer of job state.
+
+A call becomes a `JobRecord` stored as `queued` *before* anything is sent. A driver task, running
+in the engine's own task group (never in the tool call, so a client timeout cannot kill it),
+takes the job's lease, submits it within the provider's limits, stores the provider's id the
+moment it arrives, polls with backoff from the model's typical duration, downloads the outputs
+and ends the job. Every change goes through `transition`, which stamps the time and persists.
+
+Never pay twice: a submission is retried only when the provider surely did not accept it.
+When it may have been accepted but its id is unknown, the job fails with `submission_lost`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from server.errors import (
+    AuthError,
+    BadResponse,
+    CallsheetError,
+    ConfigError,
+    InsufficientCredits,
+    NotFound,
+    ProviderError,
+    ProviderRejected,
+    TransportError,
+)
+from server.media import Media
+from server.models import ACTIVE, TERMINAL, JobError, JobRecord, JobStatus, new_job_id, utcnow
+from server.policy import PollPolicy, RetryPolicy
+from server.providers.base import Provider, RemoteState, StatusReport
+from server.store import Store
+
+log = logging.getLogger("callsheet.engine")
+
+ProgressFn = Callable[[float, str], Awaitable[None]]
+
+SUBMISSION_LOST = (
+    "The submission may have reached {provider} but its job id never came back ({why}), so it may "
+    "have been charged. callsheet will not resend it by itself. Check the provider's dashboard; "
+    "to generate again anyway, repeat the call with force: true."
+)
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    jobs: list[JobRecord]
+    pending: list[str]
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        media: Media,
+        providers: dict[str, Provider],
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        lease_ttl: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.media = media
+        self.providers = providers
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self.lease_ttl = lease_ttl
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
+        self._tg: TaskGroup | None = None
+        self._drivers: dict[str, anyio.CancelScope] = {}
+        self._changed = anyio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Engine]:
+        """Run the engine: resume unfinished jobs now, adopt orphans later, stop drivers on exit."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self.resume()
+            tg.start_soon(self._sweep_forever)
+            try:
+                yield self
+            finally:
+                self._tg = None
+                tg.cancel_scope.cancel()
+
+    async def resume(self) -> int:
+        """Start a driver for every unfinished job that no live process is driving."""
+        started = 0
+        for record in await self.store.unfinished():
+            if record.job_id not in self._drivers and record.provider in self.providers:
+                self._spawn(record.job_id)
+                started += 1
+        return started
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await anyio.sleep(self.lease_ttl / 2)
+            await self.resume()
+
+    def _spawn(self, job_id: str) -> None:
+        if self._tg is None:
+            raise RuntimeError("the engine is not running")
+        scope = anyio.CancelScope()
+        self._drivers[job_id] = scope
+        self._tg.start_soon(self._drive, job_id, scope)
+
+    # -- the public operations -------------------------------------------------------------
+
+    def provider(self, name: str) -> Provider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise ConfigError(
+                f"Provider {name} is off: set its API key, or CALLSHEET_SANDBOX=1 to use its sandbox."
+            ) from None
+
+    async def submit(
+        self,
+        provider_name: str,
+        operation: str,
+        args: dict[str, Any],
+        *,
+        force: bool = False,
+        shoot_id: str | None = None,
+        owner: str | None = None,
+    ) -> JobRecord:
+        """Validate, store and start a job; an identical earlier call returns its job instead.
+
+        Raises InputError (nothing stored, nothing charged) when the arguments cannot be submitted.
+        """
+        provider = self.provider(provider_name)
+        prepared = await provider.prepare(operation, args, self.media)
+        key = job_key(provider_name, operation, prepared.key_material, owner)
+        now = utcnow()
+        record = JobRecord(
+            job_id=new_job_id(),
+            provider=provider_name,
+            operation=operation,
+            status=JobStatus.QUEUED,
+            credits_estimate=prepared.credits_estimate,
+            sandbox=provider.sandbox,
+            created_at=now,
+            updated_at=now,
+            key=key,
+            payload=prepared.payload,
+            summary=prepared.summary,
+            shoot_id=shoot_id,
+            owner=owner,
+            typical_seconds=prepared.typical_seconds,
+        )
+        await self.store.put(record)
+        holder = await self.store.claim_key(key, record.job_id, force=force)
+        if holder is not None:
+            await self.store.delete(record.job_id)
+            existing = await self.store.get(holder)
+            if existing is not None:
+                if existing.active and existing.job_id not in self._drivers:
+                    self._spawn(existing.job_id)  # e.g. left by a process that died
+                return existing
+            # The holder vanished between the claim and the read: take the key for ourselves.
+            await self.store.put(record)
+            await self.store.claim_key(key, record.job_id, force=True)
+        self._notify()
+        self._spawn(record.job_id)
+        return record
+
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        record = await self.store.get(job_id)
+        if record is None or (owner is not None and record.owner != owner):
+            raise NotFound(f"Unknown job id {job_id!r}. jobs_list shows the jobs there are.")
+        return record
+
+    async def cancel(self, job_id: str, *, owner: str | None = None) -> tuple[JobRecord, str]:
+        """Cancel at the provider where it can; returns the job and a sentence saying what happened."""
+        record = await self.get(job_id, owner=owner)
+        if record.status in TERMINAL:
+            return record, f"Job {job_id} had already {record.status.value}; nothing to cancel."
+        note = "Canceled before it was sent to the provider; nothing was charged."
+        if record.provider_job_id:
+            provider = self.provider(record.provider)
+            try:
+                done = await provider.cancel(record.provider_job_id, record.operation)
+            except ProviderError as exc:
+                done = False
+                log.info("cancel of %s at %s failed: %s", job_id, record.provider, exc)
+            note = (
+                f"Canceled at {record.provider} too."
+                if done
+                else f"{record.provider} offers no way to cancel a running job: it may still finish and be "
+                "charged; callsheet stops following it."
+            )
+        scope = self._drivers.get(job_id)
+        if scope is not None:
+            scope.cancel()
+        record = await self.transition(
+            record,
+            JobStatus.CANCELED,
+            error=JobError(code="canceled", message=note, retryable=True),
+        )
+        return record, note
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        provider: str | None = None,
+        shoot_id: str | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[JobRecord], str | None]:
+        return await self.store.list(
+            status=status, provider=provider, shoot_id=shoot_id, owner=owner, limit=limit, cursor=cursor
+        )
+
+    async def wait(
+        self,
+        job_ids: list[str],
+        *,
+        wait_seconds: float,
+        until: Literal["all", "any"] = "all",
+        on_progress: ProgressFn | None = None,
+        owner: str | None = None,
+    ) -> WaitResult:
+        """Wait up to `wait_seconds` for the jobs, reporting progress; returns early when done."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            records = [await self.get(job_id, owner=owner) for job_id in job_ids]
+            done = [r.status in TERMINAL for r in records]
+            if (all(done) if until == "all" else any(done)) or time.monotonic() >= deadline:
+                pending = [r.job_id for r in records if r.status not in TERMINAL]
+                return WaitResult(jobs=records, pending=pending)
+            if on_progress is not None:
+                total = sum(self.progress(r) for r in records) / len(records)
+                await on_progress(total, _progress_message(records))
+            changed = self._changed
+            # In-process changes wake us at once; jobs driven by another process are re-read each second.
+            with anyio.move_on_after(min(1.0, max(0.0, deadline - time.monotonic()))):
+                await changed.wait()
+
+    def progress(self, record: JobRecord) -> float:
+        """Estimated progress: from the time since submission against the model's typical duration."""
+        if record.status in TERMINAL:
+            return 1.0 if record.status is JobStatus.SUCCEEDED else record.progress
+        if record.submitted_at is None:
+            return 0.0
+        elapsed = (utcnow() - record.submitted_at).total_seconds()
+        return round(min(0.95, 0.05 + 0.9 * elapsed / max(record.typical_seconds * 1.2, 0.001)), 3)
+
+    # -- the one transition function ---------------------------------------------------------
+
+    async def transition(self, record: JobRecord, status: JobStatus, **changes: Any) -> JobRecord:
+        """Move a job to `status` (or update it in place), stamp the time, persist, wake waiters.
+
+        A job that reached a terminal state stays there: a late poll never overwrites a cancel.
+        """
+        current = await self.store.get(record.job_id)
+        if current is not None and current.status in TERMINAL and current.status is not status:
+            return current
+        updated = record.model_copy(update={**changes, "status": status, "updated_at": utcnow()})
+        if status in TERMINAL:
+            updated.progress = 1.0 if status is JobStatus.SUCCEEDED else self.progress(record)
+            updated.payload = None
+        else:
+            updated.progress = self.progress(updated)
+        await self.store.put(updated)
+        self._notify()
+        return updated
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # -- the driver --------------------------------------------------------------------------
+
+    async def _drive(self, job_id: str, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                async with self._lease(job_id) as held:
+                    if held:
+                        await self._run(job_id)
+        finally:
+            if self._drivers.get(job_id) is scope:
+                del self._drivers[job_id]
+
+    @asynccontextmanager
+    async def _lease(self, job_id: str) -> AsyncIterator[bool]:
+        """Hold the job's lease while driving it, renewing it in the background."""
+        if not await self.store.acquire_lease(job_id, self.owner, self.lease_ttl):
+            yield False
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def renew() -> None:
+                while True:
+                    await anyio.sleep(self.lease_ttl / 3)
+                    if not await self.store.acquire_lease(job_id, self.owner, self.lease_ttl):
+                        log.warning("lost the lease on %s; another process drives it now", job_id)
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(renew)
+            try:
+                yield True
+            finally:
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await self.store.release_lease(job_id, self.owner)
+
+    async def _run(self, job_id: str) -> None:
+        record = await self.store.get(job_id)
+        if record is None or record.status not in ACTIVE:
+            return
+        provider = self.providers[record.provider]
+        queued = record.status is JobStatus.QUEUED
+        async with provider.http.limiter.slot(wait=queued and record.submit_started_at is None):
+            try:
+                if record.status is JobStatus.QUEUED:
+                    record = await self._submit(provider, record)
+                if record.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+                    await self._follow(provider, record)
+            except CallsheetError as exc:
+                # Anything not handled below ends the job with the error, so nothing is left hanging.
+                log.info("job %s failed: %s", job_id, exc.code)
+                latest = await self.store.get(job_id)
+                if latest is not None and latest.status in ACTIVE:
+                    await self.transition(latest, JobStatus.FAILED, error=_job_error(exc))
+
+    async def _submit(self, provider: Provider, record: JobRecord) -> JobRecord:
+        if record.submit_started_at is not None:
+            # We died while sending: it may have been accepted, so it must not be sent again.
+            return await self.transition(
+                record,
+                JobStatus.FAILED,
+                error=JobError(
+                    code="submission_lost",
+                    message=SUBMISSION_LOST.format(
+                        provider=provider.name, why="the server stopped while sending it"
+                    ),
+                    retryable=True,
+                ),
+            )
+        if record.payload is None:
+            raise BadResponse("The stored request is missing; repeat the call.", retryable=True)
+        for attempt in range(1, self.retry.attempts + 1):
+            record = await self.transition(record, record.status, submit_started_at=utcnow())
+            try:
+                # Shielded: a cancel arriving mid-send must not lose the id of a job that was accepted.
+                with anyio.CancelScope(shield=True):
+                    submission = await provider.submit(record.operation, record.payload or {})
+                    submitted = await self.transition(
+                        record,
+                        JobStatus.SUBMITTED,
+                        provider_job_id=submission.provider_job_id,
+                        submitted_at=utcnow(),
+                        credits_used=submission.credits_used,
+                        payload=None,
+                    )
+                    if submitted.status is JobStatus.CANCELED and submission.provider_job_id:
+                        await self._cancel_late(provider, submitted, submission.provider_job_id)
+                        return submitted
+            except (TransportError, BadResponse) as exc:
+                if isinstance(exc, BadResponse) or exc.maybe_sent:
+                    return await self.transition(
+                        record,
+                        JobStatus.FAILED,
+                        error=JobError(
+                            code="submission_lost",
+                            message=SUBMISSION_LOST.format(provider=provider.name, why=exc.message),
+                            retryable=True,
+                        ),
+                    )
+                error: ProviderError = exc
+            except ProviderError as exc:
+                if not exc.retryable:
+                    raise
+                error = exc
+            else:
+                record = submitted
+                if submission.done is not None:
+                    await self._settle(provider, record, submission.done)
+                    latest = await self.store.get(record.job_id)
+                    return latest or record
+                return record
+            # Surely not accepted (connection refused, 429, 5xx): clear the marker and try again.
+            record = await self.transition(record, record.status, submit_started_at=None)
+            if attempt == self.retry.attempts:
+                raise error
+            await anyio.sleep(self.retry.delay(attempt, getattr(error, "retry_after", None)))
+        raise AssertionError("unreachable")
+
+    async def _cancel_late(self, provider: Provider, record: JobRecord, provider_job_id: str) -> None:
+        """The user canceled while the submission was in flight: cancel it at the provider too."""
+        record.provider_job_id = provider_job_id
+        await self.store.put(record)
+        try:
+            await provider.cancel(provider_job_id, record.operation)
+        except ProviderError as exc:
+            log.info("late cancel of %s failed: %s", record.job_id, exc)
+
+    async def _follow(self, provider: Provider, record: JobRecord) -> None:
+        """Poll until the job ends, starting near its typical duration and backing off."""
+        provider_job_id = record.provider_job_id
+        assert provider_job_id is not None
+        failures = 0
+        while True:
+            elapsed = (utcnow() - (record.submitted_at or record.created_at)).total_seconds()
+            delay = self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls)
+            if failures:
+                delay = max(delay, self.retry.delay(failures))
+            await anyio.sleep(delay)
+            latest = await self.store.get(record.job_id)
+            if latest is None or latest.status in TERMINAL:
+                return  # canceled (perhaps by another process) while we slept
+            record = latest
+            try:
+                report = await provider.status(provider_job_id, record.operation)
+            except ProviderError as exc:
+                record = await self.transition(record, record.status, status_calls=record.status_calls + 1)
+                if isinstance(exc, AuthError | InsufficientCredits | ProviderRejected) or (
+                    not exc.retryable and failures >= 2
+                ):
+                    raise
+                failures += 1
+                continue
+            failures = 0
+            record = record.model_copy(update={"status_calls": record.status_calls + 1})
+            if report.state in (RemoteState.PENDING, RemoteState.RUNNING):
+                status = JobStatus.RUNNING if report.state is RemoteState.RUNNING else record.status
+                record = await self.transition(record, status)
+                continue
+            await self._settle(provider, record, report)
+            return
+
+    async def _settle(self, provider: Provider, record: JobRecord, report: StatusReport) -> None:
+        """End the job from a terminal report: download outputs the moment it succeeds."""
+        credits = report.credits_used if report.credits_used is not None else record.credits_used
+        if report.state is RemoteState.FAILED:
+            await self.transition(
+                record,
+                JobStatus.FAILED,
+                credits_used=0 if credits is None else credits,
+                error=report.error
+                or JobError(code="job_failed", message="The provider reported a failure.", retryable=True),
+            )
+            return
+        if report.state is RemoteState.CANCELED:
+            await self.transition(
+                record,
+                JobStatus.CANCELED,
+                error=JobError(code="canceled", message="Canceled at the provider.", retryable=True),
+            )
+            return
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                outputs = await self.media.save_outputs(
+                    record, report.outputs, provider.http.client, trusted_hosts=provider.trusted_hosts
+                )
+                break
+            except ProviderError as exc:
+                if not exc.retryable or attempt == self.retry.attempts:
+                    urls = ", ".join(o.url for o in report.outputs if o.url) or "none (inline data)"
+                    await self.transition(
+                        record,
+                        JobStatus.FAILED,
+                        credits_used=credits,
+                        error=JobError(
+                            code="download_failed",
+                            message=f"The job succeeded but its outputs could not be downloaded "
+                            f"({exc.message}). Provider URLs: {urls}",
+                            retryable=False,
+                        ),
+                    )
+                    return
+                await anyio.sleep(self.retry.delay(attempt))
+        await self.transition(record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+
+
+def job_key(provider: str, operation: str, inputs: dict[str, Any], owner: str | None = None) -> str:
+    """Hash of provider, operation and normalized inputs (files by content hash): identical calls share it."""
+    material = {"provider": provider, "operation": operation, "inputs": inputs, "owner": owner}
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _job_error(exc: CallsheetError) -> JobError:
+    return JobError(code=exc.code, message=exc.message, retryable=exc.retryable)
+
+
+def _progress_message(records: Iterable[JobRecord]) -> str:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -1,0 +1,95 @@
+"""Build everything a running callsheet needs, once, and tear it down again.
+
+The MCP app's lifespan and the command line both use `open_services`: HTTP clients, the store,
+the provider adapters (live against their base URLs, or sandbox against in-process emulators)
+and the engine with its own task group are created here and passed in; nothing does I/O at
+import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from starlette.types import ASGIApp
+
+from server import __version__
+from server.config import Mode, Settings
+from server.engine import Engine
+from server.http import HttpCaller
+from server.limiter import Limiter
+from server.media import Media
+from server.policy import HTTP_TIMEOUT, PollPolicy, RetryPolicy
+from server.providers import REGISTRY
+from server.providers.base import Provider
+from server.store import DiskStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: DiskStore
+    media: Media
+    engine: Engine
+    providers: dict[str, Provider]
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    sandbox_apps: dict[str, ASGIApp] | None = None,
+    live_transport: httpx.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+    poll: PollPolicy | None = None,
+    lease_ttl: float = 60.0,
+    start_engine: bool = True,
+) -> AsyncIterator[Services]:
+    """`sandbox_apps` and `live_transport` let tests put their own fakes behind the real adapters."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = DiskStore(settings.store_dir)
+    media = Media(settings, store)
+    try:
+        async with AsyncExitStack() as stack:
+            headers = {"User-Agent": f"callsheet/{__version__}"}
+            live = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=HTTP_TIMEOUT, headers=headers, transport=live_transport)
+            )
+            providers: dict[str, Provider] = {}
+            for name, conf in settings.providers.items():
+                registration = REGISTRY.get(name)
+                if registration is None or conf.mode is Mode.OFF:
+                    continue
+                sandbox = conf.mode is Mode.SANDBOX
+                scale = settings.sandbox_time_scale if sandbox else 1.0
+                if sandbox:
+                    app = (sandbox_apps or {}).get(name) or registration.sandbox_app(scale)
+                    client = await stack.enter_async_context(
+                        httpx.AsyncClient(
+                            transport=httpx.ASGITransport(app=app), timeout=HTTP_TIMEOUT, headers=headers
+                        )
+                    )
+                else:
+                    client = live
+                http = HttpCaller(
+                    client,
+                    provider=name,
+                    base_url=conf.base_url,
+                    limiter=Limiter(registration.limits.scaled(scale)),
+                    headers=registration.auth_headers("sandbox" if sandbox else conf.api_key or ""),
+                    key_var=conf.key_var,
+                    error_message=registration.error_message,
+                )
+                providers[name] = registration.adapter(http, sandbox=sandbox, time_scale=scale)
+            engine = Engine(
+                store=store, media=media, providers=providers, retry=retry, poll=poll, lease_ttl=lease_ttl
+            )
+            if not start_engine:  # the command line reading or canceling jobs: drive nothing
+                yield Services(settings, store, media, engine, providers)
+                return
+            async with engine.running():
+                yield Services(settings, store, media, engine, providers)
+    finally:
+        store.close()

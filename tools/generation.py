@@ -1,0 +1,82 @@
+"""Generation tools: one per provider operation, built from the adapter's typed input models.
+
+Each tool's flat arguments are the fields of the provider's input model (the provider's own names),
+plus `wait_seconds` and `force`. The same model validates the call again in the adapter, so the
+schema the assistant reads and the check the call meets cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Annotated, Any, cast
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.models import Job, JobStatus
+from server.providers.base import OperationSpec
+from tools.common import FORCE_DESCRIPTION, WAIT_DESCRIPTION, job_result, services, tool_errors, wait_for
+
+GENERATION_ANNOTATIONS = ToolAnnotations(
+    read_only_hint=False,
+    destructive_hint=False,
+    idempotent_hint=True,  # an identical call returns the same job and spends nothing
+    open_world_hint=True,
+)
+
+
+def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> Any:
+    """A tool function whose signature is `inputs`' fields, flat, plus wait_seconds, force and ctx."""
+
+    async def tool(ctx: Context, wait_seconds: int = 40, force: bool = False, **args: Any) -> CallToolResult:
+        svc = services(ctx)
+        given = {k: v for k, v in args.items() if v is not None}
+        job = await svc.engine.submit(provider, operation, given, force=force)
+        job = await wait_for(ctx, job, wait_seconds)
+        result = job_result(svc, job)
+        # A job that failed is reported as a tool error too, so no assistant mistakes it for a result.
+        result.is_error = job.status is JobStatus.FAILED
+        return result
+
+    params = []
+    for name, field in inputs.model_fields.items():
+        annotation = cast(Any, Annotated)[field.rebuild_annotation(), Field(description=field.description)]
+        default = inspect.Parameter.empty if field.is_required() else None
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+    params += [
+        inspect.Parameter(
+            "wait_seconds",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=40,
+            annotation=Annotated[int, Field(ge=0, le=50, description=WAIT_DESCRIPTION)],
+        ),
+        inspect.Parameter(
+            "force",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, Field(description=FORCE_DESCRIPTION)],
+        ),
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+    ]
+    returns = Annotated[CallToolResult, Job]
+    wrapped = tool_errors(tool)
+    wrapped.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
+    wrapped.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+    wrapped.__name__ = f"{provider}_{operation}"
+    return wrapped
+
+
+def register_generation_tools(app: MCPServer, specs: list[tuple[str, OperationSpec]]) -> None:
+    """One tool per (provider, operation) that is live or sandbox."""
+    for provider, op in specs:
+        app.add_tool(
+            generation_tool(provider, op.operation, op.inputs),
+            name=f"{provider}_{op.operation}",
+            title=op.title,
+            description=op.description,
+            annotations=GENERATION_ANNOTATIONS,
+        )

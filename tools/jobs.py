@@ -1,0 +1,105 @@
+"""Job tools: status, wait, cancel, list. Exact shapes from the design's contract."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.models import Job, JobStatus
+from tools.common import job_content, job_result, progress_reporter, public_job, services, tool_errors
+
+JobId = Annotated[str, Field(description="A job_id returned by a generation tool or jobs_list.")]
+
+
+class WaitResult(BaseModel):
+    jobs: list[Job] = Field(description="Every requested job, in the order asked for.")
+    pending: list[str] = Field(description="Ids of the jobs that are still not finished.")
+
+
+class JobPage(BaseModel):
+    jobs: list[Job] = Field(description="Jobs, newest first.")
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null when none.")
+
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+
+
+@tool_errors
+async def job_status(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
+    """Current state of a job: status, progress, outputs (thumbnail plus a link to each file), error."""
+    svc = services(ctx)
+    return job_result(svc, await svc.engine.get(job_id))
+
+
+@tool_errors
+async def job_wait(
+    job_ids: Annotated[list[str], Field(min_length=1, max_length=100, description="Job ids to wait for.")],
+    ctx: Context,
+    wait_seconds: Annotated[
+        int, Field(ge=0, le=50, description="Seconds (0-50) to wait, with progress notifications.")
+    ] = 40,
+    until: Annotated[
+        Literal["all", "any"], Field(description="Return when all jobs have finished, or as soon as any has.")
+    ] = "all",
+) -> Annotated[CallToolResult, WaitResult]:
+    """Wait for one or several jobs, sending progress; returns early when the condition holds.
+
+    Jobs keep running on the server whatever happens to this call: call again to keep waiting.
+    """
+    svc = services(ctx)
+    result = await svc.engine.wait(
+        job_ids, wait_seconds=wait_seconds, until=until, on_progress=progress_reporter(ctx)
+    )
+    structured = WaitResult(
+        jobs=[public_job(svc, job) for job in result.jobs], pending=result.pending
+    ).model_dump(mode="json")
+    content = []
+    for job in result.jobs:
+        content.extend(job_content(svc, job))
+    if result.pending:
+        content.append(
+            TextContent(type="text", text=f"{len(result.pending)} job(s) still running: call job_wait again.")
+        )
+    return CallToolResult(content=content, structured_content=structured)
+
+
+@tool_errors
+async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
+    """Cancel a job, at the provider too where the provider allows it. A finished job is left as it is."""
+    svc = services(ctx)
+    job, note = await svc.engine.cancel(job_id)
+    return job_result(svc, job, note)
+
+
+@tool_errors
+async def jobs_list(
+    ctx: Context,
+    status: Annotated[JobStatus | None, Field(description="Only jobs in this state.")] = None,
+    provider: Annotated[str | None, Field(description="Only this provider's jobs, e.g. fashn.")] = None,
+    shoot_id: Annotated[str | None, Field(description="Only the jobs of this shoot.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+) -> JobPage:
+    """List jobs, newest first, with filters and paging."""
+    svc = services(ctx)
+    records, next_cursor = await svc.engine.list_jobs(
+        status=status, provider=provider, shoot_id=shoot_id, limit=limit, cursor=cursor
+    )
+    return JobPage(jobs=[public_job(svc, r) for r in records], next_cursor=next_cursor)
+
+
+def register_job_tools(app: MCPServer) -> None:
+    app.add_tool(job_status, annotations=READ_ONLY)
+    app.add_tool(job_wait, annotations=READ_ONLY)
+    app.add_tool(
+        job_cancel,
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+    app.add_tool(jobs_list, annotations=READ_ONLY)
