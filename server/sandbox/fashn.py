@@ -1,0 +1,723 @@
+"""An in-process emulation of FASHN's HTTP API, for sandbox mode and for tests.
+
+It serves what the provider documents (`provider-docs/fashn-*`) under the same paths, so the real
+FASHN adapter runs against it unchanged, in process through `httpx.ASGITransport(app=emu.app)`
+or over a socket under uvicorn; the base URL is `http://<host>/v1`:
+
+    POST /v1/run              {"model_name", "inputs"} (or the legacy top-level try-on form)
+    GET  /v1/status/{id}      starting -> in_queue -> processing -> completed | failed | canceled
+    GET  /v1/cancel/{id}
+    GET  /v1/credits
+    GET  /cdn/{id}/output_{n}.{ext}   the labelled placeholder outputs (no auth, like a CDN)
+
+Timings come from the models' typical durations (`fashn-models.md`) times `time_scale`; a
+prediction's state is computed from the clock at each request, so nothing runs in the background.
+The documented limits apply with their windows scaled the same way: `/run` 50 per 60 s, `/status`
+50 per 10 s, `/credits` 30 per 10 s, 6 predictions in flight; 429s carry a fractional
+`Retry-After` in seconds. Credits are charged at `/run` (header `x-fashn-credits-used`) and
+refunded when a prediction fails or is canceled, as FASHN charges nothing for those; a terminal
+`/status` answer repeats the header with what the prediction finally cost (FASHN's SDK reads it there).
+
+A prediction fails on purpose when any string input contains `[sandbox:fail=<ErrorName>]`.
+`FashnFaults` provokes the other documented failures (5xx, 402 or 429 out of credits, bodies that
+are not JSON, a connection dropped after the prediction was created). A dropped connection is
+an `httpx.RemoteProtocolError` raised inside the app after the response has started:
+`httpx.ASGITransport` re-raises an app's exception to the caller unchanged, so in process the
+client sees exactly that exception; under uvicorn the server closes the socket mid-response and
+httpx raises `RemoteProtocolError` ("peer closed connection ...") of its own.
+
+Deliberate simplifications: a 4k request is drawn at 2048 px on its long side (placeholders stay
+cheap), and videos are ~1 s clips of 256 px on the long side whatever the requested resolution.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import anyio.to_thread
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
+
+# --- The documented contract -------------------------------------------------------------------
+
+RUN_LIMIT = (50, 60.0)
+STATUS_LIMIT = (50, 10.0)
+CREDITS_LIMIT = (30, 10.0)
+MAX_IN_FLIGHT = 6
+CREDITS_HEADER = "x-fashn-credits-used"
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "tryon-max": ("model_image", "product_image"),
+    "tryon-v1.6": ("model_image", "garment_image"),
+    "product-to-model": ("product_image",),
+    "face-to-model": ("face_image",),
+    "model-create": ("prompt",),
+    "model-swap": ("model_image",),
+    "edit": ("image", "prompt"),
+    "reframe": ("image", "aspect_ratio"),
+    "background-change": ("image", "prompt"),
+    "background-remove": ("image",),
+    "image-to-video": ("image",),
+    "packshot": ("product_image",),
+}
+MODEL_NAMES = tuple(REQUIRED)
+
+IMAGE_FIELDS = frozenset(
+    {
+        "model_image",
+        "product_image",
+        "garment_image",
+        "face_image",
+        "image",
+        "end_image",
+        "image_reference",
+        "face_reference",
+        "mask",
+        "image_prompt",
+        "image_context",
+    }
+)
+_ENUMS: dict[str, tuple[object, ...]] = {
+    "output_format": ("png", "jpeg"),
+    "resolution": ("1k", "2k", "4k"),
+    "generation_mode": ("fast", "balanced", "quality"),
+    "category": ("auto", "tops", "bottoms", "one-pieces"),
+    "garment_photo_type": ("auto", "flat-lay", "model"),
+    "mode": ("performance", "balanced", "quality"),
+    "moderation_level": ("conservative", "permissive", "none"),
+    "face_reference_mode": ("match_base", "match_reference"),
+}
+_MODEL_ENUMS: dict[str, dict[str, tuple[object, ...]]] = {
+    "tryon-max": {"generation_mode": ("balanced", "quality")},
+    "image-to-video": {"resolution": ("480p", "720p", "1080p"), "duration": (5, 10)},
+}
+_STRING_FIELDS = ("prompt", "negative_prompt")
+_COUNT_FIELDS = ("num_images", "num_samples")
+
+_TRYON_MAX_PRICE = {"1k": 2, "2k": 3, "4k": 5}
+_TIERED_PRICE = {"1k": 1, "2k": 2, "4k": 4}
+"""For the models documented as "1-5" credits: our reading of that range by resolution."""
+_TIERED_MODELS = frozenset({"product-to-model", "face-to-model", "model-create", "model-swap", "edit"})
+_FACE_REFERENCE_EXTRA = 3
+_VIDEO_PRICE = {"480p": 1, "720p": 3, "1080p": 6}
+_LONG_SIDE = {"1k": 1024, "2k": 2048, "4k": 2048}  # 4k capped: see the module docstring
+_VIDEO_LONG_SIDE = 256
+
+_DURATIONS: dict[str, tuple[float, float, float, float]] = {
+    # model: (fastest, usual from, usual to, slowest) in seconds, from fashn-models.md where published
+    "tryon-max": (20, 30, 50, 120),
+    "product-to-model": (20, 30, 50, 120),
+    "face-to-model": (20, 30, 50, 120),
+    "edit": (20, 30, 50, 120),
+    "model-create": (10, 20, 40, 120),
+    "model-swap": (10, 20, 40, 120),
+    "reframe": (10, 15, 30, 60),
+    "background-change": (10, 15, 30, 60),
+    "packshot": (15, 20, 40, 90),
+    "background-remove": (3, 4, 8, 15),
+}
+_TRYON_V16_SECONDS = {"performance": (4.5, 5.5), "balanced": (7.0, 9.0), "quality": (12.0, 17.0)}
+_VIDEO_SECONDS = {"480p": 40.0, "720p": 60.0, "1080p": 90.0}
+
+# Shares of a prediction's duration spent in each state before it completes.
+_STARTING_SHARE = 0.05
+_QUEUE_SHARE = 0.2
+_FAIL_SHARE = 0.5
+
+FAIL_MARKER = re.compile(r"\[sandbox:fail=([A-Za-z]+)\]")
+FAILURE_MESSAGES = {
+    "ImageLoadError": "Error loading model image: The URL's Content-Type is not an image. "
+    "Content-Type: text/plain;charset=UTF-8",
+    "PoseError": "Could not detect a body pose in the model image. Make sure the person is fully "
+    "visible and not occluded.",
+    "ContentModerationError": "The inputs were flagged by content moderation and cannot be processed.",
+    "NSFWError": "NSFW content was detected in the inputs.",
+    "InputValidationError": "The inputs could not be processed: the product image does not show a "
+    "recognisable garment.",
+    "PhotoTypeError": "Could not determine the garment photo type; set garment_photo_type to "
+    "'flat-lay' or 'model'.",
+    "PipelineError": "An unexpected error occurred in the generation pipeline. Please try again.",
+    "ThirdPartyError": "An upstream service failed to process the request. Please try again later.",
+    "InternalServerError": "Internal server error. Please try again later or contact support@fashn.ai.",
+}
+
+STARTING, IN_QUEUE, PROCESSING = "starting", "in_queue", "processing"
+COMPLETED, FAILED, CANCELED = "completed", "failed", "canceled"
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELED})
+
+
+def fashn_credits(model_name: str, inputs: dict[str, Any]) -> int:
+    """Credits one `/run` costs, from the price column of fashn-models.md ("not published": 1)."""
+    if model_name == "tryon-v1.6":
+        return int(inputs.get("num_samples", 1))
+    if model_name == "image-to-video":
+        price = _VIDEO_PRICE[str(inputs.get("resolution", "480p"))]
+        return price * (2 if inputs.get("duration") == 10 else 1)
+    count = int(inputs.get("num_images", 1))
+    resolution = str(inputs.get("resolution", "1k"))
+    if model_name == "tryon-max":
+        return _TRYON_MAX_PRICE[resolution] * count
+    if model_name in _TIERED_MODELS:
+        extra = _FACE_REFERENCE_EXTRA if inputs.get("face_reference") else 0
+        return (_TIERED_PRICE[resolution] + extra) * count
+    return count
+
+
+# --- State -------------------------------------------------------------------------------------
+
+
+@dataclass
+class FashnFaults:
+    """Knobs tests turn to provoke the failures the documents describe."""
+
+    run_errors: list[int] = field(default_factory=list)
+    """HTTP statuses to answer the next `/run` calls with, in order (popped per call, after auth)."""
+    status_errors: list[int] = field(default_factory=list)
+    """The same for `/status`."""
+    run_malformed: int = 0
+    """The next N accepted `/run` calls create (and charge) the prediction, then answer 200 with HTML."""
+    run_drop_after_accept: int = 0
+    """The next N accepted `/run` calls create (and charge) the prediction, then drop the connection."""
+    credits: int = 1000
+    """The account balance: charged at `/run`, refunded for failed and canceled predictions."""
+    out_of_credits_as_429: bool = False
+    """Refuse a `/run` the balance cannot pay with 429 (as FASHN sometimes does) instead of 402."""
+    error_shape: str = "object"
+    """"object": `{"error": {"name", "message"}}`; "string": `{"error": "message"}`. Both are documented."""
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: str  # "image" or "video"
+    ext: str
+    mime_type: str
+    width: int
+    height: int
+    label: str
+
+
+@dataclass
+class Prediction:
+    id: str
+    number: int
+    model_name: str
+    inputs: dict[str, Any]
+    created: float
+    duration: float
+    """Scaled seconds from creation to completion."""
+    credits: int
+    outputs: list[Output]
+    failure: tuple[str, str] | None = None
+    status: str = STARTING
+    """As of the latest request to the emulator (the state is computed from the clock)."""
+    canceled_at: float | None = None
+    refunded: bool = False
+
+    def state(self, now: float) -> str:
+        if self.canceled_at is not None:
+            return CANCELED
+        share = (now - self.created) / self.duration
+        if self.failure is not None and share >= _FAIL_SHARE:
+            return FAILED
+        if share >= 1.0:
+            return COMPLETED
+        if share < _STARTING_SHARE:
+            return STARTING
+        return IN_QUEUE if share < _QUEUE_SHARE else PROCESSING
+
+    def ends_at(self) -> float:
+        return self.created + self.duration * (_FAIL_SHARE if self.failure else 1.0)
+
+
+@dataclass
+class FashnStats:
+    """Counters for tests: what the client asked, and what the emulator answered."""
+
+    run_calls: int = 0
+    status_calls: int = 0
+    status_calls_by_id: dict[str, int] = field(default_factory=dict)
+    cancel_calls: int = 0
+    credits_calls: int = 0
+    cdn_calls: int = 0
+    sent_429: int = 0
+    max_in_flight: int = 0
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+
+
+class _Window:
+    """A sliding-window rate limit; a refused request does not use up the window."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._times: deque[float] = deque()
+
+    def admit(self, now: float) -> float | None:
+        """Record the call and return None, or return how long to wait before the next one fits."""
+        while self._times and self._times[0] <= now - self.seconds:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return self._times[0] + self.seconds - now
+        self._times.append(now)
+        return None
+
+
+class _Rejected(Exception):
+    """A `/run` request that FASHN answers with an error status."""
+
+    def __init__(self, status: int, name: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.message = message
+
+
+class _DroppedConnection(Response):
+    """Starts a 200 answer, then fails: uvicorn cuts the socket, ASGITransport re-raises the error."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, headers={"content-length": "64"}, media_type="application/json")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+# --- The emulator ------------------------------------------------------------------------------
+
+
+class FashnEmulator:
+    def __init__(
+        self,
+        *,
+        time_scale: float = 0.05,
+        api_key: str | None = None,
+        faults: FashnFaults | None = None,
+        seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock` exists for tests that step time by hand; `api_key=None` accepts any bearer token."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
+        self.api_key = api_key
+        self.faults = faults if faults is not None else FashnFaults()
+        self.seed = seed
+        self.stats = FashnStats()
+        self._clock = clock
+        self._windows = {
+            "run": _Window(RUN_LIMIT[0], RUN_LIMIT[1] * time_scale),
+            "status": _Window(STATUS_LIMIT[0], STATUS_LIMIT[1] * time_scale),
+            "credits": _Window(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * time_scale),
+        }
+        self._media: dict[tuple[str, int], tuple[bytes, str]] = {}
+        self.app = Starlette(
+            routes=[
+                Route("/v1/run", self._run, methods=["POST"]),
+                Route("/v1/status/{id}", self._status, methods=["GET"]),
+                Route("/v1/cancel/{id}", self._cancel, methods=["GET"]),
+                Route("/v1/credits", self._credits, methods=["GET"]),
+                Route("/cdn/{id}/{name}", self._cdn, methods=["GET"]),
+            ]
+        )
+
+    # --- endpoints ---
+
+    async def _run(self, request: Request) -> Response:
+        self.stats.run_calls += 1
+        now = self._clock()
+        self._settle(now)
+        try:
+            self._authorize(request)
+            if self.faults.run_errors:
+                return self._injected(self.faults.run_errors.pop(0), with_id=True)
+            wait = self._windows["run"].admit(now)
+            if wait is not None:
+                return self._too_many(
+                    "RateLimitExceeded", "Rate limit exceeded: at most 50 /run requests per 60 s.", wait, True
+                )
+            model_name, inputs = _parse_run(await request.body())
+            in_flight = [p for p in self.stats.predictions.values() if p.status not in TERMINAL]
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                wait = min(p.ends_at() for p in in_flight) - now
+                return self._too_many(
+                    "ConcurrencyLimitExceeded",
+                    f"Concurrency limit reached: at most {MAX_IN_FLIGHT} predictions may run at once.",
+                    wait,
+                    True,
+                )
+            cost = fashn_credits(model_name, inputs)
+            if cost > self.faults.credits:
+                message = (
+                    f"Insufficient credits: this request needs {cost}, the balance is {self.faults.credits}."
+                )
+                if self.faults.out_of_credits_as_429:
+                    raise _Rejected(429, "OutOfCredits", message)
+                raise _Rejected(402, "InsufficientCredits", message)
+        except _Rejected as exc:
+            return self._error(exc.status, exc.name, exc.message, with_id=True)
+
+        prediction = self._create(model_name, inputs, cost, now)
+        self.stats.max_in_flight = max(self.stats.max_in_flight, len(in_flight) + 1)
+        headers = {CREDITS_HEADER: str(cost)}
+        if self.faults.run_malformed > 0:
+            self.faults.run_malformed -= 1
+            html = "<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>"
+            return Response(html, status_code=200, media_type="text/html", headers=headers)
+        if self.faults.run_drop_after_accept > 0:
+            self.faults.run_drop_after_accept -= 1
+            return _DroppedConnection()
+        return JSONResponse({"id": prediction.id, "error": None}, headers=headers)
+
+    async def _status(self, request: Request) -> Response:
+        prediction_id = request.path_params["id"]
+        self.stats.status_calls += 1
+        by_id = self.stats.status_calls_by_id
+        by_id[prediction_id] = by_id.get(prediction_id, 0) + 1
+        now = self._clock()
+        self._settle(now)
+        try:
+            self._authorize(request)
+            if self.faults.status_errors:
+                return self._injected(self.faults.status_errors.pop(0))
+        except _Rejected as exc:
+            return self._error(exc.status, exc.name, exc.message)
+        wait = self._windows["status"].admit(now)
+        if wait is not None:
+            return self._too_many(
+                "RateLimitExceeded", "Rate limit exceeded: at most 50 /status requests per 10 s.", wait
+            )
+        prediction = self.stats.predictions.get(prediction_id)
+        if prediction is None:
+            return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
+        body: dict[str, Any] = {
+            "id": prediction.id,
+            "status": prediction.status,
+            "output": None,
+            "error": None,
+        }
+        if prediction.status == COMPLETED:
+            if prediction.inputs.get("return_base64"):
+                body["output"] = [await self._data_uri(prediction, n) for n in range(len(prediction.outputs))]
+            else:
+                base = _public_base(request)
+                body["output"] = [
+                    f"{base}/cdn/{prediction.id}/output_{n}.{out.ext}"
+                    for n, out in enumerate(prediction.outputs)
+                ]
+        elif prediction.status == FAILED and prediction.failure is not None:
+            body["error"] = self._error_value(*prediction.failure)
+        headers = {}
+        if prediction.status in TERMINAL:
+            # FASHN's SDK reads what a finished prediction cost from its terminal /status answer.
+            headers[CREDITS_HEADER] = str(prediction.credits if prediction.status == COMPLETED else 0)
+        return JSONResponse(body, headers=headers)
+
+    async def _cancel(self, request: Request) -> Response:
+        prediction_id = request.path_params["id"]
+        self.stats.cancel_calls += 1
+        now = self._clock()
+        self._settle(now)
+        try:
+            self._authorize(request)
+        except _Rejected as exc:
+            return self._error(exc.status, exc.name, exc.message)
+        prediction = self.stats.predictions.get(prediction_id)
+        if prediction is None:
+            return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
+        if prediction.status not in TERMINAL:
+            prediction.canceled_at = now
+            self._settle(now)
+        return JSONResponse({"id": prediction.id, "status": prediction.status, "error": None})
+
+    async def _credits(self, request: Request) -> Response:
+        self.stats.credits_calls += 1
+        now = self._clock()
+        self._settle(now)
+        try:
+            self._authorize(request)
+        except _Rejected as exc:
+            return self._error(exc.status, exc.name, exc.message)
+        wait = self._windows["credits"].admit(now)
+        if wait is not None:
+            return self._too_many(
+                "RateLimitExceeded", "Rate limit exceeded: at most 30 /credits requests per 10 s.", wait
+            )
+        balance = self.faults.credits
+        return JSONResponse({"credits": {"total": balance, "subscription": balance, "on_demand": 0}})
+
+    async def _cdn(self, request: Request) -> Response:
+        self.stats.cdn_calls += 1
+        self._settle(self._clock())
+        prediction = self.stats.predictions.get(request.path_params["id"])
+        match = re.fullmatch(r"output_(\d+)\.(\w+)", request.path_params["name"])
+        if prediction is None or prediction.status != COMPLETED or match is None:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        n = int(match.group(1))
+        if n >= len(prediction.outputs) or match.group(2) != prediction.outputs[n].ext:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        data, mime_type = await self._render(prediction, n)
+        return Response(data, media_type=mime_type, headers={"cache-control": "public, max-age=259200"})
+
+    # --- helpers ---
+
+    def _authorize(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
+            raise _Rejected(401, "UnauthorizedAccess", "Unauthorized: the API key is missing or invalid.")
+
+    def _settle(self, now: float) -> None:
+        """Bring every prediction's status up to `now`, refunding those that failed or were canceled."""
+        for prediction in self.stats.predictions.values():
+            if prediction.status in TERMINAL:
+                continue
+            prediction.status = prediction.state(now)
+            if prediction.status in (FAILED, CANCELED) and not prediction.refunded:
+                prediction.refunded = True
+                self.faults.credits += prediction.credits
+
+    def _create(self, model_name: str, inputs: dict[str, Any], cost: int, now: float) -> Prediction:
+        number = len(self.stats.predictions)
+        rng = random.Random(f"{self.seed}:{number}")
+        prediction = Prediction(
+            id=f"{uuid.uuid4()}-u1",
+            number=number,
+            model_name=model_name,
+            inputs=inputs,
+            created=now,
+            duration=max(_typical_seconds(model_name, inputs, rng) * self.time_scale, 1e-6),
+            credits=cost,
+            outputs=_outputs(model_name, inputs),
+            failure=_failure(inputs),
+        )
+        self.faults.credits -= cost
+        self.stats.predictions[prediction.id] = prediction
+        return prediction
+
+    async def _render(self, prediction: Prediction, n: int) -> tuple[bytes, str]:
+        key = (prediction.id, n)
+        if key not in self._media:
+            out = prediction.outputs[n]
+            lines = [
+                f"fashn · {prediction.model_name}",
+                f"output {n} of {len(prediction.outputs)}",
+                out.label,
+            ]
+            seed = self.seed * 1_000_003 + prediction.number * 16 + n
+            if out.kind == "video":
+                media = await anyio.to_thread.run_sync(placeholder_video, out.width, out.height, lines, seed)
+            else:
+                draw = placeholder_jpeg if out.ext == "jpg" else placeholder_png
+                media = (
+                    await anyio.to_thread.run_sync(draw, out.width, out.height, lines, seed),
+                    out.mime_type,
+                )
+            self._media[key] = media
+        return self._media[key]
+
+    async def _data_uri(self, prediction: Prediction, n: int) -> str:
+        data, mime_type = await self._render(prediction, n)
+        return f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+    def _error_value(self, name: str, message: str) -> dict[str, str] | str:
+        return {"name": name, "message": message} if self.faults.error_shape == "object" else message
+
+    def _error(
+        self,
+        status: int,
+        name: str,
+        message: str,
+        *,
+        with_id: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
+        if status == 429:
+            self.stats.sent_429 += 1
+        body: dict[str, Any] = {"id": None} if with_id else {}
+        body["error"] = self._error_value(name, message)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def _injected(self, status: int, *, with_id: bool = False) -> JSONResponse:
+        message = f"Injected sandbox fault: HTTP {status}."
+        if status == 429:
+            return self._too_many("RateLimitExceeded", message, self.time_scale, with_id)
+        return self._error(status, _status_name(status), message, with_id=with_id)
+
+    def _too_many(self, name: str, message: str, wait: float, with_id: bool = False) -> JSONResponse:
+        headers = {"retry-after": f"{max(wait, 0.001):.3f}"}
+        return self._error(429, name, message, with_id=with_id, headers=headers)
+
+
+# --- Request parsing and the model table -------------------------------------------------------
+
+
+def _parse_run(raw: bytes) -> tuple[str, dict[str, Any]]:
+    """The model and its inputs, from the documented form or the legacy top-level try-on form."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise _Rejected(400, "RequestError", "The request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise _Rejected(400, "RequestError", "The request body must be a JSON object.")
+    if "model_name" not in payload and ("model_image" in payload or "garment_image" in payload):
+        inputs = {k: v for k, v in payload.items() if k != "webhook_url"}
+        if "category" not in inputs:
+            raise _Rejected(400, "InputValidationError", "Missing required field 'category'.")
+        model_name = "tryon-v1.6"
+    else:
+        named, raw_inputs = payload.get("model_name"), payload.get("inputs")
+        if not isinstance(named, str) or not named:
+            raise _Rejected(400, "InputValidationError", "Missing required field 'model_name'.")
+        model_name = named
+        if model_name not in REQUIRED:
+            known = ", ".join(MODEL_NAMES)
+            raise _Rejected(
+                400, "InputValidationError", f"Unknown model_name '{model_name}'. Use one of: {known}."
+            )
+        if not isinstance(raw_inputs, dict):
+            raise _Rejected(400, "InputValidationError", "Missing required field 'inputs' (an object).")
+        inputs = raw_inputs
+    problem = _input_problem(model_name, inputs)
+    if problem is not None:
+        raise _Rejected(400, "InputValidationError", problem)
+    return model_name, inputs
+
+
+def _input_problem(model_name: str, inputs: dict[str, Any]) -> str | None:
+    for name in REQUIRED[model_name]:
+        if inputs.get(name) in (None, ""):
+            return f"Missing required input '{name}' for model '{model_name}'."
+    for name in sorted(IMAGE_FIELDS & inputs.keys()):
+        value = inputs[name]
+        if value is not None and not _is_image_reference(value):
+            return (
+                f"Invalid input '{name}': expected an http(s) image URL or a base64 data URI "
+                "with its prefix (e.g. data:image/jpeg;base64,<YOUR_BASE64>)."
+            )
+    enums = {**_ENUMS, **_MODEL_ENUMS.get(model_name, {})}
+    for name, allowed in enums.items():
+        if name in inputs and (inputs[name] not in allowed or isinstance(inputs[name], bool)):
+            choices = " | ".join(map(str, allowed))
+            return f"Invalid input '{name}': {inputs[name]!r} is not one of {choices}."
+    for name in _COUNT_FIELDS:
+        value = inputs.get(name)
+        if value is not None and (type(value) is not int or not 1 <= value <= 4):
+            return f"Invalid input '{name}': must be an integer from 1 to 4."
+    for name in _STRING_FIELDS:
+        if name in inputs and not isinstance(inputs[name], str):
+            return f"Invalid input '{name}': must be a string."
+    if "aspect_ratio" in inputs and _ratio(inputs["aspect_ratio"]) is None:
+        return f"Invalid input 'aspect_ratio': {inputs['aspect_ratio']!r} is not a ratio such as '4:5'."
+    if "seed" in inputs and type(inputs["seed"]) is not int:
+        return "Invalid input 'seed': must be an integer."
+    return None
+
+
+_DATA_URI = re.compile(r"data:image/[\w.+-]+;base64,\s*\S")
+
+
+def _is_image_reference(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value.startswith("data:"):
+        return _DATA_URI.match(value) is not None
+    url = httpx.URL(value) if value.startswith(("http://", "https://")) else None
+    return url is not None and bool(url.host)
+
+
+def _ratio(value: object) -> tuple[int, int] | None:
+    match = re.fullmatch(r"(\d{1,2}):(\d{1,2})", value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def _typical_seconds(model_name: str, inputs: dict[str, Any], rng: random.Random) -> float:
+    if model_name == "tryon-v1.6":
+        return rng.uniform(*_TRYON_V16_SECONDS[str(inputs.get("mode", "balanced"))])
+    if model_name == "image-to-video":
+        base = _VIDEO_SECONDS[str(inputs.get("resolution", "480p"))]
+        return base * (2 if inputs.get("duration") == 10 else 1) * rng.uniform(0.8, 1.5)
+    fastest, usual_from, usual_to, slowest = _DURATIONS[model_name]
+    roll = rng.random()
+    if roll < 0.1:
+        return rng.uniform(fastest, usual_from)
+    if roll < 0.85:
+        return rng.uniform(usual_from, usual_to)
+    return rng.uniform(usual_to, slowest)
+
+
+def _outputs(model_name: str, inputs: dict[str, Any]) -> list[Output]:
+    if model_name == "image-to-video":
+        ratio = _ratio(inputs.get("aspect_ratio")) or (2, 3)
+        width, height = _fit(_VIDEO_LONG_SIDE, ratio)
+        label = f"{width}x{height} video ({inputs.get('resolution', '480p')}, {inputs.get('duration', 5)} s)"
+        return [Output("video", "mp4", "video/mp4", width, height, label)]
+    if model_name == "tryon-v1.6":
+        width, height, count = 864, 1296, int(inputs.get("num_samples", 1))
+        label = f"{width}x{height}"
+    else:
+        default = (1, 1) if model_name in ("packshot", "background-remove") else (2, 3)
+        resolution = str(inputs.get("resolution", "1k"))
+        width, height = _fit(_LONG_SIDE[resolution], _ratio(inputs.get("aspect_ratio")) or default)
+        count = int(inputs.get("num_images", 1))
+        label = f"{width}x{height}" + (" (4k requested)" if resolution == "4k" else "")
+    if inputs.get("output_format") == "jpeg":
+        return [Output("image", "jpg", "image/jpeg", width, height, label) for _ in range(count)]
+    return [Output("image", "png", "image/png", width, height, label) for _ in range(count)]
+
+
+def _fit(long_side: int, ratio: tuple[int, int]) -> tuple[int, int]:
+    w, h = ratio
+    if w >= h:
+        return long_side, max(1, round(long_side * h / w))
+    return max(1, round(long_side * w / h)), long_side
+
+
+def _failure(inputs: dict[str, Any]) -> tuple[str, str] | None:
+    for value in _strings(inputs):
+        match = FAIL_MARKER.search(value)
+        if match is not None:
+            name = match.group(1)
+            return name, FAILURE_MESSAGES.get(name, f"{name}: the prediction failed.")
+    return None
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _status_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.title().replace(" ", "").replace("-", "")
+    except ValueError:
+        return "HTTPError"
+
+
+def _public_base(request: Request) -> str:
+    """Scheme, host and mount prefix of the incoming request, so CDN URLs work wherever we are served."""
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root_path}"
