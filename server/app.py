@@ -17,7 +17,7 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
-from mcp_types import CallToolResult, ReadResourceResult, TextContent
+from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -102,21 +102,21 @@ class _ArgumentCheck:
                     content=[TextContent(type="text", text=f"{error.message} [{error.code}]")], is_error=True
                 )
         result = await call_next(ctx)
-        if ctx.method == "resources/read" and isinstance(result, ReadResourceResult):
+        if ctx.method == "resources/read" and isinstance(result, dict):
             await _fix_output_mime(ctx, result)
         return result
 
 
-async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: ReadResourceResult) -> None:
-    """An output resource is served with the file's own MIME type (templates fix one type for all)."""
+async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: dict[str, Any]) -> None:
+    """Serve an output with the file's own MIME type (a resource template fixes one type for all)."""
     svc = ctx.lifespan_context
-    for content in result.contents:
-        match = _OUTPUT_URI.match(str(content.uri))
+    for content in result.get("contents") or []:
+        match = _OUTPUT_URI.match(str(content.get("uri")))
         if match and isinstance(svc, Services):
             record = await svc.store.get(match.group(1))
             n = int(match.group(2))
             if record is not None and n < len(record.outputs):
-                content.mime_type = record.outputs[n].mime_type
+                content["mimeType"] = record.outputs[n].mime_type
 
 
 def _register_resources(app: MCPServer) -> None:

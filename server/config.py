@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import platformdirs
@@ -18,7 +18,7 @@ import platformdirs
 from server.errors import ConfigError
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     LIVE = "live"
     SANDBOX = "sandbox"
     OFF = "off"
