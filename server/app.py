@@ -54,7 +54,13 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         async with open_services(settings, **service_options) as svc:
             yield svc
 
-    app: MCPServer = MCPServer("callsheet", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    app: MCPServer = MCPServer(
+        "callsheet",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
     inputs: dict[str, type[BaseModel]] = {}
     specs: list[tuple[str, OperationSpec]] = []
     for name, conf in settings.providers.items():

@@ -44,13 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs.add_argument("--limit", type=int, default=20)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=os.environ.get("CALLSHEET_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
         settings = Settings.from_env()
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         if args.command == "serve":
             return serve_command(settings, http=args.http, host=args.host, port=args.port)
         if args.command == "demo":

@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal, cast, get_args
 
 import platformdirs
 
 from server.errors import ConfigError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class Mode(StrEnum):
@@ -59,6 +62,7 @@ class Settings:
     allow_private_urls: bool = False
     sandbox_time_scale: float = 0.05
     """Sandbox provider latencies (and the limit windows that go with them) are scaled by this."""
+    log_level: LogLevel = "WARNING"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,12 +86,16 @@ class Settings:
         else:
             roots = (Path.home().resolve(), home)
         scale = float(env.get("CALLSHEET_SANDBOX_TIME_SCALE") or 0.05)
+        level = (env.get("CALLSHEET_LOG_LEVEL") or "WARNING").upper()
+        if level not in get_args(LogLevel):
+            raise ConfigError(f"CALLSHEET_LOG_LEVEL must be one of {', '.join(get_args(LogLevel))}.")
         return cls(
             home=home,
             providers=providers,
             input_roots=roots,
             allow_private_urls=_flag(env.get("CALLSHEET_ALLOW_PRIVATE_URLS")),
             sandbox_time_scale=scale,
+            log_level=cast(LogLevel, level),
         )
 
     def describe(self) -> dict[str, object]:

@@ -72,38 +72,57 @@ async def run_demo() -> int:
     print(f"callsheet demo (sandbox: placeholder images, no credits spent)\ndata folder: {settings.home}\n")
     async with Client(create_app(settings)) as client:
         print("1. cast a model (fashn_model_create)")
-        cast = await call(client, board, "cast", "fashn_model_create", {
-            "prompt": "editorial model, 30s, short dark hair, relaxed confident pose",
-            "aspect_ratio": "3:4",
-            "wait_seconds": 50,
-        })
+        cast = await call(
+            client,
+            board,
+            "cast",
+            "fashn_model_create",
+            {
+                "prompt": "editorial model, 30s, short dark hair, relaxed confident pose",
+                "aspect_ratio": "3:4",
+                "wait_seconds": 50,
+            },
+        )
         model_uri = cast["outputs"][0]["uri"]
 
         print("\n2. try two garments on the cast model (fashn_tryon_max, in parallel)")
         tryon_ids = []
         for path in garments:
-            job = await call(client, board, f"tryon {path.stem}", "fashn_tryon_max", {
-                "model_image": model_uri,
-                "product_image": str(path),
-                "wait_seconds": 0,
-            })
+            job = await call(
+                client,
+                board,
+                f"tryon {path.stem}",
+                "fashn_tryon_max",
+                {
+                    "model_image": model_uri,
+                    "product_image": str(path),
+                    "wait_seconds": 0,
+                },
+            )
             tryon_ids.append(job["job_id"])
         tryons = await wait_all(client, board, "tryons", tryon_ids)
 
         print("\n3. reframe each look for 4:5 feeds (fashn_reframe)")
         reframe_ids = []
         for path, job in zip(garments, tryons, strict=True):
-            reframed = await call(client, board, f"reframe {path.stem}", "fashn_reframe", {
-                "image": job["outputs"][0]["uri"],
-                "aspect_ratio": "4:5",
-                "wait_seconds": 0,
-            })
+            reframed = await call(
+                client,
+                board,
+                f"reframe {path.stem}",
+                "fashn_reframe",
+                {
+                    "image": job["outputs"][0]["uri"],
+                    "aspect_ratio": "4:5",
+                    "wait_seconds": 0,
+                },
+            )
             reframe_ids.append(reframed["job_id"])
         reframes = await wait_all(client, board, "reframes", reframe_ids)
 
     jobs = [cast, *tryons, *reframes]
     failed = [j for j in jobs if j["status"] != "succeeded"]
-    print(f"\n{len(jobs) - len(failed)} of {len(jobs)} jobs succeeded in {time.monotonic() - board.started:.1f} s:")
+    elapsed = time.monotonic() - board.started
+    print(f"\n{len(jobs) - len(failed)} of {len(jobs)} jobs succeeded in {elapsed:.1f} s:")
     for job in jobs:
         for output in job["outputs"]:
             print(f"  {job['operation']:<14} {output['width']}x{output['height']}  {output['path']}")
@@ -111,7 +130,9 @@ async def run_demo() -> int:
     return 1 if failed else 0
 
 
-async def call(client: Client, board: ProgressBoard, step: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+async def call(
+    client: Client, board: ProgressBoard, step: str, tool: str, args: dict[str, Any]
+) -> dict[str, Any]:
     result = await client.call_tool(tool, args, progress_callback=board.callback(step))
     if result.is_error or result.structured_content is None:
         text = " ".join(getattr(c, "text", "") for c in result.content)
@@ -122,7 +143,9 @@ async def call(client: Client, board: ProgressBoard, step: str, tool: str, args:
     return job
 
 
-async def wait_all(client: Client, board: ProgressBoard, step: str, job_ids: list[str]) -> list[dict[str, Any]]:
+async def wait_all(
+    client: Client, board: ProgressBoard, step: str, job_ids: list[str]
+) -> list[dict[str, Any]]:
     while True:
         result = await client.call_tool(
             "job_wait", {"job_ids": job_ids, "wait_seconds": 50}, progress_callback=board.callback(step)

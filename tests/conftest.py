@@ -22,11 +22,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-
-
 # -- shared fixtures: settings in a temporary folder, sample images, fast sandbox services ----------
-
-
 
 
 TIME_SCALE = 0.002
@@ -78,7 +74,9 @@ def emulator() -> FashnEmulator:
 
 
 @asynccontextmanager
-async def sandbox_services(settings: Settings, emulator: FashnEmulator, **options: Any) -> AsyncIterator[Services]:
+async def sandbox_services(
+    settings: Settings, emulator: FashnEmulator, **options: Any
+) -> AsyncIterator[Services]:
     """The real services, with the FASHN emulator behind the real adapter and fast policies."""
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("poll", FAST_POLL)

@@ -45,7 +45,9 @@ async def test_job_succeeds_with_downloaded_outputs(settings, emulator, model_ph
     assert done.status_calls <= 4
 
 
-async def test_identical_call_is_one_job_and_force_pays_again(settings, emulator, model_photo, garment) -> None:
+async def test_identical_call_is_one_job_and_force_pays_again(
+    settings, emulator, model_photo, garment
+) -> None:
     async with sandbox_services(settings, emulator) as svc:
         first = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
         again = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
@@ -60,7 +62,9 @@ async def test_identical_call_is_one_job_and_force_pays_again(settings, emulator
         assert emulator.stats.run_calls == 2
 
 
-async def test_same_file_content_under_another_name_is_the_same_job(settings, emulator, model_photo, garment) -> None:
+async def test_same_file_content_under_another_name_is_the_same_job(
+    settings, emulator, model_photo, garment
+) -> None:
     copy = garment.with_name("copy.png")
     copy.write_bytes(garment.read_bytes())
     async with sandbox_services(settings, emulator) as svc:
@@ -99,7 +103,9 @@ async def test_restart_mid_job_finishes_without_resubmitting(settings, model_pho
     assert len(emulator.stats.predictions) == 1
 
 
-async def test_crash_between_send_and_storing_the_id_is_never_resubmitted(settings, emulator, model_photo) -> None:
+async def test_crash_between_send_and_storing_the_id_is_never_resubmitted(
+    settings, emulator, model_photo
+) -> None:
     async with sandbox_services(settings, emulator) as svc:
         job = await svc.engine.submit("fashn", "model_create", {"prompt": "x"}, force=True)
         await finish(svc, job.job_id)
@@ -132,7 +138,8 @@ async def test_burst_of_twenty_queues_without_429(settings, model_photo, garment
     emulator = FashnEmulator(time_scale=TIME_SCALE)
     async with sandbox_services(settings, emulator) as svc:
         jobs = [
-            await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i)) for i in range(20)
+            await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i))
+            for i in range(20)
         ]
         result = await svc.engine.wait([j.job_id for j in jobs], wait_seconds=30)
     assert not result.pending
@@ -143,7 +150,9 @@ async def test_burst_of_twenty_queues_without_429(settings, model_photo, garment
 
 
 async def test_transient_5xx_on_run_and_status_are_retried(settings, model_photo, garment) -> None:
-    emulator = FashnEmulator(time_scale=TIME_SCALE, faults=FashnFaults(run_errors=[500, 503], status_errors=[502]))
+    emulator = FashnEmulator(
+        time_scale=TIME_SCALE, faults=FashnFaults(run_errors=[500, 503], status_errors=[502])
+    )
     async with sandbox_services(settings, emulator) as svc:
         job = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
         done = await finish(svc, job.job_id)
@@ -235,7 +244,8 @@ async def test_cancel_before_submission_charges_nothing(settings, model_photo, g
     async with sandbox_services(settings, emulator) as svc:
         # Fill the six in-flight slots so the seventh waits in the queue.
         jobs = [
-            await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i)) for i in range(7)
+            await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i))
+            for i in range(7)
         ]
         await anyio.sleep(0.05)
         waiting = await svc.engine.get(jobs[-1].job_id)
@@ -274,7 +284,9 @@ async def test_earlier_output_chains_into_the_next_job(settings, emulator, model
 async def test_bad_input_stores_nothing(settings: Settings, emulator, garment) -> None:
     async with sandbox_services(settings, emulator) as svc:
         with pytest.raises(InputError) as err:
-            await svc.engine.submit("fashn", "tryon_max", {"model_image": "/etc/passwd", "product_image": str(garment)})
+            await svc.engine.submit(
+                "fashn", "tryon_max", {"model_image": "/etc/passwd", "product_image": str(garment)}
+            )
         assert "model_image" in str(err.value)
         with pytest.raises(InputError):
             await svc.engine.submit("fashn", "tryon_max", {"model_image": str(garment), "colour": "red"})
@@ -286,7 +298,9 @@ async def test_bad_input_stores_nothing(settings: Settings, emulator, garment) -
 async def test_two_engines_on_one_store_drive_each_job_once(settings, model_photo, garment) -> None:
     emulator = FashnEmulator(time_scale=TIME_SCALE)
     async with sandbox_services(settings, emulator) as a, sandbox_services(settings, emulator) as b:
-        jobs = [await a.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i)) for i in range(4)]
+        jobs = [
+            await a.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i)) for i in range(4)
+        ]
         await b.engine.resume()  # b tries to adopt a's jobs; the leases say no
         repeat = await b.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=0))
         assert repeat.job_id == jobs[0].job_id

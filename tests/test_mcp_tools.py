@@ -135,7 +135,8 @@ async def test_wait_zero_returns_at_once_and_job_tools_follow_it(
 ) -> None:
     async with connect(settings, emulator, mode) as client:
         started = await client.call_tool(
-            "fashn_tryon_max", {"model_image": str(model_photo), "product_image": str(garment), "wait_seconds": 0}
+            "fashn_tryon_max",
+            {"model_image": str(model_photo), "product_image": str(garment), "wait_seconds": 0},
         )
         job = job_of(started)
         assert job.status in ("queued", "submitted", "running")
@@ -173,7 +174,9 @@ async def test_job_wait_any_and_paging(settings, emulator, model_photo, mode) ->
         assert any(j["status"] == "succeeded" for j in waited.structured_content["jobs"])
         page1 = (await client.call_tool("jobs_list", {"limit": 2})).structured_content
         assert page1 is not None and len(page1["jobs"]) == 2 and page1["next_cursor"]
-        page2 = (await client.call_tool("jobs_list", {"limit": 2, "cursor": page1["next_cursor"]})).structured_content
+        page2 = (
+            await client.call_tool("jobs_list", {"limit": 2, "cursor": page1["next_cursor"]})
+        ).structured_content
         assert page2 is not None and len(page2["jobs"]) == 1 and page2["next_cursor"] is None
         seen = [j["job_id"] for j in page1["jobs"] + page2["jobs"]]
         assert seen == list(reversed(ids))  # newest first
@@ -212,10 +215,26 @@ async def test_providers_and_credits(settings, emulator, mode) -> None:
     ("tool", "args", "words"),
     [
         ("fashn_tryon_max", {"model_image": "x.png"}, ["product_image", "required"]),
-        ("fashn_tryon_max", {"model_image": "a", "product_image": "b", "colour": "red"}, ["colour", "unknown"]),
-        ("fashn_tryon_max", {"model_image": "a", "product_image": "b", "resolution": "8k"}, ["resolution", "8k"]),
-        ("fashn_tryon_max", {"model_image": "/etc/passwd", "product_image": "/etc/hosts"}, ["outside", "CALLSHEET_INPUT_ROOTS"]),
-        ("fashn_tryon_max", {"model_image": "ftp://example.com/a.png", "product_image": "b"}, ["model_image", "http"]),
+        (
+            "fashn_tryon_max",
+            {"model_image": "a", "product_image": "b", "colour": "red"},
+            ["colour", "unknown"],
+        ),
+        (
+            "fashn_tryon_max",
+            {"model_image": "a", "product_image": "b", "resolution": "8k"},
+            ["resolution", "8k"],
+        ),
+        (
+            "fashn_tryon_max",
+            {"model_image": "/etc/passwd", "product_image": "/etc/hosts"},
+            ["outside", "CALLSHEET_INPUT_ROOTS"],
+        ),
+        (
+            "fashn_tryon_max",
+            {"model_image": "ftp://example.com/a.png", "product_image": "b"},
+            ["model_image", "http"],
+        ),
         ("fashn_tryon_max", {"model_image": "http://127.0.0.1/a.png", "product_image": "b"}, ["model_image"]),
         ("fashn_edit", {"image": "callsheet://jobs/nope/outputs/0", "prompt": "x"}, ["nope"]),
         ("job_status", {"job_id": "j-unknown"}, ["j-unknown"]),
@@ -223,7 +242,9 @@ async def test_providers_and_credits(settings, emulator, mode) -> None:
         ("job_wait", {"job_ids": ["j-unknown"]}, ["j-unknown"]),
     ],
 )
-async def test_bad_input_is_a_clear_tool_error(settings, emulator, mode, tool: str, args: dict[str, Any], words: list[str]) -> None:
+async def test_bad_input_is_a_clear_tool_error(
+    settings, emulator, mode, tool: str, args: dict[str, Any], words: list[str]
+) -> None:
     async with connect(settings, emulator, mode) as client:
         result = await client.call_tool(tool, args)
         listed = (await client.call_tool("jobs_list", {})).structured_content
@@ -241,14 +262,18 @@ async def test_not_an_image_and_missing_file(settings, emulator, mode) -> None:
     notes.write_text("not an image")
     async with connect(settings, emulator, mode) as client:
         bad = await client.call_tool("fashn_background_remove", {"image": str(notes)})
-        missing = await client.call_tool("fashn_background_remove", {"image": str(notes.with_name("gone.png"))})
+        missing = await client.call_tool(
+            "fashn_background_remove", {"image": str(notes.with_name("gone.png"))}
+        )
     assert bad.is_error and "not an image" in text(bad)
     assert missing.is_error and "not found" in text(missing).lower()
 
 
 async def test_failed_job_is_a_tool_error_carrying_the_job(settings, emulator, mode) -> None:
     async with connect(settings, emulator, mode) as client:
-        result = await client.call_tool("fashn_model_create", {"prompt": "x [sandbox:fail=ContentModerationError]"})
+        result = await client.call_tool(
+            "fashn_model_create", {"prompt": "x [sandbox:fail=ContentModerationError]"}
+        )
     assert result.is_error
     job = job_of(result)
     assert job.status == "failed" and job.error is not None

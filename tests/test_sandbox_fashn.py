@@ -465,7 +465,7 @@ async def serving(emu: FashnEmulator) -> AsyncIterator[str]:
     thread.start()
     try:
         with anyio.fail_after(5):
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+            while not server.started:
                 await anyio.sleep(0.01)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:

@@ -1,0 +1,165 @@
+"""`callsheet serve --http` as a real subprocess: Streamable HTTP at /mcp, /health, the bearer token."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types import CallToolResult, TextContent
+
+from server.models import Job
+
+pytestmark = pytest.mark.anyio
+
+STARTUP_TIMEOUT = 20.0
+CALL_TIMEOUT = 30.0
+TOKEN = "http-token-5c4b3a"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The sandbox environment, with nothing else inherited (no *_API_KEY, no CALLSHEET_HTTP_TOKEN)."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir(exist_ok=True)
+    env = {
+        "CALLSHEET_HOME": str(tmp_path / "home"),
+        "CALLSHEET_INPUT_ROOTS": str(inputs),
+        "CALLSHEET_SANDBOX": "1",
+        "CALLSHEET_SANDBOX_TIME_SCALE": "0.005",
+        **extra,
+    }
+    for name in ("PATH", "HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m server serve --http ...`, stopped (terminate, then kill) however the test ends."""
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--http", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert "Traceback" not in log_path.read_text(errors="replace")
+
+
+async def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while True:
+            assert proc.poll() is None, f"server exited with {proc.returncode} before answering /health"
+            try:
+                response = await http.get(f"http://127.0.0.1:{port}/health")
+            except httpx.TransportError:
+                response = None
+            if response is not None:
+                assert response.status_code == 200
+                assert response.json() == {"status": "ok"}
+                return
+            assert time.monotonic() < deadline, f"no /health answer on port {port} within {STARTUP_TIMEOUT}s"
+            await anyio.sleep(0.05)
+
+
+def text(result: CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def test_streamable_http_runs_a_job(tmp_path: Path) -> None:
+    port = free_port()
+    with serving(tmp_path, "--port", str(port), env=server_env(tmp_path)) as proc:
+        await wait_healthy(proc, port)
+        with anyio.fail_after(CALL_TIMEOUT):
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                tools = {t.name for t in (await client.list_tools()).tools}
+                assert {"fashn_model_create", "job_status"} <= tools
+                result = await client.call_tool(
+                    "fashn_model_create", {"prompt": "a model in a linen suit", "wait_seconds": 20}
+                )
+                assert not result.is_error, text(result)
+                assert result.structured_content is not None
+                job = Job.model_validate(result.structured_content)
+                assert job.status == "succeeded" and job.sandbox and job.operation == "model_create"
+                assert Path(job.outputs[0].path).is_file()
+
+            # A second connection, in the handshake era, sees the same job.
+            async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:
+                status = await client.call_tool("job_status", {"job_id": job.job_id})
+                assert not status.is_error, text(status)
+                assert status.structured_content is not None
+                assert Job.model_validate(status.structured_content).status == "succeeded"
+
+
+def test_non_loopback_host_without_token_is_refused(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--http", "--host", "0.0.0.0", "--port", str(free_port())],
+        env=server_env(tmp_path),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "CALLSHEET_HTTP_TOKEN" in done.stderr, done.stderr
+    assert done.stdout == ""
+    assert time.monotonic() - started < 15
+
+
+async def test_token_guards_mcp_but_not_health(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = server_env(tmp_path, CALLSHEET_HTTP_TOKEN=TOKEN)
+    with serving(tmp_path, "--host", "127.0.0.1", "--port", str(port), env=env) as proc:
+        await wait_healthy(proc, port)  # /health answers without a token
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        accept = {"Accept": "application/json, text/event-stream"}
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            anonymous = await http.post(f"{base}/mcp", json=initialize, headers=accept)
+            assert anonymous.status_code == 401
+            wrong = await http.post(
+                f"{base}/mcp", json=initialize, headers={**accept, "Authorization": "Bearer nope"}
+            )
+            assert wrong.status_code == 401
+            assert TOKEN not in wrong.text
+            assert (await http.get(f"{base}/health")).status_code == 200
+
+        with anyio.fail_after(CALL_TIMEOUT):
+            async with (
+                create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"}) as http_client,
+                Client(streamable_http_client(f"{base}/mcp", http_client=http_client)) as client,
+            ):
+                tools = {t.name for t in (await client.list_tools()).tools}
+        assert "fashn_tryon_max" in tools

@@ -1,0 +1,326 @@
+"""One contract for every store backend, run on real resources (a temporary folder for diskcache).
+
+A new backend (e.g. Redis) joins by adding a param to the `store` fixture.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from server.models import JobError, JobRecord, JobStatus, Output, new_job_id
+from server.store import DiskStore, Store
+
+# Marked at collection time (not only by conftest after collection): anyio's late marking replaces
+# each test's parameters, which would drop the `store` backends and the parametrized cases.
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def make_job(job_id: str | None = None, status: JobStatus = JobStatus.QUEUED, **fields: Any) -> JobRecord:
+    values: dict[str, Any] = {
+        "job_id": job_id or new_job_id(),
+        "provider": "fashn",
+        "operation": "tryon_max",
+        "status": status,
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    values.update(fields)
+    return JobRecord(**values)
+
+
+def open_store(kind: str, tmp_path: Path) -> Store:
+    if kind == "disk":
+        return DiskStore(tmp_path / "store")
+    raise AssertionError(f"unknown store kind {kind}")
+
+
+@pytest.fixture(params=["disk"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    s = open_store(request.param, tmp_path)
+    yield s
+    s.close()
+
+
+async def put_many(store: Store, n: int, **fields: Any) -> list[JobRecord]:
+    records = [make_job(**fields) for _ in range(n)]
+    for r in records:
+        await store.put(r)
+    return records
+
+
+async def all_pages(store: Store, limit: int, **filters: Any) -> list[list[str]]:
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await store.list(limit=limit, cursor=cursor, **filters)
+        pages.append([r.job_id for r in page])
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "cursor never ends"
+
+
+class StoreContract:
+    async def test_round_trip(self, store: Store) -> None:
+        record = make_job(
+            status=JobStatus.FAILED,
+            updated_at=T0 + timedelta(seconds=5),
+            submit_started_at=T0 + timedelta(seconds=1),
+            outputs=[
+                Output(
+                    uri="callsheet://jobs/x/outputs/0",
+                    path="/tmp/x.png",
+                    source_url="https://cdn.example/x.png",
+                    mime_type="image/png",
+                    width=768,
+                    height=1024,
+                    bytes=1234,
+                    sha256="ab" * 32,
+                )
+            ],
+            error=JobError(code="image_load_error", message="Could not load the image.", retryable=False),
+            request={"model_image": "https://example.com/a.png", "nested": {"n": [1, 2.5, None]}},
+            provider_job_id="p-123",
+            credits_used=1.0,
+            shoot_id="s1",
+            owner="alice",
+        )
+        await store.put(record)
+        loaded = await store.get(record.job_id)
+        assert loaded == record
+        assert loaded is not None and loaded.created_at.tzinfo is not None
+
+    async def test_put_replaces(self, store: Store) -> None:
+        record = make_job()
+        await store.put(record)
+        await store.put(record.model_copy(update={"status": JobStatus.RUNNING, "progress": 0.5}))
+        loaded = await store.get(record.job_id)
+        assert loaded is not None and loaded.status == JobStatus.RUNNING and loaded.progress == 0.5
+
+    async def test_unknown_id(self, store: Store) -> None:
+        assert await store.get("j-nope") is None
+
+    async def test_delete(self, store: Store) -> None:
+        record = make_job()
+        await store.put(record)
+        await store.delete(record.job_id)
+        assert await store.get(record.job_id) is None
+        assert await store.unfinished() == []
+        await store.delete(record.job_id)  # deleting twice is harmless
+
+    async def test_claim_new_key_and_repeat(self, store: Store) -> None:
+        first, second = make_job(), make_job()
+        await store.put(first)
+        await store.put(second)
+        assert await store.claim_key("k", first.job_id) is None
+        assert await store.claim_key("k", first.job_id) is None  # the holder claiming again
+        assert await store.claim_key("k", second.job_id) == first.job_id
+
+    @pytest.mark.parametrize("status", [JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SUCCEEDED])
+    async def test_claim_held_by_live_or_succeeded_job(self, store: Store, status: JobStatus) -> None:
+        holder, other = make_job(), make_job()
+        await store.put(holder)
+        await store.put(other)
+        assert await store.claim_key("k", holder.job_id) is None
+        await store.put(holder.model_copy(update={"status": status}))
+        assert await store.claim_key("k", other.job_id) == holder.job_id
+
+    @pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELED])
+    async def test_claim_replaces_failed_or_canceled_holder(self, store: Store, status: JobStatus) -> None:
+        holder, other, third = make_job(), make_job(), make_job()
+        for r in (holder, other, third):
+            await store.put(r)
+        assert await store.claim_key("k", holder.job_id) is None
+        await store.put(holder.model_copy(update={"status": status}))
+        assert await store.claim_key("k", other.job_id) is None
+        assert await store.claim_key("k", third.job_id) == other.job_id
+
+    async def test_claim_replaces_missing_holder(self, store: Store) -> None:
+        holder, other = make_job(), make_job()
+        await store.put(holder)
+        await store.put(other)
+        assert await store.claim_key("k", holder.job_id) is None
+        await store.delete(holder.job_id)
+        assert await store.claim_key("k", other.job_id) is None
+        assert await store.claim_key("k", holder.job_id) == other.job_id
+
+    async def test_claim_force(self, store: Store) -> None:
+        holder, other = make_job(status=JobStatus.SUCCEEDED), make_job()
+        await store.put(holder)
+        await store.put(other)
+        assert await store.claim_key("k", holder.job_id) is None
+        assert await store.claim_key("k", other.job_id, force=True) is None
+        assert await store.claim_key("k", holder.job_id) == other.job_id
+        assert await store.claim_key("fresh", other.job_id, force=True) is None
+
+    async def test_keys_are_independent(self, store: Store) -> None:
+        a, b = make_job(), make_job()
+        await store.put(a)
+        await store.put(b)
+        assert await store.claim_key("k1", a.job_id) is None
+        assert await store.claim_key("k2", b.job_id) is None
+
+    async def test_list_newest_first_with_cursor_paging(self, store: Store) -> None:
+        records = await put_many(store, 25)
+        newest_first = sorted((r.job_id for r in records), reverse=True)
+        pages = await all_pages(store, limit=10)
+        assert [len(p) for p in pages] == [10, 10, 5]
+        assert [i for p in pages for i in p] == newest_first
+
+    async def test_list_exact_multiple_has_no_empty_last_page(self, store: Store) -> None:
+        records = await put_many(store, 25)
+        pages = await all_pages(store, limit=5)
+        assert [len(p) for p in pages] == [5] * 5
+        assert [i for p in pages for i in p] == sorted((r.job_id for r in records), reverse=True)
+        page, cursor = await store.list(limit=25)
+        assert len(page) == 25 and cursor is None
+
+    async def test_list_empty(self, store: Store) -> None:
+        assert await store.list() == ([], None)
+
+    async def test_list_default_limit(self, store: Store) -> None:
+        await put_many(store, 25)
+        page, cursor = await store.list()
+        assert len(page) == 20 and cursor == page[-1].job_id
+
+    async def test_list_real_ids_sort_by_creation_time(self, store: Store) -> None:
+        old = make_job(job_id=new_job_id())
+        await anyio.sleep(0.005)
+        new = make_job(job_id=new_job_id())
+        await store.put(new)
+        await store.put(old)
+        page, _ = await store.list()
+        assert [r.job_id for r in page] == [new.job_id, old.job_id]
+
+    @pytest.mark.parametrize(
+        ("field", "match", "other"),
+        [
+            ("status", JobStatus.SUCCEEDED, JobStatus.RUNNING),
+            ("provider", "autotoon", "fashn"),
+            ("shoot_id", "s1", "s2"),
+            ("owner", "alice", "bob"),
+        ],
+    )
+    async def test_list_filters(self, store: Store, field: str, match: Any, other: Any) -> None:
+        wanted = await put_many(store, 7, **{field: match})
+        await put_many(store, 8, **{field: other})
+        await put_many(store, 3)  # defaults (no shoot or owner)
+        pages = await all_pages(store, limit=3, **{field: match})
+        assert [len(p) for p in pages] == [3, 3, 1]
+        assert [i for p in pages for i in p] == sorted((r.job_id for r in wanted), reverse=True)
+
+    async def test_list_combined_filters(self, store: Store) -> None:
+        hit = make_job(owner="alice", shoot_id="s1", status=JobStatus.SUCCEEDED)
+        await store.put(hit)
+        await store.put(make_job(owner="alice", shoot_id="s1"))
+        await store.put(make_job(owner="bob", shoot_id="s1", status=JobStatus.SUCCEEDED))
+        page, cursor = await store.list(owner="alice", shoot_id="s1", status=JobStatus.SUCCEEDED)
+        assert page == [hit] and cursor is None
+
+    async def test_unfinished_tracks_status(self, store: Store) -> None:
+        a, b, c = make_job(), make_job(status=JobStatus.SUBMITTED), make_job(status=JobStatus.SUCCEEDED)
+        for r in (a, b, c):
+            await store.put(r)
+        assert {r.job_id for r in await store.unfinished()} == {a.job_id, b.job_id}
+        await store.put(a.model_copy(update={"status": JobStatus.RUNNING}))
+        await store.put(b.model_copy(update={"status": JobStatus.FAILED}))
+        unfinished = await store.unfinished()
+        assert [(r.job_id, r.status) for r in unfinished] == [(a.job_id, JobStatus.RUNNING)]
+        await store.put(a.model_copy(update={"status": JobStatus.CANCELED}))
+        assert await store.unfinished() == []
+
+    async def test_lease_acquire_renew_refuse_release(self, store: Store) -> None:
+        assert await store.acquire_lease("j1", "a", ttl=30)
+        assert await store.acquire_lease("j1", "a", ttl=30)  # renew
+        assert not await store.acquire_lease("j1", "b", ttl=30)
+        assert await store.acquire_lease("j2", "b", ttl=30)  # leases are per job
+        await store.release_lease("j1", "b")  # not the holder: no effect
+        assert not await store.acquire_lease("j1", "b", ttl=30)
+        await store.release_lease("j1", "a")
+        assert await store.acquire_lease("j1", "b", ttl=30)
+
+    async def test_lease_expires_unless_renewed(self, store: Store) -> None:
+        assert await store.acquire_lease("j1", "a", ttl=0.2)
+        assert await store.acquire_lease("j2", "a", ttl=0.2)
+        assert await store.acquire_lease("j2", "a", ttl=30)  # renewal extends the expiry
+        assert not await store.acquire_lease("j1", "b", ttl=0.2)
+        await anyio.sleep(0.3)
+        assert await store.acquire_lease("j1", "b", ttl=30)
+        assert not await store.acquire_lease("j1", "a", ttl=30)
+        assert not await store.acquire_lease("j2", "b", ttl=30)
+
+
+class TestDiskStore(StoreContract):
+    async def test_values_are_json_text(self, store: Store, tmp_path: Path) -> None:
+        record = make_job()
+        await store.put(record)
+        assert isinstance(store, DiskStore)
+        raw = store._jobs.get(record.job_id)
+        assert isinstance(raw, str) and JobRecord.model_validate_json(raw) == record
+
+    async def test_survives_reopen(self, store: Store, tmp_path: Path) -> None:
+        record = make_job()
+        await store.put(record)
+        reopened = DiskStore(tmp_path / "store")
+        try:
+            assert await reopened.get(record.job_id) == record
+            assert [r.job_id for r in await reopened.unfinished()] == [record.job_id]
+        finally:
+            reopened.close()
+
+
+# --- several processes on one folder ----------------------------------------------------------
+
+ROUNDS = 20
+
+
+def _contend(directory: str, name: str, start: Any, results: Any) -> None:
+    """Child process: put its own job, then race the others for the same keys and leases."""
+
+    async def main() -> list[tuple[str | None, bool]]:
+        store = DiskStore(Path(directory))
+        try:
+            record = make_job()
+            await store.put(record)
+            start.wait(timeout=30)
+            outcomes = []
+            for i in range(ROUNDS):
+                holder = await store.claim_key(f"key-{i}", record.job_id)
+                leased = await store.acquire_lease(f"job-{i}", name, ttl=60)
+                outcomes.append((holder, leased))
+            return [(record.job_id if holder is None else holder, leased) for holder, leased in outcomes]
+        finally:
+            store.close()
+
+    results.put(anyio.run(main))
+
+
+def test_processes_race_for_keys_and_leases(tmp_path: Path) -> None:
+    n = 3
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(n)
+    results = ctx.Queue()
+    directory = str(tmp_path / "store")
+    DiskStore(Path(directory)).close()  # create the caches once, before the race
+    procs = [ctx.Process(target=_contend, args=(directory, f"p{i}", start, results)) for i in range(n)]
+    for p in procs:
+        p.start()
+    per_process = [results.get(timeout=30) for _ in range(n)]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    results.close()
+    results.join_thread()
+
+    for i in range(ROUNDS):
+        # Every process sees the same holder (its own id if it won), and exactly one gets the lease.
+        assert len({outcomes[i][0] for outcomes in per_process}) == 1, f"round {i}"
+        assert sum(outcomes[i][1] for outcomes in per_process) == 1, f"round {i}"
