@@ -68,7 +68,7 @@ class Engine:
         providers: dict[str, Provider],
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
-        lease_ttl: float = 60.0,
+        lease_ttl: float = 30.0,
     ) -> None:
         self.store = store
         self.media = media
@@ -356,6 +356,8 @@ class Engine:
             raise BadResponse("The stored request is missing; repeat the call.", retryable=True)
         for attempt in range(1, self.retry.attempts + 1):
             record = await self.transition(record, record.status, submit_started_at=utcnow())
+            if record.status in TERMINAL:
+                return record  # canceled while it waited for its turn: send nothing
             try:
                 # Shielded: a cancel arriving mid-send must not lose the id of a job that was accepted.
                 with anyio.CancelScope(shield=True):

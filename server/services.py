@@ -44,7 +44,7 @@ async def open_services(
     live_transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     poll: PollPolicy | None = None,
-    lease_ttl: float = 60.0,
+    lease_ttl: float = 30.0,
     start_engine: bool = True,
 ) -> AsyncIterator[Services]:
     """`sandbox_apps` and `live_transport` let tests put their own fakes behind the real adapters."""

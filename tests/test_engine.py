@@ -308,3 +308,20 @@ async def test_two_engines_on_one_store_drive_each_job_once(settings, model_phot
     assert not result.pending
     assert emulator.stats.run_calls == 4
     assert all(n <= 4 for n in emulator.stats.status_calls_by_id.values())
+
+
+async def test_cancel_from_another_process_stops_a_queued_job(settings, model_photo, garment) -> None:
+    emulator = FashnEmulator(time_scale=TIME_SCALE * 5)
+    async with sandbox_services(settings, emulator) as a, sandbox_services(settings, emulator) as b:
+        jobs = [
+            await a.engine.submit("fashn", "tryon_max", tryon(model_photo, garment, seed=i)) for i in range(7)
+        ]
+        await anyio.sleep(0.02)
+        assert (await b.engine.get(jobs[-1].job_id)).status is JobStatus.QUEUED
+        canceled, _ = await b.engine.cancel(jobs[-1].job_id)  # b does not drive it: a does
+        assert canceled.status is JobStatus.CANCELED
+        result = await a.engine.wait([j.job_id for j in jobs[:-1]], wait_seconds=10)
+        assert not result.pending
+        await anyio.sleep(0.05)
+        assert (await a.engine.get(jobs[-1].job_id)).status is JobStatus.CANCELED
+    assert emulator.stats.run_calls == 6

@@ -144,13 +144,13 @@ async def test_token_guards_mcp_but_not_health(tmp_path: Path) -> None:
     env = server_env(tmp_path, CALLSHEET_HTTP_TOKEN=TOKEN)
     with serving(tmp_path, "--host", "127.0.0.1", "--port", str(port), env=env) as proc:
         await wait_healthy(proc, port)  # /health answers without a token
-        initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        list_tools = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         accept = {"Accept": "application/json, text/event-stream"}
         async with httpx.AsyncClient(timeout=5.0) as http:
-            anonymous = await http.post(f"{base}/mcp", json=initialize, headers=accept)
+            anonymous = await http.post(f"{base}/mcp", json=list_tools, headers=accept)
             assert anonymous.status_code == 401
             wrong = await http.post(
-                f"{base}/mcp", json=initialize, headers={**accept, "Authorization": "Bearer nope"}
+                f"{base}/mcp", json=list_tools, headers={**accept, "Authorization": "Bearer nope"}
             )
             assert wrong.status_code == 401
             assert TOKEN not in wrong.text

@@ -61,7 +61,9 @@ async def test_tryon_over_stdio(
     model_photo.write_bytes(png_bytes(color=(220, 180, 160)))
     garment.write_bytes(png_bytes(color=(10, 120, 200)))
     if launcher == "script":
-        params = StdioServerParameters(command=callsheet_script(), args=["serve"], env=server_env(home, inputs))
+        params = StdioServerParameters(
+            command=callsheet_script(), args=["serve"], env=server_env(home, inputs)
+        )
     else:
         params = StdioServerParameters(
             command=sys.executable, args=["-m", "server", "serve"], env=server_env(home, inputs)
@@ -78,7 +80,9 @@ async def test_tryon_over_stdio(
     errlog_path = tmp_path / "stderr.log"
     with errlog_path.open("w") as errlog, anyio.fail_after(CALL_TIMEOUT):
         # stdio_client stops the subprocess on exit (stdin closed, then terminate, then kill).
-        async with Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=on_message) as client:
+        async with Client(
+            stdio_client(params, errlog=errlog), mode=mode, message_handler=on_message
+        ) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
             assert {"fashn_tryon_max", "job_status", "job_wait"} <= tools
 

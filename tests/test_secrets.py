@@ -1,0 +1,110 @@
+"""API keys never leave the process: not in tool results, files, logs, `doctor` or the settings' repr."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from server.config import Settings
+from server.sandbox.fashn import FashnEmulator
+from tests.test_live_fashn import (
+    CALL_TIMEOUT,
+    EMULATOR_SCALE,
+    job_of,
+    live_client,
+    live_settings,
+    serve_on_socket,
+    text,
+    tryon_args,
+)
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "fa-SECRET-9f8e7d"
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in sorted(root.rglob("*")) if p.is_file() and needle in p.read_bytes()]
+
+
+async def doctor(settings: Settings, base_url: str) -> tuple[int, str]:
+    env = {
+        "CALLSHEET_HOME": str(settings.home),
+        "CALLSHEET_INPUT_ROOTS": str(settings.input_roots[0]),
+        "CALLSHEET_SANDBOX": "1",
+        "FASHN_API_KEY": SECRET,
+        "FASHN_BASE_URL": base_url,
+        "CALLSHEET_LOG_LEVEL": "DEBUG",
+    }
+    for name in ("PATH", "HOME"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    with anyio.fail_after(CALL_TIMEOUT):
+        done = await anyio.run_process([sys.executable, "-m", "server", "doctor"], env=env, check=False)
+    return done.returncode, done.stdout.decode() + done.stderr.decode()
+
+
+async def test_api_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    emulator = FashnEmulator(time_scale=EMULATOR_SCALE, api_key=SECRET)
+    dumps: list[str] = []
+    async with serve_on_socket(emulator.app) as port:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        settings = live_settings(tmp_path, base_url, key=SECRET)
+        assert settings.providers["fashn"].mode.value == "live"
+        assert SECRET not in repr(settings) and SECRET not in str(settings.describe())
+        assert SECRET not in repr(settings.providers["fashn"])
+
+        with anyio.fail_after(CALL_TIMEOUT):
+            async with live_client(settings) as client:
+                dumps.append((await client.list_tools()).model_dump_json())
+                ok = await client.call_tool("fashn_tryon_max", tryon_args(settings))
+                assert not ok.is_error, text(ok)
+                job = job_of(ok)
+                assert job.status == "succeeded"
+                dumps.append(ok.model_dump_json())
+                dumps.append((await client.read_resource(f"callsheet://jobs/{job.job_id}")).model_dump_json())
+                for tool in ("credits", "providers", "jobs_list"):
+                    result = await client.call_tool(tool, {})
+                    assert not result.is_error, text(result)
+                    dumps.append(result.model_dump_json())
+
+                # The provider now refuses the configured key: the 401 must not echo it either.
+                emulator.api_key = "fa-some-other-key"
+                refused = await client.call_tool("fashn_model_create", {"prompt": "a model in linen"})
+                failed = job_of(refused)
+                assert failed.status == "failed" and failed.error is not None
+                assert failed.error.code == "unauthorized" and "FASHN_API_KEY" in failed.error.message
+                dumps.append(refused.model_dump_json())
+                dumps.append(
+                    (await client.call_tool("job_status", {"job_id": failed.job_id})).model_dump_json()
+                )
+                credits = await client.call_tool("credits", {})
+                dumps.append(credits.model_dump_json())
+
+        # `doctor` in a subprocess with the key in its environment: live, reachable, key not shown.
+        emulator.api_key = SECRET
+        code, doctor_ok = await doctor(settings, base_url)
+        emulator.api_key = "fa-some-other-key"
+        refused_code, doctor_refused = await doctor(settings, base_url)
+
+    for dump in dumps:
+        assert SECRET not in dump, dump
+    assert code == 0, doctor_ok
+    fashn_line = next(line for line in doctor_ok.splitlines() if line.strip().startswith("fashn"))
+    assert "live" in fashn_line and "reachable" in fashn_line, doctor_ok
+    assert SECRET not in doctor_ok
+    assert refused_code != 0 and "FASHN_API_KEY" in doctor_refused, doctor_refused
+    assert SECRET not in doctor_refused
+
+    assert any(p.suffix in (".db", ".sqlite", ".sqlite3") for p in settings.home.rglob("*"))
+    assert files_containing(settings.home, SECRET.encode()) == []
+    assert caplog.records, "the run logged something at DEBUG"
+    leaked = [r for r in caplog.records if SECRET in r.getMessage() or SECRET in str(r.args)]
+    assert leaked == [], [r.getMessage() for r in leaked]
+    assert SECRET not in caplog.text
