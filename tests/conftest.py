@@ -80,5 +80,6 @@ async def sandbox_services(
     """The real services, with the FASHN emulator behind the real adapter and fast policies."""
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("poll", FAST_POLL)
-    async with open_services(settings, sandbox_apps={"fashn": emulator.app}, **options) as svc:
+    options.setdefault("sandbox_apps", {"fashn": emulator.app})
+    async with open_services(settings, **options) as svc:
         yield svc

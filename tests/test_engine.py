@@ -325,3 +325,43 @@ async def test_cancel_from_another_process_stops_a_queued_job(settings, model_ph
         await anyio.sleep(0.05)
         assert (await a.engine.get(jobs[-1].job_id)).status is JobStatus.CANCELED
     assert emulator.stats.run_calls == 6
+
+
+def flaky(app, failures: dict[str, list[type[Exception]]]):  # type: ignore[no-untyped-def]
+    """Wrap an emulator: raise the given httpx errors on the next requests to a path prefix."""
+    import httpx
+
+    async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
+        for prefix, errors in failures.items():
+            if scope["type"] == "http" and scope["path"].startswith(prefix) and errors:
+                raise errors.pop(0)("injected", request=httpx.Request(scope["method"], "http://x"))
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def test_connect_errors_and_status_timeouts_are_retried(settings, model_photo, garment) -> None:
+    import httpx
+
+    emulator = FashnEmulator(time_scale=TIME_SCALE)
+    app = flaky(
+        emulator.app,
+        {"/v1/run": [httpx.ConnectError, httpx.ConnectTimeout], "/v1/status": [httpx.ReadTimeout]},
+    )
+    async with sandbox_services(settings, emulator, sandbox_apps={"fashn": app}) as svc:
+        job = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
+        done = await finish(svc, job.job_id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert len(emulator.stats.predictions) == 1
+
+
+async def test_read_timeout_on_run_is_never_resent(settings, model_photo, garment) -> None:
+    import httpx
+
+    emulator = FashnEmulator(time_scale=TIME_SCALE)
+    app = flaky(emulator.app, {"/v1/run": [httpx.ReadTimeout]})
+    async with sandbox_services(settings, emulator, sandbox_apps={"fashn": app}) as svc:
+        job = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
+        done = await finish(svc, job.job_id)
+    assert done.error is not None and done.error.code == "submission_lost"
+    assert emulator.stats.run_calls == 0  # the injected timeout stood for a request that may have landed
