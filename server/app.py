@@ -27,11 +27,11 @@ from server import __version__
 from server.config import Mode, Settings
 from server.errors import CallsheetError
 from server.providers import REGISTRY
-from server.providers.base import OperationSpec, input_error_from
+from server.providers.base import OperationSpec, QuerySpec, input_error_from
 from server.services import Services, open_services
 from tools.account import register_account_tools
 from tools.common import public_job, services
-from tools.generation import register_generation_tools
+from tools.generation import register_generation_tools, register_query_tools
 from tools.jobs import register_job_tools
 
 INSTRUCTIONS = """\
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     )
     inputs: dict[str, type[BaseModel]] = {}
     specs: list[tuple[str, OperationSpec]] = []
+    queries: list[tuple[str, QuerySpec]] = []
     for name, conf in settings.providers.items():
         registration = REGISTRY.get(name)
         if registration is None or conf.mode is Mode.OFF:
@@ -70,7 +71,9 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         for op in registration.adapter.operations():
             inputs[f"{name}_{op.operation}"] = op.inputs
             specs.append((name, op))
+        queries += [(name, q) for q in registration.adapter.queries()]
     register_generation_tools(app, specs)
+    register_query_tools(app, queries)
     register_job_tools(app)
     register_account_tools(app)
     _register_resources(app)

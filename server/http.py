@@ -9,6 +9,7 @@ provider's limiter allows it. A connection that was never established is
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,7 @@ class HttpCaller:
                 maybe_sent=True,
                 provider=self.provider,
             ) from None
+        self._observe_rate_headers(kind, response)
         if response.status_code >= 400:
             retry_after = _retry_after(response)
             error = error_for_status(
@@ -81,6 +83,22 @@ class HttpCaller:
             log.info("%s %s %s -> %s", self.provider, method, path, response.status_code)
             raise error
         return response
+
+
+    def _observe_rate_headers(self, kind: str, response: httpx.Response) -> None:
+        """Providers that announce `X-RateLimit-Remaining: 0` get no more requests until the reset."""
+        remaining = response.headers.get("x-ratelimit-remaining")
+        reset = response.headers.get("x-ratelimit-reset")
+        if remaining is None or reset is None:
+            return
+        try:
+            left, until = int(float(remaining)), float(reset)
+        except ValueError:
+            return
+        if left <= 0:
+            # Either seconds to wait or an epoch time, depending on the provider.
+            wait = until - time.time() if until > 1_000_000_000 else until
+            self.limiter.block(kind, min(max(wait, 0.0), 120.0))
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -8,16 +8,20 @@ schema the assistant reads and the check the call meets cannot drift apart.
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Annotated, Any, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
 
 from server.models import Job, JobStatus
-from server.providers.base import OperationSpec
+from server.providers.base import OperationSpec, QuerySpec, input_error_from
 from tools.common import FORCE_DESCRIPTION, WAIT_DESCRIPTION, job_result, services, tool_errors, wait_for
 
+QUERY_ANNOTATIONS = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
 GENERATION_ANNOTATIONS = ToolAnnotations(
     read_only_hint=False,
     destructive_hint=False,
@@ -39,14 +43,7 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
         result.is_error = job.status is JobStatus.FAILED
         return result
 
-    params = []
-    for name, field in inputs.model_fields.items():
-        annotation = cast(Any, Annotated)[field.rebuild_annotation(), Field(description=field.description)]
-        default = inspect.Parameter.empty if field.is_required() else None
-        params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        )
-    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+    params = flat_parameters(inputs)
     params += [
         inspect.Parameter(
             "wait_seconds",
@@ -68,6 +65,57 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
     wrapped.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
     wrapped.__name__ = f"{provider}_{operation}"
     return wrapped
+
+
+def flat_parameters(inputs: type[BaseModel]) -> list[inspect.Parameter]:
+    """The model's fields as keyword parameters (required first), descriptions and constraints kept."""
+    params = []
+    for name, field in inputs.model_fields.items():
+        annotation = cast(Any, Annotated)[field.rebuild_annotation(), Field(description=field.description)]
+        default = inspect.Parameter.empty if field.is_required() else None
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    params.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+    return params
+
+
+def query_tool(provider: str, spec: QuerySpec) -> Any:
+    """A read-only tool: validate with the query's model, call the provider, return its JSON."""
+
+    async def tool(ctx: Context, **args: Any) -> CallToolResult:
+        svc = services(ctx)
+        adapter = svc.engine.provider(provider)
+        try:
+            validated = spec.inputs.model_validate({k: v for k, v in args.items() if v is not None})
+        except ValidationError as exc:
+            raise input_error_from(exc, f"{provider}_{spec.name}") from None
+        data = await adapter.query(spec.name, validated)
+        text = json.dumps(data)
+        if len(text) > 2000:
+            text = text[:2000] + " ... (truncated here; the structured result has everything)"
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+    params = [
+        *flat_parameters(spec.inputs),
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+    ]
+    wrapped = tool_errors(tool)
+    wrapped.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
+    wrapped.__annotations__ = {p.name: p.annotation for p in params} | {"return": CallToolResult}
+    wrapped.__name__ = f"{provider}_{spec.name}"
+    return wrapped
+
+
+def register_query_tools(app: MCPServer, specs: list[tuple[str, QuerySpec]]) -> None:
+    for provider, spec in specs:
+        app.add_tool(
+            query_tool(provider, spec),
+            name=f"{provider}_{spec.name}",
+            title=spec.title,
+            description=spec.description,
+            annotations=QUERY_ANNOTATIONS,
+        )
 
 
 def register_generation_tools(app: MCPServer, specs: list[tuple[str, OperationSpec]]) -> None:

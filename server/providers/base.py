@@ -36,6 +36,16 @@ class OperationSpec:
 
 
 @dataclass(frozen=True)
+class QuerySpec:
+    """A read-only call that is not a job (listing saved models, history...): tool `<provider>_<name>`."""
+
+    name: str
+    title: str
+    description: str
+    inputs: type[BaseModel]
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A validated request, ready to submit; nothing has been sent or stored yet."""
 
@@ -126,6 +136,15 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def status(self, provider_job_id: str, operation: str) -> StatusReport:
         """Ask the provider how the job is going."""
+
+    @classmethod
+    def queries(cls) -> list[QuerySpec]:
+        """Read-only calls this provider offers besides its generation operations."""
+        return []
+
+    async def query(self, name: str, args: BaseModel) -> dict[str, Any]:
+        """Run a read-only call; `args` is an instance of the query's `inputs` model."""
+        raise InputError("query", f"{self.name} has no query {name!r}.", "Use one of its listed tools.")
 
     async def cancel(self, provider_job_id: str, operation: str) -> bool:
         """Cancel at the provider; False when the provider has no way to cancel."""
