@@ -279,7 +279,7 @@ class TestDiskStore(StoreContract):
 
 # --- several processes on one folder ----------------------------------------------------------
 
-ROUNDS = 20
+ROUNDS = 50
 
 
 def _contend(directory: str, name: str, start: Any, results: Any) -> None:
@@ -304,7 +304,7 @@ def _contend(directory: str, name: str, start: Any, results: Any) -> None:
 
 
 def test_processes_race_for_keys_and_leases(tmp_path: Path) -> None:
-    n = 3
+    n = 2  # one per core on small CI machines; spawning dominates the time, the race itself is fast
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(n)
     results = ctx.Queue()
