@@ -39,7 +39,7 @@ from server.errors import (
 from server.media import Media
 from server.models import ACTIVE, TERMINAL, JobError, JobRecord, JobStatus, new_job_id, utcnow
 from server.policy import PollPolicy, RetryPolicy
-from server.providers.base import Provider, RemoteState, StatusReport
+from server.providers.base import Provider, RemoteState, StatusReport, Submission
 from server.store import Store
 
 log = logging.getLogger("callsheet.engine")
@@ -202,6 +202,10 @@ class Engine:
                 else f"{record.provider} offers no way to cancel a running job: it may still finish and be "
                 "charged; callsheet stops following it."
             )
+        for child_id in record.children:
+            child = await self.store.get(child_id)
+            if child is not None and child.status not in TERMINAL:
+                await self.cancel(child_id, owner=owner)
         scope = self._drivers.get(job_id)
         if scope is not None:
             scope.cancel()
@@ -330,7 +334,10 @@ class Engine:
                 if record.status is JobStatus.QUEUED:
                     record = await self._submit(provider, record)
                 if record.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
-                    await self._follow(provider, record)
+                    if record.children:
+                        await self._follow_children(record)
+                    else:
+                        await self._follow(provider, record)
             except CallsheetError as exc:
                 # Anything not handled below ends the job with the error, so nothing is left hanging.
                 log.info("job %s failed: %s", job_id, exc.code)
@@ -391,6 +398,8 @@ class Engine:
                 error = exc
             else:
                 record = submitted
+                if submission.children:
+                    return await self._adopt_children(provider, record, submission)
                 if submission.done is not None:
                     await self._settle(provider, record, submission.done)
                     latest = await self.store.get(record.job_id)
@@ -402,6 +411,73 @@ class Engine:
                 raise error
             await anyio.sleep(self.retry.delay(attempt, getattr(error, "retry_after", None)))
         raise AssertionError("unreachable")
+
+    async def _adopt_children(
+        self, provider: Provider, parent: JobRecord, submission: Submission
+    ) -> JobRecord:
+        """A batch was accepted: store one child job per item (already submitted), then follow them."""
+        now = utcnow()
+        children = [
+            JobRecord(
+                job_id=new_job_id(),
+                provider=parent.provider,
+                operation=submission.child_operation or parent.operation,
+                status=JobStatus.SUBMITTED,
+                sandbox=parent.sandbox,
+                created_at=now,
+                updated_at=now,
+                provider_job_id=provider_id,
+                submitted_at=now,
+                summary={"batch": parent.job_id, "item": n},
+                shoot_id=parent.shoot_id,
+                owner=parent.owner,
+                typical_seconds=parent.typical_seconds,
+                parent_job_id=parent.job_id,
+            )
+            for n, provider_id in enumerate(submission.children)
+        ]
+        for child in children:
+            await self.store.put(child)
+        parent = await self.transition(parent, JobStatus.RUNNING, children=[c.job_id for c in children])
+        for child in children:
+            self._spawn(child.job_id)
+        return parent
+
+    async def _follow_children(self, parent: JobRecord) -> None:
+        """A batch ends when all its items have: its outputs are theirs, its credits their sum."""
+        while True:
+            changed = self._changed
+            children = [await self.store.get(job_id) for job_id in parent.children]
+            latest = await self.store.get(parent.job_id)
+            if latest is None or latest.status in TERMINAL:
+                return
+            if all(c is not None and c.status in TERMINAL for c in children):
+                break
+            with anyio.move_on_after(1.0):  # items driven by another process are re-read each second
+                await changed.wait()
+        done = [c for c in children if c is not None]
+        outputs = [
+            output.model_copy(update={"uri": f"callsheet://jobs/{parent.job_id}/outputs/{n}"})
+            for n, output in enumerate(o for c in done for o in c.outputs)
+        ]
+        credits = sum(c.credits_used or 0 for c in done)
+        failed = [c for c in done if c.status is not JobStatus.SUCCEEDED]
+        if not failed:
+            await self.transition(latest, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+            return
+        reasons = "; ".join(f"{c.job_id}: {c.error.code if c.error else c.status.value}" for c in failed)
+        await self.transition(
+            latest,
+            JobStatus.FAILED,
+            outputs=outputs,
+            credits_used=credits,
+            error=JobError(
+                code="batch_incomplete",
+                message=f"{len(failed)} of {len(done)} items did not succeed ({reasons}); the outputs of "
+                "the others are kept. Repeat the failed items on their own.",
+                retryable=True,
+            ),
+        )
 
     async def _cancel_late(self, provider: Provider, record: JobRecord, provider_job_id: str) -> None:
         """The user canceled while the submission was in flight: cancel it at the provider too."""

@@ -84,7 +84,6 @@ class HttpCaller:
             raise error
         return response
 
-
     def _observe_rate_headers(self, kind: str, response: httpx.Response) -> None:
         """Providers that announce `X-RateLimit-Remaining: 0` get no more requests until the reset."""
         remaining = response.headers.get("x-ratelimit-remaining")

@@ -110,6 +110,10 @@ class JobRecord(Job):
     owner: str | None = None
     status_calls: int = 0
     typical_seconds: float = 30.0
+    parent_job_id: str | None = None
+    """Set on the items of a batch job (e.g. neofashion_bulk)."""
+    children: list[str] = Field(default_factory=list)
+    """Job ids of a batch job's items; the batch ends when they all have."""
 
     def public(self) -> Job:
         return Job.model_validate(self.model_dump(include=set(Job.model_fields)))

@@ -89,3 +89,30 @@ FASHN_LIMITS = Limits(
     },
     max_in_flight=6,
 )
+
+# Auto Toon documents no numbers: 429 RATE_LIMITED "retry after the indicated delay" is honoured, and
+# these defaults keep well below what an interactive account would hit. Its image calls answer only
+# when the image is done (tens of seconds), so they get a long read timeout.
+AUTOTOON_LIMITS = Limits(
+    windows={
+        "generate": (RateWindow(20, 60.0),),
+        "status": (RateWindow(60, 60.0),),
+        "list": (RateWindow(30, 60.0),),
+    },
+    max_in_flight=4,
+)
+SYNC_GENERATION_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0)
+
+# neo-fashion: one rolling 60 s window per workspace for every request; Starter 60/min by default,
+# NEOFASHION_RATE_PER_MINUTE for Pro (300) or a custom plan. X-RateLimit-* headers refine it live.
+NEOFASHION_DEFAULT_RATE = 60
+
+# Generation API (self-hosted): no documented numbers; poll with backoff as its notes advise.
+GENAPI_LIMITS = Limits(
+    windows={"api": (RateWindow(120, 60.0),)},
+    max_in_flight=8,
+)
+
+
+def neofashion_limits(per_minute: int = NEOFASHION_DEFAULT_RATE) -> Limits:
+    return Limits(windows={"api": (RateWindow(per_minute, 60.0),)}, max_in_flight=None)

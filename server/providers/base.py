@@ -86,6 +86,10 @@ class Submission:
     credits_used: float | None = None
     done: StatusReport | None = None
     """Set by synchronous providers whose submit call already returns the result."""
+    children: tuple[str, ...] = ()
+    """Provider ids of the items of a batch: each becomes a child job, polled on its own."""
+    child_operation: str | None = None
+    """The operation children are polled as (their `status` calls get this operation name)."""
 
 
 @dataclass(frozen=True)
