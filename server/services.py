@@ -65,7 +65,9 @@ async def open_services(
                 sandbox = conf.mode is Mode.SANDBOX
                 scale = settings.sandbox_time_scale if sandbox else 1.0
                 if sandbox:
-                    app = (sandbox_apps or {}).get(name) or registration.sandbox_app(scale)
+                    app = (sandbox_apps or {}).get(name) or registration.sandbox_app(
+                        scale, settings.home / "sandbox"
+                    )
                     client = await stack.enter_async_context(
                         httpx.AsyncClient(
                             transport=httpx.ASGITransport(app=app), timeout=HTTP_TIMEOUT, headers=headers

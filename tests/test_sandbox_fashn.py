@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,7 +20,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from server.sandbox.fashn import FashnEmulator, FashnFaults
+from server.sandbox import fashn
+from server.sandbox.fashn import KEEP_FINISHED, FashnEmulator, FashnFaults
 from server.sandbox.images import placeholder_png, placeholder_video
 
 pytestmark = pytest.mark.anyio  # at collection time, so parametrized async tests keep their arguments
@@ -448,6 +451,109 @@ async def test_dropped_connection_after_accept_surfaces_as_remote_protocol_error
             await c.post("/v1/run", json=tryon())
         await run_ok(c, tryon())
     assert len(emu.stats.predictions) == 2 and emu.faults.credits == 996
+
+
+# --- State kept across restarts ----------------------------------------------------------------
+
+
+async def test_a_new_emulator_on_the_state_folder_answers_for_the_old_ones_predictions(
+    tmp_path: Path,
+) -> None:
+    first = FashnEmulator(time_scale=0.002, state_dir=tmp_path)
+    async with client(first) as c:
+        prediction_id = await run_ok(c, tryon(model_image=TINY_PNG, resolution="2k"))
+    saved = (tmp_path / "fashn.json").read_text()
+    assert TINY_PNG not in saved and "data:image/png;base64,<" in saved
+    second = FashnEmulator(time_scale=0.002, state_dir=tmp_path)  # the restarted server
+    assert second.faults.credits == 997
+    assert abs(second.stats.predictions[prediction_id].created - time.time()) < 30  # wall-clock
+    async with client(second) as c:
+        body = await wait_terminal(c, prediction_id)
+        assert body["status"] == "completed"
+        [url] = body["output"]
+        image = await c.get(url)
+        balance = (await c.get("/v1/credits")).json()["credits"]["total"]
+        next_id = await run_ok(c, tryon())
+    assert image.status_code == 200 and png_size(image.content) == (1365, 2048)
+    assert balance == 997 and second.faults.credits == 995
+    assert second.stats.predictions[next_id].number == 1  # a new seed, not the first one's again
+
+
+@pytest.mark.parametrize("content", [None, b"{not json", b'{"credits": "lots"}', b"[]", b"\xff\xfe"])
+async def test_a_missing_or_corrupt_state_file_starts_empty(
+    tmp_path: Path, content: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    state_dir = tmp_path / "sandbox"
+    if content is not None:
+        state_dir.mkdir()
+        (state_dir / "fashn.json").write_bytes(content)
+    emu = FashnEmulator(time_scale=0.002, state_dir=state_dir)
+    assert emu.stats.predictions == {} and emu.faults.credits == 1000
+    assert ("ignoring the FASHN sandbox state" in caplog.text) is (content is not None)
+    async with client(emu) as c:
+        prediction_id = await run_ok(c, tryon())
+        assert (await c.get("/v1/status/00000000-0000-0000-0000-000000000000-u1")).status_code == 404
+    again = FashnEmulator(time_scale=0.002, state_dir=state_dir)
+    assert list(again.stats.predictions) == [prediction_id] and again.faults.credits == 998
+
+
+async def test_an_unusable_state_folder_only_costs_the_persistence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    emu = FashnEmulator(time_scale=0.002, state_dir=not_a_folder)
+    async with client(emu) as c:
+        body = await wait_terminal(c, await run_ok(c, tryon()))
+    assert body["status"] == "completed" and emu.faults.credits == 998
+    assert "could not save the FASHN sandbox state" in caplog.text
+
+
+async def test_two_emulators_on_one_folder_merge_cancels_refunds_and_charges(tmp_path: Path) -> None:
+    clock = Clock()
+    server = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)
+    other = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)  # like `callsheet jobs cancel`
+    async with client(server) as c:
+        first = await run_ok(c, tryon())
+    async with client(other) as c:  # reads in the prediction it has not seen
+        assert (await c.get(f"/v1/cancel/{first}")).json()["status"] == "canceled"
+    assert other.faults.credits == 1000
+    async with client(server) as c:
+        second = await run_ok(c, tryon(resolution="2k"))
+        status = (await c.get(f"/v1/status/{first}")).json()["status"]
+    assert status == "canceled" and server.faults.credits == 997
+    later = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)
+    assert set(later.stats.predictions) == {first, second} and later.faults.credits == 997
+    assert later.stats.predictions[first].refunded and later.stats.predictions[second].number == 1
+
+
+async def test_finished_predictions_are_forgotten_after_an_hour(tmp_path: Path) -> None:
+    clock = Clock()
+    emu = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)
+    async with client(emu) as c:
+        old = await run_ok(c, tryon())
+        clock.advance(200)
+        assert (await c.get(f"/v1/status/{old}")).json()["status"] == "completed"
+        clock.advance(KEEP_FINISHED)
+        new = await run_ok(c, tryon())
+        gone = await c.get(f"/v1/status/{old}")
+    assert gone.status_code == 404
+    assert list(emu.stats.predictions) == [new] and emu.faults.credits == 996
+    saved = json.loads((tmp_path / "fashn.json").read_text())
+    assert [p["id"] for p in saved["predictions"]] == [new] and saved["credits"] == 996
+
+
+async def test_at_most_max_kept_predictions_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fashn, "MAX_KEPT", 2)
+    clock = Clock()
+    emu = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)
+    async with client(emu) as c:
+        ids = []
+        for _ in range(3):
+            ids.append(await run_ok(c, tryon()))
+            await c.get(f"/v1/cancel/{ids[-1]}")
+    assert list(emu.stats.predictions) == ids[1:] and emu.faults.credits == 1000
+    assert list(FashnEmulator(clock=clock, state_dir=tmp_path).stats.predictions) == ids[1:]
 
 
 # --- Served over a real socket ------------------------------------------------------------------

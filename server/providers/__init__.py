@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.types import ASGIApp
 
@@ -18,14 +19,15 @@ class Registration:
     limits: Limits
     auth_headers: Callable[[str], dict[str, str]]
     error_message: Callable[..., str] | None
-    sandbox_app: Callable[[float], ASGIApp]
-    """Builds the in-process emulator of the provider's HTTP API for sandbox mode."""
+    sandbox_app: Callable[[float, Path], ASGIApp]
+    """Builds the in-process emulator of the provider's HTTP API for sandbox mode, from the time
+    scale and a folder where it keeps its state across restarts."""
 
 
-def _fashn_sandbox(time_scale: float) -> ASGIApp:
+def _fashn_sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
     from server.sandbox.fashn import FashnEmulator
 
-    app: ASGIApp = FashnEmulator(time_scale=time_scale).app
+    app: ASGIApp = FashnEmulator(time_scale=time_scale, state_dir=state_dir).app
     return app
 
 

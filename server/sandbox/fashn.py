@@ -26,6 +26,12 @@ an `httpx.RemoteProtocolError` raised inside the app after the response has star
 client sees exactly that exception; under uvicorn the server closes the socket mid-response and
 httpx raises `RemoteProtocolError` ("peer closed connection ...") of its own.
 
+With a `state_dir` (sandbox mode passes `<CALLSHEET_HOME>/sandbox`), predictions and the balance
+are kept in `fashn.json` there, so a restarted server (or `callsheet jobs cancel` in another
+process) still finds the predictions it submitted, like the real service would; times are then
+wall-clock. The file is small: data: URIs are cut to their header, outputs are re-rendered from
+the seed on demand, and finished predictions are forgotten after an hour (`KEEP_FINISHED`).
+
 Deliberate simplifications: a 4k request is drawn at 2048 px on its long side (placeholders stay
 cheap), and videos are ~1 s clips of 256 px on the long side whatever the requested resolution.
 """
@@ -33,7 +39,11 @@ cheap), and videos are ~1 s clips of 256 px on the long side whatever the reques
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import json
+import logging
+import os
 import random
 import re
 import time
@@ -42,10 +52,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import anyio.to_thread
 import httpx
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -54,6 +66,8 @@ from starlette.types import Receive, Scope, Send
 
 from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
 
+log = logging.getLogger("callsheet.sandbox")
+
 # --- The documented contract -------------------------------------------------------------------
 
 RUN_LIMIT = (50, 60.0)
@@ -61,6 +75,12 @@ STATUS_LIMIT = (50, 10.0)
 CREDITS_LIMIT = (30, 10.0)
 MAX_IN_FLIGHT = 6
 CREDITS_HEADER = "x-fashn-credits-used"
+
+STATE_FILE = "fashn.json"
+KEEP_FINISHED = 3600.0
+"""Seconds (wall-clock, unscaled) a finished prediction stays answerable when state is persisted."""
+MAX_KEPT = 500
+"""At most this many predictions are persisted; the oldest finished ones go first."""
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "tryon-max": ("model_image", "product_image"),
@@ -244,6 +264,32 @@ class Prediction:
     def ends_at(self) -> float:
         return self.created + self.duration * (_FAIL_SHARE if self.failure else 1.0)
 
+    def finished_at(self) -> float:
+        return self.canceled_at if self.canceled_at is not None else self.ends_at()
+
+    def charged(self) -> int:
+        return 0 if self.refunded else self.credits
+
+    def absorb(self, other: Prediction) -> None:
+        """Take in a cancel or refund another process recorded for this prediction."""
+        if other.canceled_at is not None:
+            mine = self.canceled_at
+            self.canceled_at = other.canceled_at if mine is None else min(mine, other.canceled_at)
+        self.refunded = self.refunded or other.refunded
+
+
+class _SavedState(BaseModel):
+    """The content of `<state_dir>/fashn.json`."""
+
+    version: Literal[1] = 1
+    credits: int
+    next_number: int
+    predictions: list[Prediction]
+
+    def base(self) -> int:
+        """The ledger base: the balance plus what the kept predictions cost (see `_sync`)."""
+        return self.credits + sum(p.charged() for p in self.predictions)
+
 
 @dataclass
 class FashnStats:
@@ -310,9 +356,15 @@ class FashnEmulator:
         api_key: str | None = None,
         faults: FashnFaults | None = None,
         seed: int = 0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
-        """`clock` exists for tests that step time by hand; `api_key=None` accepts any bearer token."""
+        """`clock` exists for tests that step time by hand; `api_key=None` accepts any bearer token.
+
+        With `state_dir`, predictions and the balance are loaded from and saved to
+        `state_dir / STATE_FILE` (the saved balance wins over `faults.credits`), and the default
+        clock is `time.time`, since monotonic times mean nothing to the next process.
+        """
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
@@ -320,13 +372,21 @@ class FashnEmulator:
         self.faults = faults if faults is not None else FashnFaults()
         self.seed = seed
         self.stats = FashnStats()
-        self._clock = clock
+        self.state_dir = state_dir
+        self._clock = clock or (time.time if state_dir is not None else time.monotonic)
+        self._next_number = 0
+        self._base = self.faults.credits
+        """Ledger base as of the latest sync: the balance is `_base` minus what kept predictions cost."""
+        self._synced: set[str] = set()
+        """Ids the state file held at the latest sync: if one disappears, another process forgot it."""
         self._windows = {
             "run": _Window(RUN_LIMIT[0], RUN_LIMIT[1] * time_scale),
             "status": _Window(STATUS_LIMIT[0], STATUS_LIMIT[1] * time_scale),
             "credits": _Window(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * time_scale),
         }
         self._media: dict[tuple[str, int], tuple[bytes, str]] = {}
+        if state_dir is not None:
+            self._sync(self._clock(), write=False)
         self.app = Starlette(
             routes=[
                 Route("/v1/run", self._run, methods=["POST"]),
@@ -342,7 +402,7 @@ class FashnEmulator:
     async def _run(self, request: Request) -> Response:
         self.stats.run_calls += 1
         now = self._clock()
-        self._settle(now)
+        self._settle(now, reload=True)
         try:
             self._authorize(request)
             if self.faults.run_errors:
@@ -403,7 +463,7 @@ class FashnEmulator:
             return self._too_many(
                 "RateLimitExceeded", "Rate limit exceeded: at most 50 /status requests per 10 s.", wait
             )
-        prediction = self.stats.predictions.get(prediction_id)
+        prediction = self._lookup(prediction_id, now)
         if prediction is None:
             return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
         body: dict[str, Any] = {
@@ -438,7 +498,7 @@ class FashnEmulator:
             self._authorize(request)
         except _Rejected as exc:
             return self._error(exc.status, exc.name, exc.message)
-        prediction = self.stats.predictions.get(prediction_id)
+        prediction = self._lookup(prediction_id, now)
         if prediction is None:
             return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
         if prediction.status not in TERMINAL:
@@ -449,7 +509,7 @@ class FashnEmulator:
     async def _credits(self, request: Request) -> Response:
         self.stats.credits_calls += 1
         now = self._clock()
-        self._settle(now)
+        self._settle(now, reload=True)
         try:
             self._authorize(request)
         except _Rejected as exc:
@@ -464,8 +524,9 @@ class FashnEmulator:
 
     async def _cdn(self, request: Request) -> Response:
         self.stats.cdn_calls += 1
-        self._settle(self._clock())
-        prediction = self.stats.predictions.get(request.path_params["id"])
+        now = self._clock()
+        self._settle(now)
+        prediction = self._lookup(request.path_params["id"], now)
         match = re.fullmatch(r"output_(\d+)\.(\w+)", request.path_params["name"])
         if prediction is None or prediction.status != COMPLETED or match is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
@@ -483,8 +544,19 @@ class FashnEmulator:
         if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
             raise _Rejected(401, "UnauthorizedAccess", "Unauthorized: the API key is missing or invalid.")
 
-    def _settle(self, now: float) -> None:
-        """Bring every prediction's status up to `now`, refunding those that failed or were canceled."""
+    def _settle(self, now: float, *, reload: bool = False) -> None:
+        """Bring every prediction's status up to `now`, refunding those that failed or were canceled.
+
+        `reload` first reads in what other processes on the same state folder recorded.
+        """
+        if reload and self.state_dir is not None:
+            self._sync(now, write=False)
+        elif self._advance(now):
+            self._sync(now)
+
+    def _advance(self, now: float) -> bool:
+        """Update the statuses; True when something was refunded (and so should be saved)."""
+        refunded = False
         for prediction in self.stats.predictions.values():
             if prediction.status in TERMINAL:
                 continue
@@ -492,9 +564,20 @@ class FashnEmulator:
             if prediction.status in (FAILED, CANCELED) and not prediction.refunded:
                 prediction.refunded = True
                 self.faults.credits += prediction.credits
+                refunded = True
+        return refunded
+
+    def _lookup(self, prediction_id: str, now: float) -> Prediction | None:
+        """A prediction by id; on a miss, another process on the state folder may have made it."""
+        prediction = self.stats.predictions.get(prediction_id)
+        if prediction is None and self.state_dir is not None:
+            self._settle(now, reload=True)
+            prediction = self.stats.predictions.get(prediction_id)
+        return prediction
 
     def _create(self, model_name: str, inputs: dict[str, Any], cost: int, now: float) -> Prediction:
-        number = len(self.stats.predictions)
+        number = self._next_number
+        self._next_number += 1
         rng = random.Random(f"{self.seed}:{number}")
         prediction = Prediction(
             id=f"{uuid.uuid4()}-u1",
@@ -509,7 +592,89 @@ class FashnEmulator:
         )
         self.faults.credits -= cost
         self.stats.predictions[prediction.id] = prediction
+        self._sync(now)
         return prediction
+
+    # --- persistence ---
+
+    def _sync(self, now: float, *, write: bool = True) -> None:
+        """Merge with the state file, forget old finished predictions, and save when asked or refunded.
+
+        Other processes on the same folder (a second server, `callsheet jobs cancel`) save too, so
+        this merges rather than overwrites: predictions are united by id, a cancel or refund seen by
+        either side sticks, and the balance is a ledger, `base` minus what the kept predictions cost,
+        where only forgetting a prediction moves `base`, so no charge or refund counts twice.
+        Synchronous on purpose: the file is small, and the merge must not interleave with requests.
+        """
+        if self.state_dir is None:
+            return
+        predictions = self.stats.predictions
+        base = self.faults.credits + sum(p.charged() for p in predictions.values())
+        saved = self._read(self.state_dir / STATE_FILE)
+        if saved is not None:
+            base += saved.base() - self._base  # keeps a balance changed through `faults.credits`
+            theirs = {p.id: p for p in saved.predictions}
+            for prediction_id, prediction in theirs.items():
+                mine = predictions.get(prediction_id)
+                if mine is None:
+                    predictions[prediction_id] = prediction
+                else:
+                    mine.absorb(prediction)
+            for prediction_id in [i for i in predictions if i not in theirs and i in self._synced]:
+                self._forget(prediction_id)  # another process forgot it, and moved its base for it
+            self._next_number = max(self._next_number, saved.next_number)
+        write = self._advance(now) or write
+        for prediction in self._expired(now):
+            base -= prediction.charged()
+            self._forget(prediction.id)
+        self._base = base
+        self.faults.credits = base - sum(p.charged() for p in predictions.values())
+        if write:
+            self._write(self.state_dir / STATE_FILE)
+            self._synced = set(predictions)
+        else:
+            self._synced = {p.id for p in saved.predictions} if saved is not None else set()
+
+    def _expired(self, now: float) -> list[Prediction]:
+        finished = sorted(
+            (p for p in self.stats.predictions.values() if p.status in TERMINAL), key=Prediction.finished_at
+        )
+        excess = len(self.stats.predictions) - MAX_KEPT
+        return [p for n, p in enumerate(finished) if n < excess or p.finished_at() <= now - KEEP_FINISHED]
+
+    def _forget(self, prediction_id: str) -> None:
+        prediction = self.stats.predictions.pop(prediction_id)
+        for n in range(len(prediction.outputs)):
+            self._media.pop((prediction_id, n), None)
+
+    def _read(self, path: Path) -> _SavedState | None:
+        try:
+            return _SavedState.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            log.warning("ignoring the FASHN sandbox state in %s: %s", path, exc)
+            return None
+
+    def _write(self, path: Path) -> None:
+        """Replace the file atomically: a reader sees the old state or the new one, never half."""
+        state = _SavedState(
+            credits=self.faults.credits,
+            next_number=self._next_number,
+            predictions=[
+                dataclasses.replace(p, inputs=_without_data(p.inputs))
+                for p in self.stats.predictions.values()
+            ],
+        )
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(state.model_dump_json(), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            log.warning("could not save the FASHN sandbox state to %s: %s", path, exc)
 
     async def _render(self, prediction: Prediction, n: int) -> tuple[bytes, str]:
         key = (prediction.id, n)
@@ -698,6 +863,17 @@ def _failure(inputs: dict[str, Any]) -> tuple[str, str] | None:
             name = match.group(1)
             return name, FAILURE_MESSAGES.get(name, f"{name}: the prediction failed.")
     return None
+
+
+def _without_data(value: Any) -> Any:
+    """`value` with each data: URI cut to its header: the state file needs no image bytes."""
+    if isinstance(value, str) and value.startswith("data:"):
+        return f"{value.partition(',')[0][:80]},<{len(value)} characters not kept>"
+    if isinstance(value, dict):
+        return {key: _without_data(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_data(item) for item in value]
+    return value
 
 
 def _strings(value: object) -> list[str]:
