@@ -63,6 +63,10 @@ class Settings:
     sandbox_time_scale: float = 0.05
     """Sandbox provider latencies (and the limit windows that go with them) are scaled by this."""
     log_level: LogLevel = "WARNING"
+    neofashion_rate_per_minute: int = 60
+    """The neo-fashion plan's rate (Starter 60, Pro 300): NEOFASHION_RATE_PER_MINUTE."""
+    genapi_tools_refresh_seconds: float = 300.0
+    """How often the Generation API's tool list is fetched again: GENAPI_TOOLS_REFRESH_SECONDS."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +100,8 @@ class Settings:
             allow_private_urls=_flag(env.get("CALLSHEET_ALLOW_PRIVATE_URLS")),
             sandbox_time_scale=scale,
             log_level=cast(LogLevel, level),
+            neofashion_rate_per_minute=_positive_int(env, "NEOFASHION_RATE_PER_MINUTE", 60),
+            genapi_tools_refresh_seconds=float(_positive_int(env, "GENAPI_TOOLS_REFRESH_SECONDS", 300)),
         )
 
     def describe(self) -> dict[str, object]:
@@ -125,3 +131,16 @@ class Settings:
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}.")
+    return value

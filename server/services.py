@@ -79,7 +79,7 @@ async def open_services(
                     client,
                     provider=name,
                     base_url=conf.base_url,
-                    limiter=Limiter(registration.limits.scaled(scale)),
+                    limiter=Limiter(registration.limits(settings).scaled(scale)),
                     headers=registration.auth_headers("sandbox" if sandbox else conf.api_key or ""),
                     key_var=conf.key_var,
                     error_message=registration.error_message,

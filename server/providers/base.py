@@ -9,19 +9,24 @@ transport failures and status codes into the exception tree; the engine owns ret
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp
 
 from server.errors import InputError
 from server.models import JobError
 
 if TYPE_CHECKING:
+    from server.config import Settings
     from server.http import HttpCaller
     from server.media import ImageResolver
+    from server.policy import Limits
 
 
 @dataclass(frozen=True)
@@ -180,3 +185,19 @@ def input_error_from(exc: ValidationError, tool: str) -> InputError:
         "; ".join(problems) + ".",
         f"Fix the argument(s) and call {tool} again; its input schema lists every allowed value.",
     )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """How the registry builds one provider: each provider module defines `REGISTRATION`."""
+
+    adapter: type[Provider]
+    limits: Callable[[Settings], Limits]
+    """The limits callsheet keeps to (from the provider's documents, some configurable)."""
+    auth_headers: Callable[[str], dict[str, str]]
+    """Headers that carry the API key."""
+    error_message: Callable[[httpx.Response], str] | None
+    """Reads the provider's error body into one line."""
+    sandbox_app: Callable[[float, Path], ASGIApp]
+    """Builds the in-process emulator of the provider's HTTP API for sandbox mode, from the time
+    scale and a folder where it keeps its state across restarts."""

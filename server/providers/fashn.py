@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from starlette.types import ASGIApp
 
 from server.errors import (
     BadResponse,
@@ -26,11 +28,13 @@ from server.errors import (
 )
 from server.media import ImageResolver
 from server.models import JobError
+from server.policy import FASHN_LIMITS
 from server.providers.base import (
     Balance,
     OperationSpec,
     Prepared,
     Provider,
+    Registration,
     RemoteOutput,
     RemoteState,
     StatusReport,
@@ -224,3 +228,19 @@ def _output(item: str) -> RemoteOutput:
                 "FASHN returned a base64 output that does not decode.", provider="fashn"
             ) from None
     return RemoteOutput(url=item)
+
+
+def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
+    from server.sandbox.fashn import FashnEmulator
+
+    app: ASGIApp = FashnEmulator(time_scale=time_scale, state_dir=state_dir).app
+    return app
+
+
+REGISTRATION = Registration(
+    adapter=Fashn,
+    limits=lambda settings: FASHN_LIMITS,
+    auth_headers=lambda key: {"Authorization": f"Bearer {key}"},
+    error_message=fashn_error_message,
+    sandbox_app=_sandbox,
+)
