@@ -38,6 +38,8 @@ class OperationSpec:
     """What the tool does, when to use it, and its cost in credits."""
     inputs: type[BaseModel]
     """The typed arguments (provider field names, extra fields forbidden)."""
+    credits: Callable[[BaseModel], float | None] | None = None
+    """Estimated credits for validated inputs (shoot plans price every job before they start)."""
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
 
 from server.errors import (
@@ -41,7 +42,7 @@ from server.providers.base import (
     Submission,
     input_error_from,
 )
-from server.providers.fashn_models import MODELS, FashnModel
+from server.providers.fashn_models import MODELS, FashnInputs, FashnModel
 
 _STATES = {
     "starting": RemoteState.PENDING,
@@ -88,7 +89,10 @@ class Fashn(Provider):
 
     @classmethod
     def operations(cls) -> list[OperationSpec]:
-        return [OperationSpec(op, spec.title, spec.description, spec.inputs) for op, spec in MODELS.items()]
+        return [
+            OperationSpec(op, spec.title, spec.description, spec.inputs, credits=_estimator(spec))
+            for op, spec in MODELS.items()
+        ]
 
     def model(self, operation: str) -> FashnModel:
         try:
@@ -173,6 +177,13 @@ class Fashn(Provider):
 
     def price_list(self) -> dict[str, str]:
         return {f"fashn_{op}": spec.price_text for op, spec in MODELS.items()}
+
+
+def _estimator(spec: FashnModel) -> Callable[[BaseModel], float | None]:
+    def estimate(inputs: BaseModel) -> float | None:
+        return spec.credits(inputs) if isinstance(inputs, FashnInputs) else None
+
+    return estimate
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
