@@ -1,0 +1,141 @@
+"""Shoot plan validation: references, fan-out, cycles, schema checks, prices, waves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.plans import validate_plan
+from server.providers.base import OperationSpec
+from server.providers.fashn import Fashn
+
+TOOLS: dict[str, tuple[str, OperationSpec]] = {
+    f"fashn_{op.operation}": ("fashn", op) for op in Fashn.operations()
+}
+
+DESIGN_EXAMPLE: dict[str, Any] = {
+    "name": "spring-drop",
+    "budget_credits": 120,
+    "output_dir": None,
+    "steps": [
+        {
+            "id": "cast",
+            "tool": "fashn_model_create",
+            "args": {"prompt": "editorial model, 30s, short dark hair"},
+        },
+        {
+            "id": "tryon",
+            "tool": "fashn_tryon_max",
+            "for_each": ["~/garments/dress.png", "~/garments/coat.png"],
+            "args": {"model_image": "@cast.outputs[0]", "product_image": "@item"},
+        },
+        {
+            "id": "crops",
+            "tool": "fashn_reframe",
+            "for_each": "@tryon.outputs",
+            "args": {"image": "@item", "aspect_ratio": "4:5"},
+        },
+    ],
+}
+
+
+def problems(validation) -> list[tuple[str | None, str | None]]:  # type: ignore[no-untyped-def]
+    return [(p.step, p.field) for p in validation.problems]
+
+
+def test_the_design_example_is_valid_expanded_ordered_and_priced() -> None:
+    plan, v = validate_plan(DESIGN_EXAMPLE, TOOLS)
+    assert plan is not None and v.ok, v.problems
+    assert v.waves == [["cast"], ["tryon"], ["crops"]]
+    assert [(j.step, j.item) for j in v.jobs] == [
+        ("cast", None),
+        ("tryon", 0),
+        ("tryon", 1),
+        ("crops", 0),
+        ("crops", 1),
+    ]
+    assert v.jobs[1].args == {"model_image": "@cast.outputs[0]", "product_image": "~/garments/dress.png"}
+    # model-create 1 + two try-ons at 2 + two reframes at 1
+    assert v.estimate.total == 1 + 2 * 2 + 2 * 1
+    assert v.estimate.by_provider == {"fashn": v.estimate.total}
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    bad = {
+        "name": "broken",
+        "budget_credits": 0.5,
+        "steps": [
+            {"id": "a", "tool": "fashn_nope", "args": {}},
+            {
+                "id": "b",
+                "tool": "fashn_reframe",
+                "args": {"image": "@ghost.outputs[0]", "aspect_ratio": "7:3"},
+            },
+            {
+                "id": "c",
+                "tool": "fashn_edit",
+                "args": {"image": "@c.outputs[0]", "prompt": "x", "colour": "red"},
+            },
+            {
+                "id": "d",
+                "tool": "fashn_edit",
+                "for_each": "not a list",
+                "args": {"image": "@item", "prompt": "x"},
+            },
+            {"id": "e", "tool": "fashn_edit", "args": {"image": "@item", "prompt": "@nonsense"}},
+        ],
+    }
+    _, v = validate_plan(bad, TOOLS)
+    found = problems(v)
+    assert not v.ok
+    assert ("a", "tool") in found
+    assert ("b", "image") in found and ("b", "aspect_ratio") in found
+    assert ("c", "image") in found and ("c", "colour") in found
+    assert ("d", "for_each") in found
+    assert ("e", "image") in found and ("e", "prompt") in found
+    assert (None, "budget_credits") in found
+    unknown = next(p for p in v.problems if p.step == "a")
+    assert "fashn_tryon_max" in unknown.message  # says what is available
+
+
+def test_cycles_are_refused() -> None:
+    plan = {
+        "name": "loop",
+        "steps": [
+            {"id": "a", "tool": "fashn_edit", "args": {"image": "@b.outputs[0]", "prompt": "x"}},
+            {"id": "b", "tool": "fashn_edit", "args": {"image": "@a.outputs[0]", "prompt": "y"}},
+        ],
+    }
+    _, v = validate_plan(plan, TOOLS)
+    assert any("cycle" in p.message for p in v.problems)
+
+
+def test_literal_at_and_duplicate_ids_and_shape_errors() -> None:
+    plan = {
+        "name": "x",
+        "steps": [
+            {"id": "a", "tool": "fashn_model_create", "args": {"prompt": "@@handle on the shirt"}},
+            {"id": "a", "tool": "fashn_model_create", "args": {"prompt": "again"}},
+        ],
+    }
+    _, v = validate_plan(plan, TOOLS)
+    assert problems(v) == [("a", "id")]
+    _, v = validate_plan({"name": "", "steps": []}, TOOLS)
+    assert {p.field for p in v.problems} == {"name", "steps"}
+
+
+def test_fan_out_over_all_outputs_counts_images() -> None:
+    plan = {
+        "name": "n",
+        "steps": [
+            {"id": "cast", "tool": "fashn_model_create", "args": {"prompt": "p", "num_images": 3}},
+            {
+                "id": "crop",
+                "tool": "fashn_reframe",
+                "for_each": "@cast.outputs",
+                "args": {"image": "@item", "aspect_ratio": "1:1"},
+            },
+        ],
+    }
+    _, v = validate_plan(plan, TOOLS)
+    assert v.ok, v.problems
+    assert len([j for j in v.jobs if j.step == "crop"]) == 3
