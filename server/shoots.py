@@ -1,0 +1,510 @@
+"""The shoot runner: executes a validated plan in the background, step by step, as jobs.
+
+A step starts as soon as the steps it refers to have finished, as many jobs at once as the
+providers' limits allow (the engine queues them). Each job is an ordinary engine job tagged with
+the shoot id, so an identical call after a restart is the same job: resuming a shoot never pays
+twice. A step whose inputs failed is skipped, independent steps go on, and the budget is never
+crossed: the runner stops before the job that would cross it. The shoot folder keeps
+`manifest.json`, every output named by step and item, and the contact sheet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import anyio
+import diskcache
+from anyio.abc import TaskGroup
+from pydantic import BaseModel, Field, ValidationError
+
+from server.config import Settings
+from server.contact_sheet import write_contact_sheet
+from server.engine import Engine
+from server.errors import CallsheetError, InputError, NotFound
+from server.models import TERMINAL, Job, JobRecord, JobStatus, new_job_id, utcnow
+from server.plans import OUTPUT_PLACEHOLDER, ShootPlan, Validation, parse_reference, substitute, with_item
+from server.providers.base import OperationSpec
+
+log = logging.getLogger("callsheet.shoots")
+
+
+class ShootStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    OVER_BUDGET = "over_budget"
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+class StepState(BaseModel):
+    id: str = Field(description="Step id from the plan.")
+    status: StepStatus = Field(
+        default=StepStatus.WAITING, description="waiting, running, succeeded, failed, skipped."
+    )
+    job_ids: list[str] = Field(default_factory=list, description="The step's jobs, in item order.")
+    note: str | None = Field(default=None, description="Why the step was skipped or failed.")
+
+
+class ShootRecord(BaseModel):
+    shoot_id: str
+    name: str
+    status: ShootStatus
+    plan: dict[str, Any]
+    steps: list[StepState]
+    folder: str
+    credits_used: float = 0.0
+    credits_estimate: float = 0.0
+    note: str | None = None
+    owner: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StepView(BaseModel):
+    id: str = Field(description="Step id.")
+    status: StepStatus = Field(description="waiting, running, succeeded, failed, skipped or canceled.")
+    jobs: list[Job] = Field(description="The step's jobs with their outputs and errors.")
+    note: str | None = Field(default=None, description="Why the step was skipped or failed.")
+
+
+class ContactSheet(BaseModel):
+    path: str | None = Field(description="The PNG grid on disk (null until the first outputs exist).")
+    html: str | None = Field(description="The HTML page on disk.")
+    uri: str = Field(description="Resource URI of the PNG: callsheet://shoots/{id}/contact-sheet.")
+
+
+class Shoot(BaseModel):
+    """A shoot's state: what `shoot_status`, `shoot_cancel` and `shoots_list` return."""
+
+    shoot_id: str = Field(description="Shoot id; pass it to shoot_status or shoot_cancel.")
+    name: str = Field(description="The plan's name.")
+    status: ShootStatus = Field(description="running, succeeded, partial, failed, canceled or over_budget.")
+    steps: list[StepView] = Field(description="Per step: its state and jobs.")
+    credits_used: float = Field(description="Credits the providers reported as used so far.")
+    credits_estimate: float = Field(description="The plan's estimate when it started.")
+    progress: float = Field(description="Share of the planned jobs that have finished, 0 to 1.")
+    folder: str = Field(description="The shoot folder: manifest.json, outputs, contact sheet.")
+    contact_sheet: ContactSheet = Field(description="The contact sheet (PNG grid and HTML page).")
+    note: str | None = Field(default=None, description="Why the shoot stopped, when it did early.")
+    created_at: datetime = Field(description="When the shoot started (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")
+
+
+ACTIVE_SHOOT = {ShootStatus.RUNNING}
+
+
+class ShootStore:
+    """Shoot records as JSON in their own diskcache folder (process-safe, like the job store)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(str(directory), eviction_policy="none")
+
+    async def get(self, shoot_id: str) -> ShootRecord | None:
+        raw = self._cache.get(f"shoot:{shoot_id}")
+        return ShootRecord.model_validate_json(raw) if isinstance(raw, str) else None
+
+    async def put(self, record: ShootRecord) -> None:
+        self._cache.set(f"shoot:{record.shoot_id}", record.model_dump_json())
+
+    async def list(
+        self, *, status: ShootStatus | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[ShootRecord], str | None]:
+        out: list[ShootRecord] = []
+        for key in self._cache.iterkeys(reverse=True):
+            shoot_id = str(key).removeprefix("shoot:")
+            if cursor is not None and shoot_id >= cursor:
+                continue
+            record = await self.get(shoot_id)
+            if record is None or (status is not None and record.status is not status):
+                continue
+            if len(out) == limit:
+                return out, out[-1].shoot_id
+            out.append(record)
+        return out, None
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class ShootRunner:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: ShootStore,
+        settings: Settings,
+        tools: dict[str, tuple[str, OperationSpec]],
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.settings = settings
+        self.tools = tools
+        self._tg: TaskGroup | None = None
+        self._running: dict[str, anyio.CancelScope] = {}
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[ShootRunner]:
+        """Run shoots in a task group of their own; resume every shoot left running."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            records, cursor = await self.store.list(status=ShootStatus.RUNNING, limit=100)
+            while True:
+                for record in records:
+                    self._spawn(record.shoot_id)
+                if cursor is None:
+                    break
+                records, cursor = await self.store.list(status=ShootStatus.RUNNING, limit=100, cursor=cursor)
+            try:
+                yield self
+            finally:
+                self._tg = None
+                tg.cancel_scope.cancel()
+
+    def folder_for(self, plan: ShootPlan, shoot_id: str) -> Path:
+        """The plan's output_dir (inside the input roots or the data folder), or the default folder."""
+        slug = re.sub(r"[^a-z0-9]+", "-", plan.name.lower()).strip("-")[:40] or "shoot"
+        if plan.output_dir is None:
+            return self.settings.shoots_dir / f"{slug}-{shoot_id}"
+        base = Path(plan.output_dir).expanduser()
+        base = base.resolve() if base.exists() else base.parent.resolve() / base.name
+        allowed = [*self.settings.input_roots, self.settings.home]
+        if not any(base == root or base.is_relative_to(root) for root in allowed):
+            raise InputError(
+                "output_dir",
+                f"{plan.output_dir} is outside the folders callsheet may write to.",
+                f"Use a folder inside {', '.join(str(r) for r in allowed)}, or leave output_dir null.",
+            )
+        return base / f"{slug}-{shoot_id}"
+
+    async def start(
+        self, plan: ShootPlan, validation: Validation, *, owner: str | None = None
+    ) -> ShootRecord:
+        shoot_id = "s" + new_job_id()[1:]
+        folder = self.folder_for(plan, shoot_id)
+        now = utcnow()
+        record = ShootRecord(
+            shoot_id=shoot_id,
+            name=plan.name,
+            status=ShootStatus.RUNNING,
+            plan=plan.model_dump(mode="json"),
+            steps=[StepState(id=s.id) for s in plan.steps],
+            folder=str(folder),
+            credits_estimate=validation.estimate.total,
+            owner=owner,
+            created_at=now,
+            updated_at=now,
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        await self._save(record)
+        self._spawn(shoot_id)
+        return record
+
+    async def get(self, shoot_id: str, *, owner: str | None = None) -> ShootRecord:
+        record = await self.store.get(shoot_id)
+        if record is None or (owner is not None and record.owner != owner):
+            raise NotFound(f"Unknown shoot id {shoot_id!r}. shoots_list shows the shoots there are.")
+        return record
+
+    async def cancel(self, shoot_id: str, *, owner: str | None = None) -> ShootRecord:
+        record = await self.get(shoot_id, owner=owner)
+        if record.status is not ShootStatus.RUNNING:
+            return record
+        scope = self._running.get(shoot_id)
+        if scope is not None:
+            scope.cancel()
+        for step in record.steps:
+            for job_id in step.job_ids:
+                job = await self.engine.store.get(job_id)
+                if job is not None and job.status not in TERMINAL:
+                    await self.engine.cancel(job_id)
+            if step.status in (StepStatus.WAITING, StepStatus.RUNNING):
+                step.status = StepStatus.CANCELED
+        record.status = ShootStatus.CANCELED
+        record.note = "Canceled; jobs that had finished keep their outputs."
+        await self._save(record)
+        return record
+
+    async def view(self, record: ShootRecord) -> Shoot:
+        steps = []
+        total = finished = 0
+        credits = 0.0
+        for step in record.steps:
+            jobs: list[Job] = []
+            for job_id in step.job_ids:
+                job = await self.engine.store.get(job_id)
+                if job is None:
+                    continue
+                public = job.public()
+                public.progress = self.engine.progress(job)
+                jobs.append(public)
+                credits += job.credits_used or 0.0
+                finished += job.status in TERMINAL
+            total += max(len(step.job_ids), 1)
+            steps.append(StepView(id=step.id, status=step.status, jobs=jobs, note=step.note))
+        folder = Path(record.folder)
+        png, html = folder / "contact-sheet.png", folder / "contact-sheet.html"
+        done = record.status is not ShootStatus.RUNNING
+        return Shoot(
+            shoot_id=record.shoot_id,
+            name=record.name,
+            status=record.status,
+            steps=steps,
+            credits_used=credits,
+            credits_estimate=record.credits_estimate,
+            progress=1.0 if done else round(finished / max(total, 1), 3),
+            folder=record.folder,
+            contact_sheet=ContactSheet(
+                path=str(png) if png.exists() else None,
+                html=str(html) if html.exists() else None,
+                uri=f"callsheet://shoots/{record.shoot_id}/contact-sheet",
+            ),
+            note=record.note,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    async def wait(self, shoot_id: str, wait_seconds: float, on_progress: Any = None) -> ShootRecord:
+        with anyio.move_on_after(wait_seconds):
+            while True:
+                record = await self.get(shoot_id)
+                if record.status is not ShootStatus.RUNNING:
+                    return record
+                if on_progress is not None:
+                    view = await self.view(record)
+                    running = [s.id for s in view.steps if s.status is StepStatus.RUNNING]
+                    await on_progress(view.progress, f"steps running: {', '.join(running) or 'none'}")
+                await anyio.sleep(0.25)
+        return await self.get(shoot_id)
+
+    # -- running a shoot ---------------------------------------------------------------------
+
+    def _spawn(self, shoot_id: str) -> None:
+        if self._tg is None:
+            raise RuntimeError("the shoot runner is not running")
+        scope = anyio.CancelScope()
+        self._running[shoot_id] = scope
+        self._tg.start_soon(self._run, shoot_id, scope)
+
+    async def _run(self, shoot_id: str, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                record = await self.get(shoot_id)
+                plan = ShootPlan.model_validate(record.plan)
+                events = {s.id: anyio.Event() for s in plan.steps}
+                async with anyio.create_task_group() as tg:
+                    for step in plan.steps:
+                        tg.start_soon(self._run_step, shoot_id, plan, step.id, events)
+                await self._finish(shoot_id)
+        finally:
+            self._running.pop(shoot_id, None)
+
+    async def _run_step(
+        self, shoot_id: str, plan: ShootPlan, step_id: str, events: dict[str, anyio.Event]
+    ) -> None:
+        step = next(s for s in plan.steps if s.id == step_id)
+        try:
+            deps = sorted(_dependencies(step.args, step.for_each))
+            for dep in deps:
+                await events[dep].wait()
+            record = await self.get(shoot_id)
+            if record.status is not ShootStatus.RUNNING:
+                return
+            failed_deps = [d for d in deps if _state(record, d).status is not StepStatus.SUCCEEDED]
+            if failed_deps:
+                await self._set_step(
+                    shoot_id,
+                    step_id,
+                    StepStatus.SKIPPED,
+                    f"skipped: {', '.join(failed_deps)} did not succeed",
+                )
+                return
+            outputs = {d: await self._outputs(record, d) for d in deps}
+            items = self._items(step.for_each, outputs)
+            provider, spec = self.tools[step.tool]
+            operation = step.tool.removeprefix(f"{provider}_")
+            job_ids: list[str] = list(_state(record, step_id).job_ids)
+            await self._set_step(shoot_id, step_id, StepStatus.RUNNING)
+            for n, item in enumerate(items):
+                args = substitute(with_item(step.args, item), lambda text: _resolve(text, outputs))
+                if not await self._within_budget(shoot_id, spec, args):
+                    return
+                if n < len(job_ids):
+                    continue  # submitted before a restart; its job goes on by itself
+                try:
+                    job = await self.engine.submit(provider, operation, _as_dict(args), shoot_id=shoot_id)
+                except CallsheetError as exc:
+                    await self._set_step(shoot_id, step_id, StepStatus.FAILED, f"item {n}: {exc.message}")
+                    return
+                job_ids.append(job.job_id)
+                await self._set_jobs(shoot_id, step_id, job_ids)
+            result = await self.engine.wait(job_ids, wait_seconds=24 * 3600)
+            bad = [j for j in result.jobs if j.status is not JobStatus.SUCCEEDED]
+            if bad:
+                reasons = "; ".join(f"{j.job_id}: {j.error.code if j.error else j.status.value}" for j in bad)
+                await self._set_step(shoot_id, step_id, StepStatus.FAILED, reasons)
+            else:
+                await self._set_step(shoot_id, step_id, StepStatus.SUCCEEDED)
+                await self._collect(shoot_id, step_id, result.jobs)
+        finally:
+            events[step_id].set()
+
+    def _items(self, for_each: object, outputs: dict[str, list[str]]) -> list[Any]:
+        if for_each is None:
+            return [None]
+        if isinstance(for_each, list):
+            return list(for_each)
+        resolved = _resolve(str(for_each), outputs)
+        return resolved if isinstance(resolved, list) else [resolved]
+
+    async def _within_budget(self, shoot_id: str, spec: OperationSpec, args: object) -> bool:
+        record = await self.get(shoot_id)
+        budget = ShootPlan.model_validate(record.plan).budget_credits
+        if budget is None:
+            return True
+        try:
+            estimate = spec.credits(spec.inputs.model_validate(args)) if spec.credits else None
+        except ValidationError:
+            estimate = None
+        committed = 0.0
+        for step in record.steps:
+            for job_id in step.job_ids:
+                job = await self.engine.store.get(job_id)
+                if (
+                    job is not None
+                    and job.status is not JobStatus.FAILED
+                    and job.status is not JobStatus.CANCELED
+                ):
+                    committed += (
+                        job.credits_used if job.credits_used is not None else (job.credits_estimate or 0.0)
+                    )
+        if committed + (estimate or 0.0) <= budget:
+            return True
+        record.status = ShootStatus.OVER_BUDGET
+        record.note = (
+            f"Stopped before a job that would cross the budget of {budget:g} credits "
+            f"({committed:g} committed, next job ~{estimate or 0:g}). Raise budget_credits and start again: "
+            "finished jobs are reused at no cost."
+        )
+        await self._save(record)
+        return False
+
+    async def _outputs(self, record: ShootRecord, step_id: str) -> list[str]:
+        uris: list[str] = []
+        for job_id in _state(record, step_id).job_ids:
+            job = await self.engine.store.get(job_id)
+            if job is not None:
+                uris += [o.uri for o in job.outputs]
+        return uris
+
+    async def _collect(self, shoot_id: str, step_id: str, jobs: list[JobRecord]) -> None:
+        """Copy the step's outputs into the shoot folder, named by step, item and output."""
+        record = await self.get(shoot_id)
+        await anyio.to_thread.run_sync(_copy_outputs, Path(record.folder), step_id, jobs)
+        await self._write_manifest(record)
+
+    async def _finish(self, shoot_id: str) -> None:
+        record = await self.get(shoot_id)
+        if record.status is ShootStatus.RUNNING:
+            states = [s.status for s in record.steps]
+            if all(s is StepStatus.SUCCEEDED for s in states):
+                record.status = ShootStatus.SUCCEEDED
+            elif any(s is StepStatus.SUCCEEDED for s in states):
+                record.status = ShootStatus.PARTIAL
+            else:
+                record.status = ShootStatus.FAILED
+        view = await self.view(record)
+        record.credits_used = view.credits_used
+        # Files first, then the final state: whoever sees the shoot finished finds its contact sheet.
+        await anyio.to_thread.run_sync(write_contact_sheet, view, Path(record.folder), record.plan)
+        await self._write_manifest(record)
+        await self._save(record)
+
+    async def _write_manifest(self, record: ShootRecord) -> None:
+        view = await self.view(record)
+        await anyio.to_thread.run_sync(_write_manifest, Path(record.folder), view, record.plan)
+
+    async def _set_step(
+        self, shoot_id: str, step_id: str, status: StepStatus, note: str | None = None
+    ) -> None:
+        record = await self.get(shoot_id)
+        state = _state(record, step_id)
+        state.status, state.note = status, note
+        await self._save(record)
+
+    async def _set_jobs(self, shoot_id: str, step_id: str, job_ids: list[str]) -> None:
+        record = await self.get(shoot_id)
+        _state(record, step_id).job_ids = list(job_ids)
+        await self._save(record)
+
+    async def _save(self, record: ShootRecord) -> None:
+        record.updated_at = utcnow()
+        await self.store.put(record)
+
+
+def _state(record: ShootRecord, step_id: str) -> StepState:
+    return next(s for s in record.steps if s.id == step_id)
+
+
+def _dependencies(args: object, for_each: object) -> set[str]:
+    deps: set[str] = set()
+    for value in (args, for_each):
+        substitute(value, lambda text: deps.add(ref.step) if (ref := parse_reference(text)) else None)
+    return deps
+
+
+def _resolve(text: str, outputs: dict[str, list[str]]) -> object:
+    ref = parse_reference(text)
+    if ref is None:
+        return text
+    uris = outputs.get(ref.step, [])
+    if ref.index is None:
+        return list(uris)
+    if ref.index < len(uris):
+        return uris[ref.index]
+    return OUTPUT_PLACEHOLDER.replace("planned", f"missing-{ref.step}")
+
+
+def _as_dict(args: object) -> dict[str, Any]:
+    if not isinstance(args, dict):
+        raise InputError("args", "A step's args must be an object.", "Give args as a JSON object.")
+    return {str(k): v for k, v in args.items()}
+
+
+def _copy_outputs(folder: Path, step_id: str, jobs: list[JobRecord]) -> None:
+    for item, job in enumerate(jobs):
+        for n, output in enumerate(job.outputs):
+            source = Path(output.path)
+            target = folder / f"{step_id}-{item:02d}-{n}{source.suffix}"
+            if not target.exists() and source.exists():
+                shutil.copyfile(source, target)
+
+
+def _write_manifest(folder: Path, view: Shoot, plan: dict[str, Any]) -> None:
+    """manifest.json: the plan, every job with its outputs and credits, the files; written atomically."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("manifest."))
+    manifest = {"shoot": view.model_dump(mode="json"), "plan": plan, "files": files}
+    path = folder / "manifest.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
