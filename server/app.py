@@ -3,13 +3,17 @@
 `create_app` wires the lifespan (which opens the services: store, providers, engine), the tools
 of every provider that is live or sandbox, the job and account tools, the resources, and a
 middleware that refuses unknown or invalid generation arguments with a message naming the field.
+Tools whose inputs a provider discovers at run time (the Generation API's tool list) are rebuilt
+when the provider reports a change, and clients are told (`_ToolListChanged`).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import re
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +21,8 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus, ToolsListChanged
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -25,13 +31,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.config import Mode, Settings
-from server.errors import CallsheetError
+from server.errors import CallsheetError, InputError
 from server.providers import REGISTRY
 from server.providers.base import OperationSpec, QuerySpec, input_error_from
-from server.services import Services, open_services
+from server.services import DiscoveredOperations, Services, open_services
 from tools.account import register_account_tools
 from tools.common import public_job, services
-from tools.generation import register_generation_tools, register_query_tools
+from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 
 INSTRUCTIONS = """\
@@ -48,10 +54,18 @@ _OUTPUT_URI = re.compile(r"^callsheet://jobs/([^/]+)/outputs/(\d+)$")
 def create_app(settings: Settings | None = None, **service_options: Any) -> MCPServer:
     """Build the server. `service_options` go to `open_services` (tests pass emulators and policies)."""
     settings = settings or Settings.from_env()
+    bus = InMemorySubscriptionBus()
+    tool_list = _ToolListChanged(bus)
+    inputs: dict[str, type[BaseModel]] = {}
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         async with open_services(settings, **service_options) as svc:
+            for name, adapter in svc.providers.items():
+                if isinstance(adapter, DiscoveredOperations):
+                    adapter.on_operations_changed(
+                        functools.partial(_operations_changed, app, name, adapter, inputs, tool_list)
+                    )
             yield svc
 
     app: MCPServer = MCPServer(
@@ -60,8 +74,9 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
+        subscriptions=bus,
     )
-    inputs: dict[str, type[BaseModel]] = {}
+    owners: dict[str, tuple[str, str]] = {}
     specs: list[tuple[str, OperationSpec]] = []
     queries: list[tuple[str, QuerySpec]] = []
     for name, conf in settings.providers.items():
@@ -70,14 +85,18 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
             continue
         for op in registration.adapter.operations():
             inputs[f"{name}_{op.operation}"] = op.inputs
+            owners[f"{name}_{op.operation}"] = (name, op.operation)
             specs.append((name, op))
         queries += [(name, q) for q in registration.adapter.queries()]
+        tool_list.enabled |= issubclass(registration.adapter, DiscoveredOperations)
     register_generation_tools(app, specs)
     register_query_tools(app, queries)
     register_job_tools(app)
     register_account_tools(app)
     _register_resources(app)
-    app.middleware.append(_ArgumentCheck(inputs))
+    app.middleware.append(_ArgumentCheck(inputs, owners))
+    if tool_list.enabled:
+        app.middleware.append(tool_list)
 
     @app.custom_route("/health", methods=["GET"])  # type: ignore[untyped-decorator]  # SDK decorator is untyped
     async def health(_: Request) -> JSONResponse:
@@ -90,11 +109,15 @@ class _ArgumentCheck:
     """Refuse unknown or invalid generation arguments before anything runs, naming field and fix.
 
     The SDK ignores unknown arguments and reports invalid ones in pydantic's words; the provider's
-    own input model (extra fields forbidden) says it in the assistant's terms instead.
+    own input model (extra fields forbidden) says it in the assistant's terms instead. For a provider
+    that discovers its inputs (the Generation API's tools), a refused call first lets the adapter look
+    again, once: a tool added since the last refresh is then accepted.
     """
 
-    def __init__(self, inputs: dict[str, type[BaseModel]]) -> None:
+    def __init__(self, inputs: dict[str, type[BaseModel]], owners: dict[str, tuple[str, str]]) -> None:
         self.inputs = inputs
+        self.owners = owners
+        """Tool name -> (provider, operation)."""
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params or {}
@@ -103,10 +126,10 @@ class _ArgumentCheck:
             args = dict(params.get("arguments") or {})
             args.pop("wait_seconds", None)
             args.pop("force", None)
-            try:
-                self.inputs[tool].model_validate(args)
-            except ValidationError as exc:
-                error = input_error_from(exc, tool)
+            error = self._problem(tool, args)
+            if error is not None and await self._rediscovered(ctx, tool, args):
+                error = self._problem(tool, args)  # checked again against the rebuilt model
+            if error is not None:
                 return CallToolResult(
                     content=[TextContent(type="text", text=f"{error.message} [{error.code}]")], is_error=True
                 )
@@ -114,6 +137,73 @@ class _ArgumentCheck:
         if ctx.method == "resources/read" and isinstance(result, dict):
             await _fix_output_mime(ctx, result)
         return result
+
+    def _problem(self, tool: str, args: dict[str, Any]) -> InputError | None:
+        try:
+            self.inputs[tool].model_validate(args)
+        except ValidationError as exc:
+            return input_error_from(exc, tool)
+        return None
+
+    async def _rediscovered(
+        self, ctx: ServerRequestContext[Any, Any], tool: str, args: dict[str, Any]
+    ) -> bool:
+        svc = ctx.lifespan_context
+        provider, operation = self.owners.get(tool, ("", ""))
+        adapter = svc.providers.get(provider) if isinstance(svc, Services) else None
+        if not isinstance(adapter, DiscoveredOperations):
+            return False
+        return await adapter.rediscover(operation, args)
+
+
+async def _operations_changed(
+    app: MCPServer,
+    provider: str,
+    adapter: DiscoveredOperations,
+    inputs: dict[str, type[BaseModel]],
+    tool_list: _ToolListChanged,
+) -> None:
+    """A provider discovered other inputs: rebuild its tools (schema and argument check), tell clients."""
+    for op in adapter.current_operations():
+        inputs[f"{provider}_{op.operation}"] = op.inputs
+        replace_generation_tool(app, provider, op)
+    await tool_list.send()
+
+
+_MAX_LEGACY_SESSIONS = 256
+
+
+class _ToolListChanged:
+    """Tells clients that the tool list changed, in both protocol eras.
+
+    2026-07-28 clients learn it on a `subscriptions/listen` stream: the event goes on the server's
+    subscription bus, and the SDK advertises `tools.listChanged` at that era by itself.
+    Handshake-era clients get `notifications/tools/list_changed` on their connection's standalone
+    channel: this middleware keeps the session of each connection that completed the handshake
+    and adds `tools.listChanged` to the capabilities the handshake announces. The SDK gives no
+    signal when a connection closes (a send to a closed one is dropped quietly), so only the most
+    recent `_MAX_LEGACY_SESSIONS` connections are kept.
+    """
+
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self.bus = bus
+        self.enabled = False
+        self.sessions: deque[ServerSession] = deque(maxlen=_MAX_LEGACY_SESSIONS)
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method == "notifications/initialized":
+            self.sessions.append(ctx.session)
+        elif ctx.method == "initialize" and isinstance(result, dict):
+            tools = (result.get("capabilities") or {}).get("tools")
+            if isinstance(tools, dict):
+                tools["listChanged"] = True
+        return result
+
+    async def send(self) -> None:
+        await self.bus.publish(ToolsListChanged())
+        for session in list(self.sessions):
+            await session.send_tool_list_changed()
 
 
 async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: dict[str, Any]) -> None:

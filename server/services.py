@@ -8,10 +8,12 @@ import time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
+import anyio
 import httpx
 from starlette.types import ASGIApp
 
@@ -23,8 +25,31 @@ from server.limiter import Limiter
 from server.media import Media
 from server.policy import HTTP_TIMEOUT, PollPolicy, RetryPolicy
 from server.providers import REGISTRY
-from server.providers.base import Provider
+from server.providers.base import OperationSpec, Provider
 from server.store import DiskStore
+
+
+@runtime_checkable
+class Background(Protocol):
+    """An adapter with upkeep to do while the server runs (the Generation API refreshes its tools)."""
+
+    async def background(self, settings: Settings) -> None: ...
+
+
+@runtime_checkable
+class DiscoveredOperations(Protocol):
+    """An adapter whose operations' input models follow what the provider reports at run time.
+
+    The MCP app rebuilds those tools' schemas when `on_operations_changed` fires and tells clients.
+    """
+
+    def current_operations(self) -> list[OperationSpec]: ...
+
+    def on_operations_changed(self, listener: Callable[[], Awaitable[None]]) -> None: ...
+
+    async def rediscover(self, operation: str, args: dict[str, Any]) -> bool:
+        """The call names something not discovered yet: look again (once); True if it is known now."""
+        ...
 
 
 @dataclass
@@ -91,7 +116,13 @@ async def open_services(
             if not start_engine:  # the command line reading or canceling jobs: drive nothing
                 yield Services(settings, store, media, engine, providers)
                 return
-            async with engine.running():
-                yield Services(settings, store, media, engine, providers)
+            async with engine.running(), anyio.create_task_group() as upkeep:
+                for adapter in providers.values():
+                    if isinstance(adapter, Background):
+                        upkeep.start_soon(adapter.background, settings)
+                try:
+                    yield Services(settings, store, media, engine, providers)
+                finally:
+                    upkeep.cancel_scope.cancel()
     finally:
         store.close()

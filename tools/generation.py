@@ -7,11 +7,13 @@ schema the assistant reads and the check the call meets cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 from typing import Annotated, Any, cast
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
@@ -128,3 +130,10 @@ def register_generation_tools(app: MCPServer, specs: list[tuple[str, OperationSp
             description=op.description,
             annotations=GENERATION_ANNOTATIONS,
         )
+
+
+def replace_generation_tool(app: MCPServer, provider: str, op: OperationSpec) -> None:
+    """Register an operation's tool again, with the schema of its current inputs (discovered values)."""
+    with contextlib.suppress(ToolError):  # not registered yet
+        app.remove_tool(f"{provider}_{op.operation}")
+    register_generation_tools(app, [(provider, op)])
