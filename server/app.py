@@ -16,8 +16,10 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from prompts import register_prompts
 from server import __version__
 from server.config import Mode, Settings
 from server.errors import CallsheetError, InputError
@@ -39,6 +42,7 @@ from tools.account import register_account_tools
 from tools.common import public_job, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
+from tools.shoots import register_shoot_tools
 
 INSTRUCTIONS = """\
 callsheet runs fashion photo and video generation as durable jobs. Every generation tool returns a
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     register_query_tools(app, queries)
     register_job_tools(app)
     register_account_tools(app)
+    register_shoot_tools(app)
+    register_prompts(app)
     _register_resources(app)
     app.middleware.append(_ArgumentCheck(inputs, owners))
     if tool_list.enabled:
@@ -234,6 +240,40 @@ def _register_resources(app: MCPServer) -> None:
         return json.dumps(public_job(svc, record).model_dump(mode="json"), indent=2)
 
     @app.resource(
+        "callsheet://shoots/{shoot_id}",
+        name="shoot",
+        description="A shoot's manifest as JSON: plan, steps, jobs, outputs, credits.",
+        mime_type="application/json",
+    )
+    async def shoot_resource(shoot_id: str, ctx: Context) -> str:
+        svc = services(ctx)
+        try:
+            record = await svc.shoots.get(shoot_id)
+        except CallsheetError as exc:
+            raise ResourceError(exc.message) from None
+        view = await svc.shoots.view(record)
+        return json.dumps({"shoot": view.model_dump(mode="json"), "plan": record.plan}, indent=2)
+
+    @app.resource(
+        "callsheet://shoots/{shoot_id}/contact-sheet",
+        name="shoot-contact-sheet",
+        description="The shoot's contact sheet: a PNG grid of every output with step names.",
+        mime_type="image/png",
+    )
+    async def contact_sheet_resource(shoot_id: str, ctx: Context) -> bytes:
+        svc = services(ctx)
+        try:
+            record = await svc.shoots.get(shoot_id)
+        except CallsheetError as exc:
+            raise ResourceError(exc.message) from None
+        path = Path(record.folder) / "contact-sheet.png"
+        if not path.exists():
+            raise ResourceError(
+                f"Shoot {shoot_id} has no contact sheet yet; it is written when the shoot ends."
+            )
+        return await anyio.Path(path).read_bytes()
+
+    @app.resource(
         "callsheet://jobs/{job_id}/outputs/{n}",
         name="job-output",
         description="An output file of a job (image or video), full size.",
@@ -246,7 +286,7 @@ def _register_resources(app: MCPServer) -> None:
             path, _ = svc.media.output_file(record, int(n))
         except (CallsheetError, ValueError) as exc:
             raise ResourceError(f"No output {n} for job {job_id}: {exc}") from None
-        return path.read_bytes()
+        return await anyio.Path(path).read_bytes()
 
 
 def http_app(app: MCPServer, *, host: str, token: str | None) -> ASGIApp:

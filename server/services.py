@@ -26,6 +26,7 @@ from server.media import Media
 from server.policy import HTTP_TIMEOUT, PollPolicy, RetryPolicy
 from server.providers import REGISTRY
 from server.providers.base import OperationSpec, Provider
+from server.shoots import ShootRunner, ShootStore
 from server.store import DiskStore
 
 
@@ -59,6 +60,20 @@ class Services:
     media: Media
     engine: Engine
     providers: dict[str, Provider]
+    shoots: ShootRunner
+
+
+def operation_specs(providers: dict[str, Provider]) -> dict[str, tuple[str, OperationSpec]]:
+    """Every generation tool available now: name -> (provider, spec); discovered ones as last seen."""
+    out: dict[str, tuple[str, OperationSpec]] = {}
+    for name, adapter in providers.items():
+        ops = (
+            adapter.current_operations()
+            if isinstance(adapter, DiscoveredOperations)
+            else adapter.operations()
+        )
+        out.update({f"{name}_{op.operation}": (name, op) for op in ops})
+    return out
 
 
 @asynccontextmanager
@@ -113,15 +128,21 @@ async def open_services(
             engine = Engine(
                 store=store, media=media, providers=providers, retry=retry, poll=poll, lease_ttl=lease_ttl
             )
+            shoot_store = ShootStore(settings.store_dir / "shoots")
+            stack.callback(shoot_store.close)
+            shoots = ShootRunner(
+                engine=engine, store=shoot_store, settings=settings, tools=lambda: operation_specs(providers)
+            )
+            services = Services(settings, store, media, engine, providers, shoots)
             if not start_engine:  # the command line reading or canceling jobs: drive nothing
-                yield Services(settings, store, media, engine, providers)
+                yield services
                 return
-            async with engine.running(), anyio.create_task_group() as upkeep:
+            async with engine.running(), shoots.running(), anyio.create_task_group() as upkeep:
                 for adapter in providers.values():
                     if isinstance(adapter, Background):
                         upkeep.start_soon(adapter.background, settings)
                 try:
-                    yield Services(settings, store, media, engine, providers)
+                    yield services
                 finally:
                     upkeep.cancel_scope.cancel()
     finally:

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -154,14 +154,19 @@ class ShootRunner:
         engine: Engine,
         store: ShootStore,
         settings: Settings,
-        tools: dict[str, tuple[str, OperationSpec]],
+        tools: Callable[[], dict[str, tuple[str, OperationSpec]]],
     ) -> None:
         self.engine = engine
         self.store = store
         self.settings = settings
-        self.tools = tools
+        self._tools = tools
         self._tg: TaskGroup | None = None
         self._running: dict[str, anyio.CancelScope] = {}
+
+    @property
+    def tools(self) -> dict[str, tuple[str, OperationSpec]]:
+        """Every generation tool that is live or sandbox now: name -> (provider, operation spec)."""
+        return self._tools()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ShootRunner]:
@@ -341,7 +346,12 @@ class ShootRunner:
                 return
             outputs = {d: await self._outputs(record, d) for d in deps}
             items = self._items(step.for_each, outputs)
-            provider, spec = self.tools[step.tool]
+            available = self.tools
+            if step.tool not in available:
+                note = f"{step.tool} is not available now (is its provider off?)"
+                await self._set_step(shoot_id, step_id, StepStatus.FAILED, note)
+                return
+            provider, spec = available[step.tool]
             operation = step.tool.removeprefix(f"{provider}_")
             job_ids: list[str] = list(_state(record, step_id).job_ids)
             await self._set_step(shoot_id, step_id, StepStatus.RUNNING)

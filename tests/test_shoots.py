@@ -31,7 +31,7 @@ async def runner(settings: Settings, emulator: FashnEmulator) -> AsyncIterator[S
         store = ShootStore(settings.store_dir / "shoots")
         try:
             async with ShootRunner(
-                engine=svc.engine, store=store, settings=settings, tools=TOOLS
+                engine=svc.engine, store=store, settings=settings, tools=lambda: TOOLS
             ).running() as r:
                 yield r
         finally:
