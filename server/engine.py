@@ -259,9 +259,10 @@ class Engine:
         """Estimated progress: from the time since submission against the model's typical duration."""
         if record.status in TERMINAL:
             return 1.0 if record.status is JobStatus.SUCCEEDED else record.progress
-        if record.submitted_at is None:
+        started = record.submitted_at or record.submit_started_at  # synchronous calls: since sending
+        if started is None:
             return 0.0
-        elapsed = (utcnow() - record.submitted_at).total_seconds()
+        elapsed = (utcnow() - started).total_seconds()
         return round(min(0.95, 0.05 + 0.9 * elapsed / max(record.typical_seconds * 1.2, 0.001)), 3)
 
     # -- the one transition function ---------------------------------------------------------
@@ -491,7 +492,13 @@ class Engine:
     async def _follow(self, provider: Provider, record: JobRecord) -> None:
         """Poll until the job ends, starting near its typical duration and backing off."""
         provider_job_id = record.provider_job_id
-        assert provider_job_id is not None
+        if provider_job_id is None:
+            raise BadResponse(
+                f"{provider.name} accepted the job without an id to follow it by; its result is unknown. "
+                "Check the provider's dashboard, or repeat the call with force: true.",
+                retryable=False,
+                provider=provider.name,
+            )
         failures = 0
         while True:
             elapsed = (utcnow() - (record.submitted_at or record.created_at)).total_seconds()

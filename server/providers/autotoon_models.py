@@ -1,0 +1,395 @@
+"""Auto Toon's operations in one place: typed inputs, wire names, price estimates and timings.
+
+Arguments are the field names of `provider-docs/autotoon-editorial-api.txt` in snake_case
+(`clothingImageUrls` -> `clothing_image_urls`); `WIRE_NAMES` maps them back to Auto Toon's
+camelCase JSON, including the two nested objects (`style` -> `styleData.style`, `background` ->
+`backgroundData.background`), so a wrong name is corrected in one line. Optional fields default
+to `None` so that only what the user set is sent and Auto Toon applies its own defaults.
+
+The document publishes no price table (its 402 example says `"required": 3`) and no timings:
+`CREDITS` and `TYPICAL_SECONDS` are estimates, labelled as such wherever a user reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+URL_ONLY = (
+    "Auto Toon takes image URLs only: give a public http(s) URL, or an earlier output "
+    "callsheet://jobs/{job_id}/outputs/{n} of a provider that returns URLs (e.g. FASHN, Auto Toon). "
+    "Local files and data: URIs are refused."
+)
+
+AiModel = Literal[
+    "gemini-3-pro-image-preview",
+    "gemini-3.1-flash-image-preview",
+    "bytedance/seedream-4.5",
+    "bytedance/seedream-5-lite",
+]
+AI_MODELS: tuple[str, ...] = get_args(AiModel)
+Lighting = Literal[
+    "golden-hour", "blue-hour", "studio-soft", "dramatic", "neon", "natural-window", "backlit", "moonlight"
+]
+VariationStyle = Literal["fashion-editorial", "surreal-product-hero"]
+VariationMode = Literal["user-model", "scratch-model"]
+
+STYLE_PRESETS = ("editorial-vogue", "street-style", "minimalist-clean")
+BACKGROUND_PRESETS = ("studio-white", "urban-city", "nature-garden")
+
+# --- The one table of price estimates (credits per call) and typical durations (seconds) ---------
+# Estimates: Auto Toon publishes no prices; its 402 example asks for 3 credits.
+CREDITS: dict[str, float] = {
+    "editorial": 3,
+    "variations": 3,  # per set of variations (the example returns three images)
+    "relight": 2,
+    "upscale": 1,
+    "video": 5,
+}
+PRICE_NOTE = "estimate: Auto Toon publishes no price table"
+TYPICAL_SECONDS: dict[str, float] = {
+    "editorial": 30,
+    "variations": 45,
+    "relight": 25,
+    "upscale": 12,
+    "video": 90,
+}
+
+# --- Argument name -> where it goes in Auto Toon's JSON body (the one mapping to camelCase) -------
+WIRE_NAMES: dict[str, tuple[str, ...]] = {
+    "model_id": ("modelId",),
+    "models": ("models",),
+    "clothing_image_urls": ("clothingImageUrls",),
+    "image_url": ("imageUrl",),
+    "prompt": ("prompt",),
+    "character_sheet_url": ("characterSheetUrl",),
+    "ai_model": ("aiModel",),
+    "makeup_analysis": ("makeupAnalysis",),
+    "hairstyle_analysis": ("hairstyleAnalysis",),
+    "style": ("styleData", "style"),
+    "mode": ("styleData", "mode"),
+    "background": ("backgroundData", "background"),
+    "prompt_modifier": ("promptModifier",),
+    "brand_analysis": ("brandAnalysis",),
+    "base_image_url": ("baseImageUrl",),
+    "model_image_urls": ("modelImageUrls",),
+    "aspect_ratio": ("aspectRatio",),
+    "lighting": ("lighting",),
+    "light_position": ("lightPosition",),
+    "light_color": ("lightColor",),
+    "scale": ("scale",),
+}
+IMAGE_FIELDS = frozenset({"image_url", "base_image_url", "character_sheet_url"})
+"""Arguments (at any depth) that hold one image reference."""
+IMAGE_LIST_FIELDS = frozenset({"clothing_image_urls", "model_image_urls"})
+"""Arguments (at any depth) that hold a list of image references."""
+
+
+def to_wire(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments (snake_case, already resolved to URLs) as Auto Toon's JSON body (camelCase)."""
+    body: dict[str, Any] = {}
+    for name, value in values.items():
+        *parents, leaf = WIRE_NAMES[name]
+        target = body
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        if isinstance(value, list):
+            value = [to_wire(item) if isinstance(item, Mapping) else item for item in value]
+        target[leaf] = value
+    return body
+
+
+def _url(purpose: str) -> str:
+    return f"{purpose} {URL_ONLY}"
+
+
+class AutoToonInputs(BaseModel):
+    """Inputs of one Auto Toon operation; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class InlineModel(AutoToonInputs):
+    """One entry of `models`: a model passed inline with its own clothing and reference images."""
+
+    model_id: str = Field(
+        min_length=1,
+        description="ID of the fashion model this entry describes (as listed by autotoon_models).",
+    )
+    clothing_image_urls: list[str] = Field(
+        min_length=1, description=_url("Clothing or product images for this model to wear, one per item.")
+    )
+    image_url: str | None = Field(
+        default=None, description=_url("Optional reference photo of the model (face, body, look).")
+    )
+    prompt: str | None = Field(
+        default=None, description="Optional description of this model or how they wear the clothing."
+    )
+    character_sheet_url: str | None = Field(
+        default=None,
+        description=_url("Optional character sheet of the model (several views) for a consistent identity."),
+    )
+
+
+class EditorialInputs(AutoToonInputs):
+    model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="ID of a fashion model saved in the Auto Toon account (call autotoon_models to list "
+        "them). Give either model_id or models.",
+    )
+    models: list[InlineModel] | None = Field(
+        default=None,
+        min_length=1,
+        description="Models passed inline instead of model_id: each {model_id, clothing_image_urls, "
+        "image_url?, prompt?, character_sheet_url?}. Give either model_id or models.",
+    )
+    clothing_image_urls: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=_url(
+            "Clothing or product images to dress the model in (one per item, e.g. blazer and trousers). "
+            "Required with model_id; with models, each entry carries its own clothing_image_urls."
+        ),
+    )
+    ai_model: AiModel | None = Field(
+        default=None,
+        description="Image model: 'gemini-3-pro-image-preview' (Auto Toon's default, highest quality), "
+        "'gemini-3.1-flash-image-preview' (faster), 'bytedance/seedream-4.5' or "
+        "'bytedance/seedream-5-lite'.",
+    )
+    makeup_analysis: str | None = Field(
+        default=None, description="Makeup for the model, e.g. 'natural glam, dewy skin, bold red lip'."
+    )
+    hairstyle_analysis: str | None = Field(
+        default=None, description="Hairstyle for the model, e.g. 'slicked-back low bun' or 'loose waves'."
+    )
+    style: str | None = Field(
+        default=None,
+        description="Style preset (sent as styleData.style), e.g. 'editorial-vogue', 'street-style' or "
+        "'minimalist-clean'; other preset names Auto Toon knows are accepted too.",
+    )
+    background: str | None = Field(
+        default=None,
+        description="Background preset (sent as backgroundData.background), e.g. 'studio-white', "
+        "'urban-city' or 'nature-garden'; other preset names Auto Toon knows are accepted too.",
+    )
+    prompt_modifier: str | None = Field(
+        default=None,
+        description="Creative direction appended to the generation prompt, e.g. 'Cinematic lighting, "
+        "shot on medium format, shallow depth of field'.",
+    )
+    brand_analysis: str | None = Field(
+        default=None,
+        description="Brand style guidelines that steer the look, e.g. 'High-end luxury brand with a "
+        "minimalist aesthetic'.",
+    )
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> EditorialInputs:
+        if self.model_id is None and self.models is None:
+            raise ValueError("give model_id (a saved model, see autotoon_models) or models (inline)")
+        if self.model_id is not None and self.models is not None:
+            raise ValueError("give model_id or models, not both")
+        if self.models is None and self.clothing_image_urls is None:
+            raise ValueError("clothing_image_urls is required with model_id")
+        return self
+
+
+class VariationsInputs(AutoToonInputs):
+    base_image_url: str = Field(
+        description=_url("The hero image to make campaign variations of (e.g. an autotoon_editorial output).")
+    )
+    style: VariationStyle | None = Field(
+        default=None,
+        description="Creative persona (sent as styleData.style): 'fashion-editorial' (new angles, poses "
+        "and crops of the shot; the default) or 'surreal-product-hero' (the product as a surreal hero "
+        "subject; pass it in clothing_image_urls).",
+    )
+    mode: VariationMode | None = Field(
+        default=None,
+        description="Only for style 'fashion-editorial' (sent as styleData.mode): 'user-model' keeps the "
+        "face from model_image_urls (the default), 'scratch-model' invents a new model.",
+    )
+    model_image_urls: list[str] | None = Field(
+        default=None, min_length=1, description=_url("Extra reference photos of the model, for consistency.")
+    )
+    clothing_image_urls: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=_url(
+            "Product or clothing reference images; for 'surreal-product-hero' these are the hero subject."
+        ),
+    )
+    aspect_ratio: str | None = Field(
+        default=None,
+        pattern=r"^[1-9]\d{0,2}:[1-9]\d{0,2}$",
+        description="Output aspect ratio width:height, e.g. '9:16' (stories), '4:5' (feed), '1:1'.",
+    )
+
+    @model_validator(mode="after")
+    def _mode_needs_fashion_editorial(self) -> VariationsInputs:
+        if self.mode is not None:
+            if self.style == "surreal-product-hero":
+                raise ValueError("mode applies only to style 'fashion-editorial': drop mode or style")
+            self.style = "fashion-editorial"  # styleData needs its style key; this is Auto Toon's default
+        return self
+
+
+class RelightInputs(AutoToonInputs):
+    base_image_url: str = Field(description=_url("The image to relight (e.g. an autotoon_editorial output)."))
+    lighting: Lighting | None = Field(
+        default=None,
+        description="Lighting preset: 'golden-hour', 'blue-hour', 'studio-soft', 'dramatic', 'neon', "
+        "'natural-window', 'backlit' or 'moonlight'. Give lighting, light_position or both.",
+    )
+    light_position: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Custom light direction, e.g. 'above-left at 45 degrees'. Give lighting, "
+        "light_position or both (a preset mood with a custom direction).",
+    )
+    light_color: str | None = Field(
+        default=None, description="Custom light colour, e.g. 'warm amber' or '#FF9500'."
+    )
+    ai_model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Image model for relighting; Auto Toon chooses when omitted. Its editorial models are "
+        "'gemini-3-pro-image-preview', 'gemini-3.1-flash-image-preview', 'bytedance/seedream-4.5' and "
+        "'bytedance/seedream-5-lite'.",
+    )
+
+    @model_validator(mode="after")
+    def _lighting_or_position(self) -> RelightInputs:
+        if self.lighting is None and self.light_position is None:
+            raise ValueError("give lighting (a preset) or light_position (a custom direction), or both")
+        return self
+
+
+class UpscaleInputs(AutoToonInputs):
+    image_url: str = Field(description=_url("The image to upscale (e.g. a finished autotoon output)."))
+    scale: float | None = Field(
+        default=None,
+        gt=1,
+        le=8,
+        description="Upscale factor, e.g. 2 or 4 (more than 1, at most 8). Omit to let Auto Toon choose.",
+    )
+
+
+class VideoInputs(AutoToonInputs):
+    image_url: str = Field(
+        description=_url("The editorial image to animate into a short clip (e.g. an autotoon output).")
+    )
+
+
+class ModelsQuery(AutoToonInputs):
+    """`autotoon_models` takes no arguments."""
+
+
+@dataclass(frozen=True)
+class AutoToonOperation:
+    """One Auto Toon endpoint as a callsheet operation (tool `autotoon_<operation>`)."""
+
+    operation: str
+    path: str
+    inputs: type[AutoToonInputs]
+    title: str
+    description: str
+    asynchronous: bool = False
+    """True for video: the POST returns a job id to poll; the image calls answer with the result."""
+
+    @property
+    def credits(self) -> float:
+        return CREDITS[self.operation]
+
+    @property
+    def typical_seconds(self) -> float:
+        return TYPICAL_SECONDS[self.operation]
+
+    @property
+    def price_text(self) -> str:
+        unit = "per set of variations" if self.operation == "variations" else "per call"
+        return f"about {self.credits:g} credits {unit} ({PRICE_NOTE})"
+
+
+def _cost(operation: str) -> str:
+    unit = " per set" if operation == "variations" else ""
+    return f"Cost: about {CREDITS[operation]:g} credits{unit} ({PRICE_NOTE})."
+
+
+_URL_NOTE = (
+    "Image arguments must be URLs: public http(s) URLs or earlier outputs (callsheet://...) of providers "
+    "that return URLs, such as FASHN or Auto Toon (passed on as the provider's URL, which works while the "
+    "provider keeps the file: FASHN 72 h); local files and data: URIs are refused."
+)
+
+_OPERATIONS = (
+    AutoToonOperation(
+        operation="editorial",
+        path="/api/fashion-editorial/generate",
+        inputs=EditorialInputs,
+        title="Auto Toon Fashion Editorial",
+        description=(
+            "Generate an editorial-quality fashion photo: Auto Toon dresses a model (a saved one by "
+            "model_id, see autotoon_models, or inline models with reference images) in the given clothing, "
+            "with optional style and background presets, makeup, hair, creative direction and brand "
+            "guidelines. Typically 20-40 s. " + _cost("editorial") + " " + _URL_NOTE + " Follow up with "
+            "autotoon_variations, autotoon_relight, autotoon_upscale or autotoon_video."
+        ),
+    ),
+    AutoToonOperation(
+        operation="variations",
+        path="/api/fashion-editorial/variations",
+        inputs=VariationsInputs,
+        title="Auto Toon Campaign Variations",
+        description=(
+            "Make a set of campaign variations (new angles, poses and crops, or a surreal product-hero "
+            "treatment) from one hero image, e.g. for social, ads and lookbooks; returns several images. "
+            "Typically 30-60 s. " + _cost("variations") + " " + _URL_NOTE
+        ),
+    ),
+    AutoToonOperation(
+        operation="relight",
+        path="/api/fashion-editorial/relight",
+        inputs=RelightInputs,
+        title="Auto Toon Relight",
+        description=(
+            "Relight an existing fashion image with a preset mood (golden-hour, neon, studio-soft...) "
+            "and/or a custom light direction and colour. Typically 15-30 s. "
+            + _cost("relight")
+            + " "
+            + _URL_NOTE
+        ),
+    ),
+    AutoToonOperation(
+        operation="upscale",
+        path="/api/fashion-editorial/upscale",
+        inputs=UpscaleInputs,
+        title="Auto Toon Upscale",
+        description=(
+            "Upscale a fashion image to a higher resolution, keeping fabric texture and skin detail; the "
+            "last step before print or PDP zoom. Typically 8-15 s. " + _cost("upscale") + " " + _URL_NOTE
+        ),
+    ),
+    AutoToonOperation(
+        operation="video",
+        path="/api/fashion-editorial/video/generate",
+        inputs=VideoInputs,
+        title="Auto Toon Editorial Video",
+        description=(
+            "Turn a fashion editorial image into a short video clip (MP4). Runs as a job at Auto Toon "
+            "that callsheet polls; typically one to two minutes, so expect to call job_wait. "
+            + _cost("video")
+            + " "
+            + _URL_NOTE
+        ),
+        asynchronous=True,
+    ),
+)
+
+OPERATIONS: dict[str, AutoToonOperation] = {op.operation: op for op in _OPERATIONS}
+"""Every Auto Toon operation, keyed by operation (the tool name without `autotoon_`)."""
