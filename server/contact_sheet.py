@@ -39,7 +39,24 @@ def _tiles(shoot: Shoot) -> list[dict[str, Any]]:
     return tiles
 
 
+def _video_frame(path: Path) -> Image.Image | None:
+    """The first frame of a video (PyAV bundles ffmpeg); None when it cannot be read."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                image: Image.Image = frame.to_image()  # type: ignore[no-untyped-call]
+                image.thumbnail((CELL, CELL))
+                return image
+    except (ImportError, OSError, ValueError):
+        return None
+    return None
+
+
 def _thumb(path: Path) -> Image.Image | None:
+    if path.suffix.lower() in (".mp4", ".webm", ".mov"):
+        return _video_frame(path)
     thumb = path.with_name(path.stem + ".thumb.jpg")
     source = thumb if thumb.exists() else path
     try:

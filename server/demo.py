@@ -1,9 +1,10 @@
-"""`callsheet demo`: a small shoot, end to end, in sandbox mode, through the MCP protocol.
+"""`callsheet demo`: a campaign-launch shoot, end to end, in sandbox mode, through the MCP protocol.
 
-It plays the assistant: an in-process MCP client calls the real tools of the real server (the
-providers are the sandbox emulators), casts a model, tries two garments on, reframes both for
-4:5, and prints where the outputs are. Like every MCP client it lives on the far side of the
-protocol, which is why it imports `mcp.Client`.
+It plays the assistant: an in-process MCP client validates and prices a campaign plan with
+`shoot_validate`, starts it with `shoot_start`, follows it with `shoot_status` (a progress bar per
+step) and prints the shoot folder and its contact sheet. The providers are the sandbox emulators,
+so no credits are spent. Like every MCP client it lives on the far side of the protocol, which is
+why it imports `mcp.Client`.
 """
 
 from __future__ import annotations
@@ -23,28 +24,8 @@ from server.sandbox.images import placeholder_png
 GARMENTS = {
     "linen-dress": ["GARMENT", "linen slip dress", "ivory"],
     "wool-coat": ["GARMENT", "double-face wool coat", "camel"],
+    "silk-shirt": ["GARMENT", "silk shirt", "sage"],
 }
-
-
-class ProgressBoard:
-    """One line per step, redrawn as progress notifications arrive."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, str] = {}
-        self.started = time.monotonic()
-
-    def callback(self, step: str) -> Any:
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            self.show(step, progress / (total or 100), message or "")
-
-        return on_progress
-
-    def show(self, step: str, fraction: float, message: str) -> None:
-        filled = int(max(0.0, min(1.0, fraction)) * 24)
-        line = f"  {step:<22} [{'#' * filled}{'.' * (24 - filled)}] {fraction:>4.0%}  {message}"
-        if self.last.get(step) != line:
-            self.last[step] = line
-            print(line, flush=True)
 
 
 def demo_settings() -> Settings:
@@ -55,6 +36,79 @@ def demo_settings() -> Settings:
         env.pop(p.url_var, None)
     env["CALLSHEET_SANDBOX"] = "1"
     return Settings.from_env(env)
+
+
+def campaign_plan(garments: list[Path], tools: set[str]) -> dict[str, Any]:
+    """A campaign_launch-style plan: cast, hero, looks, moods, variations, video, cut-downs."""
+    steps: list[dict[str, Any]] = [
+        {
+            "id": "cast",
+            "tool": "fashn_model_create",
+            "args": {"prompt": "editorial model, 30s, short dark hair, confident", "aspect_ratio": "3:4"},
+        },
+        {
+            "id": "hero",
+            "tool": "fashn_tryon_max",
+            "args": {"model_image": "@cast.outputs[0]", "product_image": str(garments[0])},
+        },
+        {
+            "id": "looks",
+            "tool": "fashn_tryon_max",
+            "for_each": [str(g) for g in garments[1:]],
+            "args": {"model_image": "@cast.outputs[0]", "product_image": "@item"},
+        },
+        {
+            "id": "cutdowns",
+            "tool": "fashn_reframe",
+            "for_each": ["9:16", "1:1"],
+            "args": {"image": "@hero.outputs[0]", "aspect_ratio": "@item"},
+        },
+        {
+            "id": "video",
+            "tool": "fashn_image_to_video",
+            "args": {"image": "@hero.outputs[0]", "duration": 5, "resolution": "480p"},
+        },
+    ]
+    if "autotoon_relight" in tools:
+        steps.append(
+            {
+                "id": "moods",
+                "tool": "autotoon_relight",
+                "for_each": ["golden-hour", "dramatic"],
+                "args": {"base_image_url": "@hero.outputs[0]", "lighting": "@item"},
+            }
+        )
+    if "genapi_generate" in tools:
+        steps.append(
+            {
+                "id": "swap",
+                "tool": "genapi_generate",
+                "args": {
+                    "tool": "fashion_swap",
+                    "images": {"person": "@cast.outputs[0]", "clothes": str(garments[2])},
+                },
+            }
+        )
+    return {"name": "demo campaign launch", "budget_credits": 60, "steps": steps}
+
+
+class Board:
+    """One progress bar per step, printed when it changes."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+
+    def show(self, shoot: dict[str, Any]) -> None:
+        for step in shoot["steps"]:
+            jobs = step["jobs"]
+            share = sum(j["progress"] for j in jobs) / len(jobs) if jobs else 0.0
+            filled = int(share * 24)
+            line = f"  {step['id']:<10} [{'#' * filled}{'.' * (24 - filled)}] {share:>4.0%}  {step['status']}"
+            if step.get("note"):
+                line += f" ({step['note']})"
+            if self.last.get(step["id"]) != line:
+                self.last[step["id"]] = line
+                print(line, flush=True)
 
 
 async def run_demo() -> int:
@@ -68,93 +122,47 @@ async def run_demo() -> int:
             path.write_bytes(placeholder_png(768, 1024, label, seed=100 + i))
         garments.append(path)
 
-    board = ProgressBoard()
+    started = time.monotonic()
     print(f"callsheet demo (sandbox: placeholder images, no credits spent)\ndata folder: {settings.home}\n")
     async with Client(create_app(settings)) as client:
-        print("1. cast a model (fashn_model_create)")
-        cast = await call(
-            client,
-            board,
-            "cast",
-            "fashn_model_create",
-            {
-                "prompt": "editorial model, 30s, short dark hair, relaxed confident pose",
-                "aspect_ratio": "3:4",
-                "wait_seconds": 50,
-            },
+        tools = {t.name for t in (await client.list_tools()).tools}
+        plan = campaign_plan(garments, tools)
+        checked = await client.call_tool("shoot_validate", {"plan": plan})
+        validation = checked.structured_content or {}
+        if checked.is_error or not validation.get("ok"):
+            print(f"the plan does not validate: {validation.get('problems')}", file=sys.stderr)
+            return 1
+        estimate = validation["estimate"]
+        print(
+            f"1. shoot_validate: {len(validation['jobs'])} jobs in {len(validation['waves'])} waves, "
+            f"about {estimate['total']:g} credits {estimate['by_provider']}"
         )
-        model_uri = cast["outputs"][0]["uri"]
+        start = await client.call_tool("shoot_start", {"plan": plan, "confirm": True})
+        if start.is_error or start.structured_content is None:
+            print(" ".join(getattr(c, "text", "") for c in start.content), file=sys.stderr)
+            return 1
+        shoot_id = start.structured_content["shoot_id"]
+        print(f"2. shoot_start: {shoot_id} (sandbox credits are free, so the price is confirmed)")
+        print("3. shoot_status:")
+        board = Board()
+        shoot: dict[str, Any] = {}
+        while True:
+            status = await client.call_tool("shoot_status", {"shoot_id": shoot_id, "wait_seconds": 1})
+            shoot = status.structured_content or {}
+            if not shoot:
+                print("shoot_status failed", file=sys.stderr)
+                return 1
+            board.show(shoot)
+            if shoot["status"] != "running":
+                break
 
-        print("\n2. try two garments on the cast model (fashn_tryon_max, in parallel)")
-        tryon_ids = []
-        for path in garments:
-            job = await call(
-                client,
-                board,
-                f"tryon {path.stem}",
-                "fashn_tryon_max",
-                {
-                    "model_image": model_uri,
-                    "product_image": str(path),
-                    "wait_seconds": 0,
-                },
-            )
-            tryon_ids.append(job["job_id"])
-        tryons = await wait_all(client, board, "tryons", tryon_ids)
-
-        print("\n3. reframe each look for 4:5 feeds (fashn_reframe)")
-        reframe_ids = []
-        for path, job in zip(garments, tryons, strict=True):
-            reframed = await call(
-                client,
-                board,
-                f"reframe {path.stem}",
-                "fashn_reframe",
-                {
-                    "image": job["outputs"][0]["uri"],
-                    "aspect_ratio": "4:5",
-                    "wait_seconds": 0,
-                },
-            )
-            reframe_ids.append(reframed["job_id"])
-        reframes = await wait_all(client, board, "reframes", reframe_ids)
-
-    jobs = [cast, *tryons, *reframes]
-    failed = [j for j in jobs if j["status"] != "succeeded"]
-    elapsed = time.monotonic() - board.started
-    print(f"\n{len(jobs) - len(failed)} of {len(jobs)} jobs succeeded in {elapsed:.1f} s:")
-    for job in jobs:
-        for output in job["outputs"]:
-            print(f"  {job['operation']:<14} {output['width']}x{output['height']}  {output['path']}")
-    print(f"\noutputs are in {settings.media_dir}")
-    return 1 if failed else 0
-
-
-async def call(
-    client: Client, board: ProgressBoard, step: str, tool: str, args: dict[str, Any]
-) -> dict[str, Any]:
-    result = await client.call_tool(tool, args, progress_callback=board.callback(step))
-    if result.is_error or result.structured_content is None:
-        text = " ".join(getattr(c, "text", "") for c in result.content)
-        print(f"  {step}: {text}", file=sys.stderr)
-        raise SystemExit(1)
-    job: dict[str, Any] = result.structured_content
-    board.show(step, job["progress"], job["status"])
-    return job
-
-
-async def wait_all(
-    client: Client, board: ProgressBoard, step: str, job_ids: list[str]
-) -> list[dict[str, Any]]:
-    while True:
-        result = await client.call_tool(
-            "job_wait", {"job_ids": job_ids, "wait_seconds": 50}, progress_callback=board.callback(step)
-        )
-        data = result.structured_content or {}
-        if result.is_error or not data.get("jobs"):
-            print(f"  {step}: job_wait failed", file=sys.stderr)
-            raise SystemExit(1)
-        if not data["pending"]:
-            board.show(step, 1.0, "done")
-            jobs: list[dict[str, Any]] = data["jobs"]
-            return jobs
+    jobs = [j for s in shoot["steps"] for j in s["jobs"]]
+    outputs = sum(len(j["outputs"]) for j in jobs)
+    elapsed = time.monotonic() - started
+    credits = shoot["credits_used"]
+    print(f"\nshoot {shoot['status']}: {len(jobs)} jobs, {outputs} outputs, {credits:g} credits, ", end="")
+    print(f"{elapsed:.1f} s")
+    print(f"shoot folder:  {shoot['folder']}")
+    print(f"contact sheet: {shoot['contact_sheet']['path']}")
+    print(f"               {shoot['contact_sheet']['html']}")
+    return 0 if shoot["status"] == "succeeded" else 1
