@@ -202,10 +202,6 @@ class Engine:
                 else f"{record.provider} offers no way to cancel a running job: it may still finish and be "
                 "charged; callsheet stops following it."
             )
-        for child_id in record.children:
-            child = await self.store.get(child_id)
-            if child is not None and child.status not in TERMINAL:
-                await self.cancel(child_id, owner=owner)
         scope = self._drivers.get(job_id)
         if scope is not None:
             scope.cancel()
@@ -214,6 +210,11 @@ class Engine:
             JobStatus.CANCELED,
             error=JobError(code="canceled", message=note, retryable=True),
         )
+        # A batch is marked canceled before its items, so no driver sees the items end first.
+        for child_id in record.children:
+            child = await self.store.get(child_id)
+            if child is not None and child.status not in TERMINAL:
+                await self.cancel(child_id, owner=owner)
         return record, note
 
     async def list_jobs(

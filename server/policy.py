@@ -105,7 +105,10 @@ SYNC_GENERATION_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, po
 
 # neo-fashion: one rolling 60 s window per workspace for every request; Starter 60/min by default,
 # NEOFASHION_RATE_PER_MINUTE for Pro (300) or a custom plan. X-RateLimit-* headers refine it live.
+# A short image may be answered synchronously (the POST returns the finished result), so generation
+# POSTs get a long read timeout: a read timeout on a POST could mean a charge without a result.
 NEOFASHION_DEFAULT_RATE = 60
+NEOFASHION_GENERATE_TIMEOUT = httpx.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0)
 
 # Generation API (self-hosted): no documented numbers; poll with backoff as its notes advise.
 GENAPI_LIMITS = Limits(

@@ -1,0 +1,866 @@
+"""An in-process emulation of neo-fashion.ai's HTTP API, for sandbox mode and for tests.
+
+It serves what `provider-docs/neofashion-api.txt` documents under the same paths, so the real
+adapter runs against it unchanged (base URL `http://<host>/api/v1`):
+
+    POST /api/v1/generate/image      one product photo      (sync when short, else async)
+    POST /api/v1/generate/video      one short video        (async)
+    POST /api/v1/generate/bulk       a batch of images      (async: one generation per item)
+    POST /api/v1/sketch-to-photo     sketch -> photo        (sync when short, else async)
+    GET  /api/v1/generations         paginated: ?page=&limit=&status=
+    GET  /api/v1/generations/{id}    queued -> processing -> completed | failed
+    GET  /api/v1/credits/balance
+    GET  /api/v1/personas            fixtures
+    GET  /api/v1/models              fixtures
+    GET  /files/{id}/{name}          the labelled placeholder outputs (no auth, no rate limit, like storage)
+
+Every answer is the documented envelope `{data, meta, error}` with `meta.request_id`; generation
+answers carry `meta.credits_used` and `meta.credits_remaining`. Every answer also carries
+`X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` for the workspace's rolling
+window (plan rate per 60 s, times `time_scale`); past it, 429 RATE_LIMITED with `Retry-After`.
+`X-RateLimit-Reset` is the number of seconds (decimal) until the oldest request leaves the window.
+
+Credits are debited before the "AI provider" runs and refunded when it fails (PROVIDER_ERROR);
+the balance is derived from the generations, so a refund can never count twice. A generation
+whose duration (drawn per type, times `time_scale`) is at most `sync_seconds` (times `time_scale`)
+is answered synchronously: the POST waits for it and returns `status: completed` with its
+`output_url` (or 502 PROVIDER_ERROR). Longer ones answer at once with `status: queued` and are
+polled. State is computed from the clock at each request: nothing runs in the background.
+
+Emulator assumptions where the document is silent: the request bodies (see the adapter's
+`REQUEST_FIELDS`), a 400 `VALIDATION_ERROR` for bad bodies, the bulk answer
+`{id, status, total, generations: [{id, status}]}`, the `/generations` page meta
+`{page, limit, total, has_more}`, and the balance answer `{balance, plan}`.
+
+A generation fails at the AI provider on purpose when a string input contains
+`[sandbox:fail]`, or through `NeoFashionFaults.provider_errors`; the other knobs provoke 401,
+403, 404, 5xx, 429 and unreadable answers. With a `state_dir`, generations and the balance are kept
+in `neofashion.json` there so a restarted server still finds the generations it submitted; times
+are then wall-clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.sandbox.images import placeholder_png, placeholder_video
+
+log = logging.getLogger("callsheet.sandbox")
+
+# --- The documented contract, and the emulator's reading of what it leaves open -----------------
+
+PREFIX = "/api/v1"
+PLAN_RATES = {"starter": 60, "pro": 300}
+"""Requests per rolling 60 s per workspace (Enterprise: custom, pass `rate_per_minute`)."""
+WINDOW_SECONDS = 60.0
+
+ERROR_CODES: dict[int, str] = {
+    400: "VALIDATION_ERROR",  # not documented: the emulator's name for a bad request body
+    401: "UNAUTHORIZED",
+    402: "INSUFFICIENT_CREDITS",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",  # not documented
+    502: "PROVIDER_ERROR",
+    503: "SERVICE_UNAVAILABLE",  # not documented
+}
+ERROR_MESSAGES: dict[str, str] = {
+    "UNAUTHORIZED": "Missing or invalid API key / JWT.",
+    "FORBIDDEN": "Feature not available on current plan.",
+    "NOT_FOUND": "Generation or resource does not exist in this workspace.",
+    "RATE_LIMITED": "Request rate exceeds plan limit.",
+    "PROVIDER_ERROR": "AI provider returned an error; credits refunded automatically.",
+    "INTERNAL_ERROR": "Internal server error.",
+    "SERVICE_UNAVAILABLE": "Service temporarily unavailable.",
+}
+
+PRICES = {"image": 50, "sketch_to_photo": 60}
+VIDEO_PRICE_PER_5_SECONDS = 200
+
+BODY_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # kind: (required fields, optional fields)
+    "image": (("prompt",), ("image_url", "persona_id", "model_id", "aspect_ratio")),
+    "video": (("prompt",), ("image_url", "persona_id", "model_id", "aspect_ratio", "duration")),
+    "sketch_to_photo": (("sketch_url",), ("prompt", "persona_id", "model_id", "aspect_ratio")),
+}
+URL_FIELDS = ("image_url", "sketch_url")
+ASPECT_RATIOS = ("1:1", "4:5", "3:4", "2:3", "9:16", "16:9", "4:3", "3:2")
+VIDEO_ASPECT_RATIOS = ("9:16", "16:9", "1:1", "4:5")
+STATUSES = ("queued", "processing", "completed", "failed")
+MAX_BULK_ITEMS = 50
+
+# (fastest, usual from, usual to, slowest) in seconds before `time_scale`.
+DURATIONS: dict[str, tuple[float, float, float, float]] = {
+    "image": (5, 10, 30, 60),
+    "sketch_to_photo": (8, 15, 40, 75),
+    "video": (40, 60, 150, 240),
+}
+SYNC_SECONDS = 12.0
+"""Generations expected to take at most this long (before scaling) are answered synchronously."""
+_QUEUED_SHARE = 0.1
+_FAIL_SHARE = 0.5
+_EPSILON = 1e-6
+
+IMAGE_LONG_SIDE = 1024
+VIDEO_LONG_SIDE = 256
+
+FAIL_MARKER = "[sandbox:fail]"
+STATE_FILE = "neofashion.json"
+MAX_KEPT = 1000
+"""At most this many generations are kept (and listed); the oldest finished ones go first."""
+
+PERSONAS: list[dict[str, Any]] = [
+    {
+        "id": "per_ava",
+        "name": "Ava",
+        "description": "Early 30s, shoulder-length auburn hair, freckles; relaxed editorial presence.",
+        "gender": "female",
+        "age_range": "28-34",
+    },
+    {
+        "id": "per_kenji",
+        "name": "Kenji",
+        "description": "Mid 20s, short black hair, lean build; streetwear and tailoring.",
+        "gender": "male",
+        "age_range": "22-28",
+    },
+    {
+        "id": "per_amara",
+        "name": "Amara",
+        "description": "Late 20s, close-cropped natural hair, tall; high-fashion runway look.",
+        "gender": "female",
+        "age_range": "25-30",
+    },
+]
+MODELS: list[dict[str, Any]] = [
+    {
+        "id": "mdl_spring_capsule",
+        "name": "Spring capsule",
+        "status": "ready",
+        "description": "Trained on 40 product photos of the spring capsule collection.",
+    },
+    {
+        "id": "mdl_denim_fit",
+        "name": "Denim fit",
+        "status": "training",
+        "description": "Trained on 25 on-model denim photos; about 20 minutes left.",
+    },
+]
+
+QUEUED, PROCESSING, COMPLETED, FAILED = STATUSES
+
+
+# --- State --------------------------------------------------------------------------------------
+
+
+@dataclass
+class NeoFashionFaults:
+    """Knobs tests turn to provoke the failures the document describes."""
+
+    credits: int = 10_000
+    """The workspace's starting balance (a saved state's balance wins over it)."""
+    provider_errors: int = 0
+    """The next N generations fail at the AI provider: PROVIDER_ERROR, credits refunded."""
+    submit_errors: list[int] = field(default_factory=list)
+    """HTTP statuses to answer the next generation POSTs with, in order (after auth and rate limit)."""
+    read_errors: list[int] = field(default_factory=list)
+    """The same for `GET /generations/{id}`."""
+    forbidden: set[str] = field(default_factory=set)
+    """Operations the plan lacks (image, video, bulk, sketch_to_photo): 403 FORBIDDEN."""
+    submit_malformed: int = 0
+    """The next N accepted generation POSTs create (and charge) the generation, then answer HTML."""
+
+
+@dataclass
+class Generation:
+    id: str
+    number: int
+    kind: str
+    """image, video or sketch_to_photo (bulk items are images)."""
+    inputs: dict[str, Any]
+    created: float
+    duration: float
+    """Scaled seconds from creation to completion."""
+    cost: int
+    created_wall: float
+    """Wall-clock creation time, for `created_at` whatever the emulator's clock is."""
+    fails: bool = False
+    bulk_id: str | None = None
+
+    def state(self, now: float) -> str:
+        share = (now - self.created + _EPSILON) / self.duration
+        if self.fails and share >= _FAIL_SHARE:
+            return FAILED
+        if share >= 1.0:
+            return COMPLETED
+        return QUEUED if share < _QUEUED_SHARE else PROCESSING
+
+    def ends_at(self) -> float:
+        return self.created + self.duration * (_FAIL_SHARE if self.fails else 1.0)
+
+    def charged(self, now: float) -> int:
+        """What this generation costs the workspace as of `now`: refunded once it failed."""
+        return 0 if self.state(now) == FAILED else self.cost
+
+
+class _SavedState(BaseModel):
+    """The content of `<state_dir>/neofashion.json`."""
+
+    version: Literal[1] = 1
+    base_credits: int
+    """The starting balance; the balance is this minus what the generations cost."""
+    spent_forgotten: int = 0
+    """What generations dropped from the file (MAX_KEPT) cost, so the balance stays right."""
+    next_number: int
+    generations: list[Generation]
+
+
+@dataclass
+class NeoFashionStats:
+    """Counters for tests: what the client asked, and what the emulator answered."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    """Per endpoint, e.g. "POST /generate/image", "GET /generations/{id}"."""
+    generate_calls: int = 0
+    """Generation POSTs of any kind (image, video, bulk, sketch-to-photo), answered or refused."""
+    detail_calls_by_id: dict[str, int] = field(default_factory=dict)
+    file_calls: int = 0
+    sent_429: int = 0
+    max_window: int = 0
+    """The most requests the rolling window ever held."""
+    bulks: dict[str, list[str]] = field(default_factory=dict)
+    """Bulk id -> its generation ids."""
+
+
+class _Window:
+    """A rolling-window rate limit; a refused request does not use up the window."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._times: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.seconds:
+            self._times.popleft()
+
+    def admit(self, now: float) -> bool:
+        self._trim(now)
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True
+
+    def headers(self, now: float) -> dict[str, str]:
+        reset = self.wait(now)
+        return {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(max(0, self.limit - len(self._times))),
+            "x-ratelimit-reset": f"{reset:.3f}",
+        }
+
+    def wait(self, now: float) -> float:
+        """Seconds until the oldest request leaves the window (0 when the window is empty)."""
+        self._trim(now)
+        return max(self._times[0] + self.seconds - now, 0.0) if self._times else 0.0
+
+    def count(self, now: float) -> int:
+        self._trim(now)
+        return len(self._times)
+
+
+class _Refused(Exception):
+    """A request neo-fashion answers with an error envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        code = ERROR_CODES.get(status, "HTTP_ERROR")
+        super().__init__(message or ERROR_MESSAGES.get(code, "Request failed."))
+        self.status = status
+        self.code = code
+        self.message = message or ERROR_MESSAGES.get(code, "Request failed.")
+        self.details = details
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Ok:
+    """A success answer: the pipeline wraps it in the envelope with the request id."""
+
+    data: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Request], Awaitable["_Ok | Response"]]
+
+
+# --- The emulator -------------------------------------------------------------------------------
+
+
+class NeoFashionEmulator:
+    def __init__(
+        self,
+        *,
+        time_scale: float = 0.05,
+        api_key: str | None = None,
+        faults: NeoFashionFaults | None = None,
+        plan: str = "starter",
+        rate_per_minute: int | None = None,
+        sync_seconds: float = SYNC_SECONDS,
+        image_long_side: int = IMAGE_LONG_SIDE,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        """`api_key=None` accepts any bearer token; `rate_per_minute` overrides the plan's rate.
+
+        `sync_seconds=0` makes every generation asynchronous, a large value every image synchronous.
+        `image_long_side` sizes the placeholder images (tests that make many use small ones).
+        With `state_dir`, generations and the balance are loaded from and saved to
+        `state_dir / STATE_FILE`, and the default clock is `time.time`.
+        """
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
+        self.api_key = api_key
+        self.faults = faults if faults is not None else NeoFashionFaults()
+        self.plan = plan
+        self.rate_per_minute = rate_per_minute or PLAN_RATES.get(plan, PLAN_RATES["starter"])
+        self.sync_seconds = sync_seconds
+        self.image_long_side = image_long_side
+        self.seed = seed
+        self.state_dir = state_dir
+        self.stats = NeoFashionStats()
+        self.generations: dict[str, Generation] = {}
+        self._clock = clock or (time.time if state_dir is not None else time.monotonic)
+        self._base_credits = self.faults.credits
+        self._spent_forgotten = 0
+        self._next_number = 0
+        self._window = _Window(self.rate_per_minute, WINDOW_SECONDS * time_scale)
+        self._media: dict[str, tuple[bytes, str]] = {}
+        if state_dir is not None:
+            self._sync(write=False)
+        api = [
+            ("/generate/image", "POST", self._generate_image),
+            ("/generate/video", "POST", self._generate_video),
+            ("/generate/bulk", "POST", self._generate_bulk),
+            ("/sketch-to-photo", "POST", self._sketch_to_photo),
+            ("/generations", "GET", self._list_generations),
+            ("/generations/{id}", "GET", self._generation),
+            ("/credits/balance", "GET", self._balance),
+            ("/personas", "GET", self._personas),
+            ("/models", "GET", self._models),
+        ]
+        routes = [
+            Route(PREFIX + path, self._api(f"{method} {path}", fn), methods=[method])
+            for path, method, fn in api
+        ]
+        routes.append(Route("/files/{id}/{name}", self._file, methods=["GET"]))
+        self.app = Starlette(
+            routes=routes,
+            exception_handlers={HTTPException: self._http_exception},  # type: ignore[dict-item]
+        )
+
+    # --- the balance -----------------------------------------------------------------------
+
+    def balance(self) -> int:
+        now = self._clock()
+        return (
+            self._base_credits
+            - self._spent_forgotten
+            - sum(g.charged(now) for g in self.generations.values())
+        )
+
+    # --- the request pipeline: auth, rate window, envelope, headers -------------------------
+
+    def _api(self, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            self.stats.requests[name] += 1
+            if name.startswith("POST "):
+                self.stats.generate_calls += 1
+            request_id = _new_id("req")
+            response: Response
+            try:
+                self._authorize(request)
+                if not self._window.admit(self._clock()):
+                    self.stats.sent_429 += 1
+                    raise _Refused(
+                        429,
+                        f"Request rate exceeds plan limit ({self.rate_per_minute} requests per rolling "
+                        f"{WINDOW_SECONDS * self.time_scale:g} s on the {self.plan} plan).",
+                        retry_after=self._window.wait(self._clock()),
+                    )
+                self.stats.max_window = max(self.stats.max_window, self._window.count(self._clock()))
+                answer = await handler(request)
+            except _Refused as exc:
+                response = self._error_response(exc, request_id)
+            else:
+                if isinstance(answer, _Ok):
+                    meta = {**answer.meta, "request_id": request_id}
+                    response = JSONResponse({"data": answer.data, "meta": meta, "error": None})
+                else:
+                    response = answer
+            response.headers.update(self._window.headers(self._clock()))
+            return response
+
+        return endpoint
+
+    def _authorize(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
+            raise _Refused(401)
+
+    def _error_response(self, exc: _Refused, request_id: str) -> JSONResponse:
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.details is not None:
+            error["details"] = exc.details
+        meta: dict[str, Any] = {"request_id": request_id}
+        if exc.code in ("PROVIDER_ERROR", "INSUFFICIENT_CREDITS"):
+            meta.update(credits_used=0, credits_remaining=self.balance())
+        headers = {}
+        if exc.status == 429:
+            wait = exc.retry_after if exc.retry_after is not None else self.time_scale
+            headers["retry-after"] = f"{max(wait, 0.001):.3f}"
+        return JSONResponse(
+            {"data": None, "meta": meta, "error": error}, status_code=exc.status, headers=headers
+        )
+
+    async def _http_exception(self, request: Request, exc: HTTPException) -> Response:
+        """Unknown paths and methods under /api/v1 get the envelope too."""
+        status = exc.status_code if exc.status_code in (404, 405) else 400
+        code = "NOT_FOUND" if status == 404 else "METHOD_NOT_ALLOWED" if status == 405 else "BAD_REQUEST"
+        body = {
+            "data": None,
+            "meta": {"request_id": _new_id("req")},
+            "error": {"code": code, "message": exc.detail},
+        }
+        return JSONResponse(body, status_code=status, headers=self._window.headers(self._clock()))
+
+    # --- generation endpoints --------------------------------------------------------------
+
+    async def _generate_image(self, request: Request) -> _Ok | Response:
+        return await self._generate_one("image", request)
+
+    async def _generate_video(self, request: Request) -> _Ok | Response:
+        return await self._generate_one("video", request)
+
+    async def _sketch_to_photo(self, request: Request) -> _Ok | Response:
+        return await self._generate_one("sketch_to_photo", request)
+
+    async def _generate_one(self, kind: str, request: Request) -> _Ok | Response:
+        self._submit_checks(kind)
+        inputs = self._inputs(kind, await _body(request))
+        cost = _price(kind, inputs)
+        self._charge_check(cost)
+        now = self._clock()
+        generation = self._create(kind, inputs, cost, now)
+        if self._malformed():
+            return _html()
+        if kind != "video" and generation.duration <= self.sync_seconds * self.time_scale:
+            # Short generations are answered synchronously: hold the request until it is done.
+            await anyio.sleep(max(0.0, generation.ends_at() - self._clock()))
+            now = max(self._clock(), generation.ends_at())
+            if generation.state(now) == FAILED:
+                raise _Refused(502, _provider_failure(generation))
+        return self._ok(self._view(generation, request, now), credits_used=cost)
+
+    async def _generate_bulk(self, request: Request) -> _Ok | Response:
+        self._submit_checks("bulk")
+        body = await _body(request)
+        unknown = sorted(set(body) - {"items"})
+        if unknown:
+            raise _Refused(400, f"Unknown field '{unknown[0]}'. A bulk request takes 'items'.")
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise _Refused(400, "Field 'items' must be a non-empty list of generation requests.")
+        if len(items) > MAX_BULK_ITEMS:
+            raise _Refused(400, f"At most {MAX_BULK_ITEMS} items per bulk request.")
+        checked = []
+        for n, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise _Refused(400, f"items[{n}] must be an object.")
+            try:
+                checked.append(self._inputs("image", item))
+            except _Refused as exc:
+                raise _Refused(exc.status, f"items[{n}]: {exc.message}", exc.details) from None
+        cost = sum(_price("image", item) for item in checked)
+        self._charge_check(cost)
+        now = self._clock()
+        bulk_id = _new_id("bulk")
+        created = [
+            self._create("image", item, _price("image", item), now, bulk_id=bulk_id) for item in checked
+        ]
+        self.stats.bulks[bulk_id] = [g.id for g in created]
+        if self._malformed():
+            return _html()
+        data = {
+            "id": bulk_id,
+            "status": PROCESSING,
+            "total": len(created),
+            "generations": [{"id": g.id, "status": g.state(now)} for g in created],
+            "credits_used": cost,
+        }
+        return self._ok(data, credits_used=cost)
+
+    def _submit_checks(self, kind: str) -> None:
+        if kind in self.faults.forbidden:
+            raise _Refused(
+                403, f"Feature not available on current plan ({kind} is not on the {self.plan} plan)."
+            )
+        if self.faults.submit_errors:
+            raise _Refused(self.faults.submit_errors.pop(0), "Injected sandbox fault.")
+
+    def _charge_check(self, cost: int) -> None:
+        available = self.balance()
+        if cost > available:
+            raise _Refused(
+                402,
+                "Credit balance too low for this operation.",
+                {"required": cost, "available": available},
+            )
+
+    def _malformed(self) -> bool:
+        if self.faults.submit_malformed > 0:
+            self.faults.submit_malformed -= 1
+            return True
+        return False
+
+    def _inputs(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        required, optional = BODY_FIELDS[kind]
+        unknown = sorted(set(body) - set(required) - set(optional))
+        if unknown:
+            allowed = ", ".join(required + optional)
+            raise _Refused(400, f"Unknown field '{unknown[0]}'. Allowed fields: {allowed}.")
+        for name in required:
+            if body.get(name) in (None, ""):
+                raise _Refused(400, f"Missing required field '{name}'.")
+        for name in ("prompt", "persona_id", "model_id"):
+            if name in body and (not isinstance(body[name], str) or not body[name]):
+                raise _Refused(400, f"Field '{name}' must be a non-empty string.")
+        for name in URL_FIELDS:
+            if name in body and not _is_url(body[name]):
+                raise _Refused(400, f"Field '{name}' must be a public http(s) URL of an image.")
+        ratios = VIDEO_ASPECT_RATIOS if kind == "video" else ASPECT_RATIOS
+        if "aspect_ratio" in body and body["aspect_ratio"] not in ratios:
+            raise _Refused(400, f"Field 'aspect_ratio' must be one of {', '.join(ratios)}.")
+        if "duration" in body and (type(body["duration"]) is not int or body["duration"] not in (5, 10)):
+            raise _Refused(400, "Field 'duration' must be 5 or 10 (seconds).")
+        if "persona_id" in body and body["persona_id"] not in {p["id"] for p in PERSONAS}:
+            raise _Refused(404, f"Persona '{body['persona_id']}' does not exist in this workspace.")
+        if "model_id" in body:
+            model = next((m for m in MODELS if m["id"] == body["model_id"]), None)
+            if model is None:
+                raise _Refused(404, f"Model '{body['model_id']}' does not exist in this workspace.")
+            if model["status"] != "ready":
+                raise _Refused(400, f"Model '{body['model_id']}' is still {model['status']}.")
+        return dict(body)
+
+    def _create(
+        self, kind: str, inputs: dict[str, Any], cost: int, now: float, *, bulk_id: str | None = None
+    ) -> Generation:
+        self._sync(write=False)
+        number = self._next_number
+        self._next_number += 1
+        rng = random.Random(f"{self.seed}:{number}")
+        fails = FAIL_MARKER in json.dumps(inputs)
+        if self.faults.provider_errors > 0:
+            self.faults.provider_errors -= 1
+            fails = True
+        generation = Generation(
+            id=_new_id("gen"),
+            number=number,
+            kind=kind,
+            inputs=inputs,
+            created=now,
+            duration=max(_duration(kind, inputs, rng) * self.time_scale, 1e-4),
+            cost=cost,
+            created_wall=time.time(),
+            fails=fails,
+            bulk_id=bulk_id,
+        )
+        self.generations[generation.id] = generation
+        self._sync()
+        return generation
+
+    # --- read endpoints --------------------------------------------------------------------
+
+    async def _generation(self, request: Request) -> _Ok | Response:
+        generation_id = request.path_params["id"]
+        by_id = self.stats.detail_calls_by_id
+        by_id[generation_id] = by_id.get(generation_id, 0) + 1
+        if self.faults.read_errors:
+            raise _Refused(self.faults.read_errors.pop(0), "Injected sandbox fault.")
+        generation = self._lookup(generation_id)
+        if generation is None:
+            raise _Refused(404, f"Generation '{generation_id}' does not exist in this workspace.")
+        return self._ok(self._view(generation, request, self._clock()))
+
+    async def _list_generations(self, request: Request) -> _Ok | Response:
+        params = request.query_params
+        try:
+            page = int(params.get("page", "1"))
+            limit = int(params.get("limit", "20"))
+        except ValueError:
+            raise _Refused(400, "Query parameters 'page' and 'limit' must be whole numbers.") from None
+        if page < 1 or not 1 <= limit <= 100:
+            raise _Refused(400, "'page' must be at least 1 and 'limit' from 1 to 100.")
+        status = params.get("status")
+        if status is not None and status not in STATUSES:
+            raise _Refused(400, f"Query parameter 'status' must be one of {', '.join(STATUSES)}.")
+        unknown = sorted(set(params) - {"page", "limit", "status"})
+        if unknown:
+            raise _Refused(400, f"Unknown query parameter '{unknown[0]}'.")
+        self._sync(write=False)
+        now = self._clock()
+        newest_first = sorted(self.generations.values(), key=lambda g: g.number, reverse=True)
+        matching = [g for g in newest_first if status is None or g.state(now) == status]
+        start = (page - 1) * limit
+        data = [self._view(g, request, now) for g in matching[start : start + limit]]
+        meta = {
+            "page": page,
+            "limit": limit,
+            "total": len(matching),
+            "has_more": start + limit < len(matching),
+        }
+        return self._ok(data, meta=meta)
+
+    async def _balance(self, request: Request) -> _Ok | Response:
+        self._sync(write=False)
+        return self._ok({"balance": self.balance(), "plan": self.plan})
+
+    async def _personas(self, request: Request) -> _Ok | Response:
+        return self._ok(PERSONAS, meta={"total": len(PERSONAS)})
+
+    async def _models(self, request: Request) -> _Ok | Response:
+        return self._ok(MODELS, meta={"total": len(MODELS)})
+
+    async def _file(self, request: Request) -> Response:
+        self.stats.file_calls += 1
+        generation = self._lookup(request.path_params["id"])
+        if generation is None or generation.state(self._clock()) != COMPLETED:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        if request.path_params["name"] != _file_name(generation):
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        data, mime_type = await self._render(generation)
+        return Response(data, media_type=mime_type, headers={"cache-control": "public, max-age=86400"})
+
+    # --- views and helpers -----------------------------------------------------------------
+
+    def _ok(self, data: Any, *, credits_used: int | None = None, meta: dict[str, Any] | None = None) -> _Ok:
+        full: dict[str, Any] = dict(meta or {})
+        if credits_used is not None:
+            full["credits_used"] = credits_used
+        full["credits_remaining"] = self.balance()
+        return _Ok(data, full)
+
+    def _view(self, generation: Generation, request: Request, now: float) -> dict[str, Any]:
+        status = generation.state(now)
+        inputs = generation.inputs
+        view: dict[str, Any] = {
+            "id": generation.id,
+            "type": generation.kind,
+            "status": status,
+            "prompt": inputs.get("prompt"),
+            "persona_id": inputs.get("persona_id"),
+            "model_id": inputs.get("model_id"),
+            "aspect_ratio": inputs.get("aspect_ratio"),
+            "output_url": None,
+            "credits_used": generation.charged(now),
+            "error": None,
+            "bulk_id": generation.bulk_id,
+            "created_at": _iso(generation.created_wall),
+            "completed_at": None,
+        }
+        if generation.kind == "video":
+            view["duration"] = inputs.get("duration", 5)
+        if status == COMPLETED:
+            view["output_url"] = f"{_public_base(request)}/files/{generation.id}/{_file_name(generation)}"
+            view["completed_at"] = _iso(generation.created_wall + generation.duration)
+        elif status == FAILED:
+            view["error"] = {"code": "PROVIDER_ERROR", "message": _provider_failure(generation)}
+            view["completed_at"] = _iso(generation.created_wall + generation.duration * _FAIL_SHARE)
+        return view
+
+    def _lookup(self, generation_id: str) -> Generation | None:
+        """A generation by id; on a miss, another process on the state folder may have made it."""
+        generation = self.generations.get(generation_id)
+        if generation is None and self.state_dir is not None:
+            self._sync(write=False)
+            generation = self.generations.get(generation_id)
+        return generation
+
+    async def _render(self, generation: Generation) -> tuple[bytes, str]:
+        if generation.id not in self._media:
+            width, height = _size(generation, self.image_long_side)
+            prompt = str(generation.inputs.get("prompt") or generation.inputs.get("sketch_url") or "")
+            lines = [f"neo-fashion · {generation.kind}", _shorten(prompt, 32), f"{width}x{height}"]
+            seed = self.seed * 1_000_003 + generation.number
+            if generation.kind == "video":
+                media = await anyio.to_thread.run_sync(placeholder_video, width, height, lines, seed)
+            else:
+                png = await anyio.to_thread.run_sync(placeholder_png, width, height, lines, seed)
+                media = (png, "image/png")
+            self._media[generation.id] = media
+        return self._media[generation.id]
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def _sync(self, *, write: bool = True) -> None:
+        """Merge with the state file (generations united by id) and save when asked.
+
+        The balance is derived from the generations, so merging never counts a charge or refund
+        twice. Synchronous on purpose: the file is small, and the merge must not interleave.
+        """
+        if self.state_dir is None:
+            return
+        path = self.state_dir / STATE_FILE
+        saved = self._read(path)
+        if saved is not None:
+            self._base_credits = saved.base_credits
+            self._spent_forgotten = max(self._spent_forgotten, saved.spent_forgotten)
+            self._next_number = max(self._next_number, saved.next_number)
+            for generation in saved.generations:
+                self.generations.setdefault(generation.id, generation)
+        if not write:
+            return
+        now = self._clock()
+        finished = sorted(
+            (g for g in self.generations.values() if g.state(now) in (COMPLETED, FAILED)),
+            key=lambda g: g.number,
+        )
+        for generation in finished[: max(0, len(self.generations) - MAX_KEPT)]:
+            self._spent_forgotten += generation.charged(now)
+            del self.generations[generation.id]
+            self._media.pop(generation.id, None)
+        state = _SavedState(
+            base_credits=self._base_credits,
+            spent_forgotten=self._spent_forgotten,
+            next_number=self._next_number,
+            generations=list(self.generations.values()),
+        )
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(state.model_dump_json(), encoding="utf-8")
+            os.replace(temporary, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            log.warning("could not save the neo-fashion sandbox state to %s: %s", path, exc)
+
+    def _read(self, path: Path) -> _SavedState | None:
+        try:
+            return _SavedState.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as exc:
+            log.warning("ignoring the neo-fashion sandbox state in %s: %s", path, exc)
+            return None
+
+
+# --- Pure helpers -------------------------------------------------------------------------------
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise _Refused(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise _Refused(400, "The request body must be a JSON object.")
+    return body
+
+
+def _html() -> Response:
+    html = "<html><head><title>502 Bad Gateway</title></head><body>upstream hiccup</body></html>"
+    return Response(html, status_code=200, media_type="text/html")
+
+
+def _price(kind: str, inputs: dict[str, Any]) -> int:
+    if kind == "video":
+        return VIDEO_PRICE_PER_5_SECONDS * int(inputs.get("duration", 5)) // 5
+    return PRICES[kind]
+
+
+def _duration(kind: str, inputs: dict[str, Any], rng: random.Random) -> float:
+    fastest, usual_from, usual_to, slowest = DURATIONS[kind]
+    roll = rng.random()
+    if roll < 0.15:
+        seconds = rng.uniform(fastest, usual_from)
+    elif roll < 0.85:
+        seconds = rng.uniform(usual_from, usual_to)
+    else:
+        seconds = rng.uniform(usual_to, slowest)
+    return seconds * (2 if kind == "video" and inputs.get("duration") == 10 else 1)
+
+
+def _provider_failure(generation: Generation) -> str:
+    return (
+        f"The AI provider failed to generate {generation.id}; the {generation.cost} credits were refunded "
+        "automatically."
+    )
+
+
+def _size(generation: Generation, image_long_side: int) -> tuple[int, int]:
+    ratio = str(generation.inputs.get("aspect_ratio") or ("9:16" if generation.kind == "video" else "4:5"))
+    w, h = (int(x) for x in ratio.split(":"))
+    long_side = VIDEO_LONG_SIDE if generation.kind == "video" else image_long_side
+    if w >= h:
+        return long_side, max(2, round(long_side * h / w))
+    return max(2, round(long_side * w / h)), long_side
+
+
+def _file_name(generation: Generation) -> str:
+    return "output.mp4" if generation.kind == "video" else "output.png"
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and re.match(r"https?://[^/\s]+", value) is not None
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:26]}"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _public_base(request: Request) -> str:
+    """Scheme, host and mount prefix of the incoming request, so file URLs work wherever we are served."""
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root_path}"
