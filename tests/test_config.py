@@ -1,0 +1,53 @@
+"""Provider modes from the environment, and which tools a server lists in each case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from server.app import create_app
+from server.config import Mode, Settings
+from server.errors import ConfigError
+
+pytestmark = pytest.mark.anyio
+
+PREFIXES = ("fashn_", "autotoon_", "neofashion_", "genapi_")
+
+
+def settings_with(tmp_path: Path, **env: str) -> Settings:
+    return Settings.from_env({"CALLSHEET_HOME": str(tmp_path / "home"), **env})
+
+
+def test_no_key_at_all_means_sandbox_for_everyone(tmp_path: Path) -> None:
+    s = settings_with(tmp_path)
+    assert {p.mode for p in s.providers.values()} == {Mode.SANDBOX}
+
+
+def test_one_key_makes_that_provider_live_and_the_others_off(tmp_path: Path) -> None:
+    s = settings_with(tmp_path, AUTOTOON_API_KEY="toon_x")
+    modes = {name: p.mode for name, p in s.providers.items()}
+    assert modes == {"fashn": Mode.OFF, "autotoon": Mode.LIVE, "neofashion": Mode.OFF, "genapi": Mode.OFF}
+    s = settings_with(tmp_path, AUTOTOON_API_KEY="toon_x", CALLSHEET_SANDBOX="1")
+    assert s.providers["fashn"].mode is Mode.SANDBOX and s.providers["autotoon"].mode is Mode.LIVE
+    assert "toon_x" not in repr(s) and "toon_x" not in str(s.describe())
+
+
+def test_base_urls_keep_their_prefix_and_bad_values_are_named(tmp_path: Path) -> None:
+    s = settings_with(tmp_path, FASHN_BASE_URL="http://127.0.0.1:9000/fashn/v1/")
+    assert s.providers["fashn"].base_url == "http://127.0.0.1:9000/fashn/v1"
+    with pytest.raises(ConfigError, match="FASHN_BASE_URL"):
+        settings_with(tmp_path, FASHN_BASE_URL="ftp://x")
+    with pytest.raises(ConfigError, match="NEOFASHION_RATE_PER_MINUTE"):
+        settings_with(tmp_path, NEOFASHION_RATE_PER_MINUTE="fast")
+
+
+async def test_listed_tools_follow_the_modes(tmp_path: Path) -> None:
+    async with Client(create_app(settings_with(tmp_path))) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert all(any(n.startswith(p) for n in names) for p in PREFIXES)
+    async with Client(create_app(settings_with(tmp_path, FASHN_API_KEY="fa-x"))) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert any(n.startswith("fashn_") for n in names)
+    assert not any(n.startswith(("autotoon_", "neofashion_", "genapi_")) for n in names)
