@@ -175,3 +175,14 @@ async def test_prompts_are_listed_rendered_and_completed(settings, emulator, mod
             {"name": "aspect_ratio", "value": "9:16, 4"},
         )
         assert ratios.completion.values == ["9:16, 4:5", "9:16, 4:3"]
+
+
+async def test_validation_checks_the_balance(settings, mode) -> None:
+    from server.sandbox.fashn import FashnFaults
+
+    poor = FashnEmulator(time_scale=0.002, faults=FashnFaults(credits=3))
+    async with connect(settings, poor, mode) as client:
+        checked = await client.call_tool("shoot_validate", {"plan": plan(settings)})
+    problems = checked.structured_content["problems"]  # type: ignore[index]
+    assert [p["field"] for p in problems] == ["balance.fashn"]
+    assert "3 credits" in problems[0]["message"]

@@ -10,7 +10,7 @@ from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from server.errors import CallsheetError
-from server.plans import ShootPlan, Validation, validate_plan
+from server.plans import Problem, ShootPlan, Validation, validate_plan
 from server.providers.base import OperationSpec
 from server.shoots import Shoot, ShootRecord, ShootStatus
 from tools.common import progress_reporter, services, tool_errors
@@ -69,28 +69,41 @@ def available_tools(ctx: Context) -> dict[str, tuple[str, OperationSpec]]:
     return svc.shoots.tools
 
 
-def _validate(ctx: Context, plan: dict[str, Any]) -> tuple[ShootPlan | None, Validation]:
+async def _validate(ctx: Context, plan: dict[str, Any]) -> tuple[ShootPlan | None, Validation]:
+    """The plan's own checks, plus the output folder and each provider's balance against its share."""
+    svc = services(ctx)
     parsed, validation = validate_plan(plan, available_tools(ctx))
     if parsed is not None:
         try:
-            services(ctx).shoots.folder_for(parsed, "check")
+            svc.shoots.folder_for(parsed, "check")
         except CallsheetError as exc:
-            validation.problems.append(_problem("output_dir", exc.message))
-            validation.ok = False
+            validation.problems.append(Problem(step=None, field="output_dir", message=exc.message))
+    for provider, amount in validation.estimate.by_provider.items():
+        adapter = svc.providers.get(provider)
+        if adapter is None or amount <= 0:
+            continue
+        try:
+            balance = (await adapter.balance()).credits
+        except CallsheetError:
+            continue  # the balance is unknown: the provider will say so at submission
+        if balance is not None and amount > balance:
+            validation.problems.append(
+                Problem(
+                    step=None,
+                    field=f"balance.{provider}",
+                    message=f"{provider} has {balance:g} credits; this plan needs about {amount:g} there. "
+                    "Top up, or cut steps.",
+                )
+            )
+    validation.ok = not validation.problems
     return parsed, validation
-
-
-def _problem(field: str, message: str) -> Any:
-    from server.plans import Problem
-
-    return Problem(step=None, field=field, message=message)
 
 
 @tool_errors
 async def shoot_validate(plan: PlanArg, ctx: Context) -> Validation:
     """Check a shoot plan without running anything: every problem at once (step and field), the expanded
     job list, the order of execution (waves) and the credit estimate per provider against the budget."""
-    _, validation = _validate(ctx, plan)
+    _, validation = await _validate(ctx, plan)
     return validation
 
 
@@ -98,7 +111,7 @@ async def ask_price(
     plan: dict[str, Any], ctx: Context, confirm: bool = False
 ) -> PriceConfirmation | Elicit[PriceConfirmation]:
     """Confirm the price with the user through elicitation when the client can ask them."""
-    _, validation = _validate(ctx, plan)
+    _, validation = await _validate(ctx, plan)
     if confirm or not validation.ok or validation.estimate.total <= CONFIRM_ABOVE_CREDITS:
         return PriceConfirmation(start=True)
     caps = ctx.client_capabilities
@@ -127,7 +140,7 @@ async def shoot_start(
     """Validate a plan, confirm its price with the user, and start it in the background. Returns at once;
     follow it with shoot_status. Invalid plans are refused with every problem listed; nothing is charged."""
     svc = services(ctx)
-    parsed, validation = _validate(ctx, plan)
+    parsed, validation = await _validate(ctx, plan)
     if parsed is None or not validation.ok:
         lines = "; ".join(
             f"{p.step or 'plan'}{'.' + p.field if p.field else ''}: {p.message}" for p in validation.problems
