@@ -179,3 +179,37 @@ async def test_output_dir_outside_the_roots_is_refused(settings, emulator, garme
             {**plan_for(garments), "output_dir": str(settings.input_roots[0] / "out")}
         )
         assert r.folder_for(inside, "s1").is_relative_to(settings.input_roots[0])
+
+
+async def test_no_api_key_reaches_the_shoot_folder(tmp_path: Path, garments) -> None:
+    import httpx
+
+    from server.policy import PollPolicy
+    from tests.conftest import make_settings
+
+    secret = "fa-SECRET-shoot-4242"
+    emulator = FashnEmulator(time_scale=TIME_SCALE, api_key=secret)
+    live = make_settings(
+        tmp_path / "live-home",
+        garments[0].parent,
+        FASHN_API_KEY=secret,
+        FASHN_BASE_URL="http://fashn.test/v1",
+    )
+    # Live mode: real typical durations, so poll at once and often against the fast emulator.
+    options = {
+        "live_transport": httpx.ASGITransport(app=emulator.app),
+        "poll": PollPolicy(first=0, second=0, floor=0.01, ceiling=0.05),
+    }
+    async with sandbox_services(live, emulator, **options) as svc:
+        store = ShootStore(live.store_dir / "shoots")
+        try:
+            r = ShootRunner(engine=svc.engine, store=store, settings=live, tools=lambda: TOOLS)
+            async with r.running():
+                record = await start(r, plan_for(garments))
+                done = await r.wait(record.shoot_id, 30)
+        finally:
+            store.close()
+    assert done.status is ShootStatus.SUCCEEDED
+    folder = Path(done.folder)
+    for path in folder.iterdir():
+        assert secret.encode() not in path.read_bytes(), path.name
