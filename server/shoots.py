@@ -162,6 +162,7 @@ class ShootRunner:
         self._tools = tools
         self._tg: TaskGroup | None = None
         self._running: dict[str, anyio.CancelScope] = {}
+        self._files: dict[str, anyio.Lock] = {}
 
     @property
     def tools(self) -> dict[str, tuple[str, OperationSpec]]:
@@ -376,6 +377,10 @@ class ShootRunner:
             else:
                 await self._set_step(shoot_id, step_id, StepStatus.SUCCEEDED)
                 await self._collect(shoot_id, step_id, result.jobs)
+        except (CallsheetError, OSError) as exc:
+            # One step's trouble ends that step, never the shoot's other steps or the server.
+            log.warning("shoot %s step %s failed: %s", shoot_id, step_id, exc)
+            await self._set_step(shoot_id, step_id, StepStatus.FAILED, str(exc))
         finally:
             events[step_id].set()
 
@@ -430,7 +435,10 @@ class ShootRunner:
     async def _collect(self, shoot_id: str, step_id: str, jobs: list[JobRecord]) -> None:
         """Copy the step's outputs into the shoot folder, named by step, item and output."""
         record = await self.get(shoot_id)
-        await anyio.to_thread.run_sync(_copy_outputs, Path(record.folder), step_id, jobs)
+        try:
+            await anyio.to_thread.run_sync(_copy_outputs, Path(record.folder), step_id, jobs)
+        except OSError as exc:
+            log.warning("shoot %s: outputs of %s not copied: %s", shoot_id, step_id, exc)
         await self._write_manifest(record)
 
     async def _finish(self, shoot_id: str) -> None:
@@ -446,13 +454,22 @@ class ShootRunner:
         view = await self.view(record)
         record.credits_used = view.credits_used
         # Files first, then the final state: whoever sees the shoot finished finds its contact sheet.
-        await anyio.to_thread.run_sync(write_contact_sheet, view, Path(record.folder), record.plan)
+        try:
+            await anyio.to_thread.run_sync(write_contact_sheet, view, Path(record.folder), record.plan)
+        except OSError as exc:
+            record.note = f"{record.note or ''} The contact sheet could not be written: {exc}.".strip()
         await self._write_manifest(record)
         await self._save(record)
 
     async def _write_manifest(self, record: ShootRecord) -> None:
+        """Rewrite manifest.json; a disk problem is logged and noted, it never stops the shoot."""
         view = await self.view(record)
-        await anyio.to_thread.run_sync(_write_manifest, Path(record.folder), view, record.plan)
+        lock = self._files.setdefault(record.shoot_id, anyio.Lock())
+        async with lock:
+            try:
+                await anyio.to_thread.run_sync(_write_manifest, Path(record.folder), view, record.plan)
+            except OSError as exc:
+                log.warning("shoot %s: manifest not written: %s", record.shoot_id, exc)
 
     async def _set_step(
         self, shoot_id: str, step_id: str, status: StepStatus, note: str | None = None
@@ -512,9 +529,11 @@ def _copy_outputs(folder: Path, step_id: str, jobs: list[JobRecord]) -> None:
 
 def _write_manifest(folder: Path, view: Shoot, plan: dict[str, Any]) -> None:
     """manifest.json: the plan, every job with its outputs and credits, the files; written atomically."""
-    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("manifest."))
+    files = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(("manifest.", ".manifest-"))
+    )
     manifest = {"shoot": view.model_dump(mode="json"), "plan": plan, "files": files}
     path = folder / "manifest.json"
-    tmp = path.with_suffix(".tmp")
+    tmp = folder / f".manifest-{os.getpid()}-{os.urandom(4).hex()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, path)
