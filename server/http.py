@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from server.errors import RateLimited, TransportError, error_for_status
+from server.errors import BadResponse, RateLimited, TransportError, error_for_status
 from server.limiter import Limiter
 from server.policy import HTTP_TIMEOUT
 
@@ -124,3 +124,16 @@ def _default_error_message(response: httpx.Response) -> str:
         if body.get("message"):
             return str(body["message"])
     return str(body)[:300]
+
+
+def json_object(response: httpx.Response, provider: str, title: str) -> dict[str, Any]:
+    """A success body that must be a JSON object; anything else is a BadResponse naming the provider."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise BadResponse(
+            f"{title} answered {response.status_code} with a body that is not JSON.", provider=provider
+        ) from None
+    if not isinstance(body, dict):
+        raise BadResponse(f"{title} answered with JSON that is not an object.", provider=provider)
+    return body

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
 
 from server.errors import BadResponse, InputError
+from server.http import json_object
 from server.media import ImageInput, ImageResolver
 from server.models import JobError
 from server.policy import AUTOTOON_LIMITS, HTTP_TIMEOUT, SYNC_GENERATION_TIMEOUT
@@ -344,15 +345,7 @@ def _saved_model(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise BadResponse(
-            f"Auto Toon answered {response.status_code} with a body that is not JSON.", provider="autotoon"
-        ) from None
-    if not isinstance(body, dict):
-        raise BadResponse("Auto Toon answered with JSON that is not an object.", provider="autotoon")
-    return body
+    return json_object(response, "autotoon", "Auto Toon")
 
 
 def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:

@@ -27,6 +27,7 @@ from server.errors import (
     RateLimited,
     snake_code,
 )
+from server.http import json_object
 from server.media import ImageResolver
 from server.models import JobError
 from server.policy import FASHN_LIMITS
@@ -187,15 +188,7 @@ def _estimator(spec: FashnModel) -> Callable[[BaseModel], float | None]:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise BadResponse(
-            f"FASHN answered {response.status_code} with a body that is not JSON.", provider="fashn"
-        ) from None
-    if not isinstance(body, dict):
-        raise BadResponse("FASHN answered with JSON that is not an object.", provider="fashn")
-    return body
+    return json_object(response, "fashn", "FASHN")
 
 
 def _credits_header(response: httpx.Response) -> float | None:
