@@ -3,11 +3,18 @@
 Records are persisted as JSON (`JobRecord.model_dump_json()`), never pickled. The store is
 process-safe: two servers on one data folder share it, idempotency keys are claimed atomically,
 and leases make sure only one of them drives (submits or polls) any given job.
+
+At 100,000 jobs a listing must not read every record to find one page, and a start-up that resumes
+10,000 jobs must not spend its time on lease bookkeeping: `DiskStore` keeps a small SQLite catalog
+beside the records for both (see its docstring; `benchmarks/README.md` has the figures).
 """
 
 from __future__ import annotations
 
 import builtins
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, cast
@@ -15,6 +22,9 @@ from typing import Protocol, cast
 from diskcache import Cache
 
 from server.models import ACTIVE, HOLDS_KEY, JobRecord, JobStatus
+
+Entry = tuple[str, str, str, str, str]
+"""A catalog row: job id, status, provider, shoot id, owner (`""` for none)."""
 
 
 class Store(Protocol):
@@ -65,19 +75,25 @@ class Store(Protocol):
 
 
 class DiskStore:
-    """The embedded default: one SQLite-backed diskcache per concern under `directory`.
+    """The embedded default: diskcache for records and keys, a SQLite catalog for queries and leases.
 
-    - `jobs/`: job id -> record JSON. Job ids are time-sortable, so reverse key order is newest first.
-    - `keys/`: idempotency key -> job id of the holder.
-    - `leases/`: job id -> owner, expiring after the lease's ttl.
-    - `active/`: job id -> provider, for every job that may be unfinished (read by `unfinished()`).
+    - `jobs/` (diskcache): job id -> record JSON. Job ids are time-sortable: newest first is reverse order.
+    - `keys/` (diskcache): idempotency key -> job id of the holder.
+    - `catalog.sqlite3`, table `entries`: (job id, status, provider, shoot id, owner) of every job,
+      indexed per filter, so `list` reads only the records of the page it returns and `unfinished()`
+      only the unfinished ones.
+    - `catalog.sqlite3`, table `leases`: job id -> owner and expiry, taken or renewed by one conditional
+      upsert (in diskcache it was a transaction of several statements, and 10,000 drivers starting
+      at once spent seconds on their leases).
 
     Values are plain `str`, which diskcache stores as text, so nothing is ever pickled. Eviction is
     off: a store must never drop a job to save space.
 
-    Writes to several caches are not one SQLite transaction, so they are ordered to fail safe: a crash
-    can leave a finished job in `active/` (filtered out on read), never an unfinished job outside it.
-    Lock order is keys -> jobs -> active, so processes cannot deadlock.
+    A record and its catalog row are not one SQLite transaction, so `put` orders its writes to fail
+    safe: the new row first, then the record, then the job's other rows go. A crash in between can
+    leave an extra row (a reader loads the record, sees that it does not match, skips it and heals
+    the rows), never a job without its row. Records and rows are only written under the `jobs/` write
+    lock, so two writers never interleave. Lock order is keys -> jobs -> catalog: no deadlocks.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -85,28 +101,25 @@ class DiskStore:
         self.directory = directory
         self._jobs = _open(directory / "jobs")
         self._keys = _open(directory / "keys")
-        self._leases = _open(directory / "leases")
-        self._active = _open(directory / "active")
+        self._catalog = _Catalog(directory / "catalog.sqlite3")
+        if not self._catalog.built():
+            self._build_catalog()
 
     async def get(self, job_id: str) -> JobRecord | None:
         return self._load(job_id)
 
     async def put(self, record: JobRecord) -> None:
         data = record.model_dump_json()
-        # One writer at a time per store, so the active set follows the last put of each job.
+        entry = _entry(record)
         with self._jobs.transact(retry=True):
-            if record.status in ACTIVE:
-                self._active.set(record.job_id, record.provider, retry=True)
-                self._jobs.set(record.job_id, data, retry=True)
-            else:
-                self._jobs.set(record.job_id, data, retry=True)
-                self._active.delete(record.job_id, retry=True)
+            self._catalog.add(entry)
+            self._jobs.set(record.job_id, data, retry=True)
+            self._catalog.keep_only(entry)
 
     async def delete(self, job_id: str) -> None:
         with self._jobs.transact(retry=True):
             self._jobs.delete(job_id, retry=True)
-            self._active.delete(job_id, retry=True)
-        self._leases.delete(job_id, retry=True)
+            self._catalog.forget(job_id)
 
     async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
         if not force and self._keys.add(key, job_id, retry=True):
@@ -132,62 +145,203 @@ class DiskStore:
     ) -> tuple[builtins.list[JobRecord], str | None]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        given = {"status": status, "provider": provider, "shoot_id": shoot_id, "owner": owner}
+        wanted = {column: value for column, value in given.items() if value is not None}
         page: builtins.list[JobRecord] = []
-        for job_id in self._job_ids(reverse=True):
-            # The cursor is the last id of the previous page; ids compare as they sort in SQLite.
-            if cursor is not None and job_id >= cursor:
-                continue
-            record = self._load(job_id)
-            if record is None:  # deleted while we were paging
-                continue
-            if (
-                (status is not None and record.status != status)
-                or (provider is not None and record.provider != provider)
-                or (shoot_id is not None and record.shoot_id != shoot_id)
-                or (owner is not None and record.owner != owner)
-            ):
-                continue
-            page.append(record)
-            if len(page) > limit:  # one extra tells us there is another page
-                page.pop()
-                return page, page[-1].job_id
-        return page, None
+        seen: set[str] = set()
+        while True:
+            # One record more than the page tells us there is another page. The cursor is the last id
+            # of the previous page; ids compare in SQLite as they sort.
+            want = limit + 1 - len(page)
+            batch = self._catalog.newest(wanted, before=cursor, limit=want)
+            for job_id in batch:
+                if job_id in seen:  # a stale row beside the current one
+                    continue
+                seen.add(job_id)
+                record = self._load(job_id)
+                if record is None or any(getattr(record, c) != v for c, v in wanted.items()):
+                    self._heal(job_id)  # deleted or changed since its row was read, or a stale row
+                    continue
+                page.append(record)
+                if len(page) > limit:
+                    page.pop()
+                    return page, page[-1].job_id
+            if len(batch) < want:
+                return page, None
+            cursor = batch[-1]
 
     async def unfinished(self) -> builtins.list[JobRecord]:
         records = []
-        for job_id in cast("Iterator[str]", self._active.iterkeys()):
+        for job_id in self._catalog.with_status(ACTIVE):
             record = self._load(job_id)
             if record is not None and record.active:
                 records.append(record)
+            else:
+                self._heal(job_id)
         return records
 
     async def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
-        # `add` also takes over an expired lease, atomically.
-        if self._leases.add(job_id, owner, expire=ttl, retry=True):
-            return True
-        with self._leases.transact(retry=True):
-            holder = cast("str | None", self._leases.get(job_id))
-            if holder is not None and holder != owner:
-                return False
-            self._leases.set(job_id, owner, expire=ttl, retry=True)
-            return True
+        return self._catalog.lease(job_id, owner, ttl)
 
     async def release_lease(self, job_id: str, owner: str) -> None:
-        with self._leases.transact(retry=True):
-            if self._leases.get(job_id) == owner:
-                self._leases.delete(job_id, retry=True)
+        self._catalog.release(job_id, owner)
 
     def close(self) -> None:
-        for cache in (self._jobs, self._keys, self._leases, self._active):
+        for cache in (self._jobs, self._keys):
             cache.close()
+        self._catalog.close()
 
     def _load(self, job_id: str) -> JobRecord | None:
         data = cast("str | None", self._jobs.get(job_id))
         return None if data is None else JobRecord.model_validate_json(data)
 
-    def _job_ids(self, *, reverse: bool) -> Iterator[str]:
-        """Job ids in key order, fetched by diskcache in small batches (never all records at once)."""
-        return cast("Iterator[str]", self._jobs.iterkeys(reverse=reverse))
+    def _heal(self, job_id: str) -> None:
+        """Make the job's rows match its record again. Under the `jobs/` write lock no put is half done,
+        so whatever row does not match the record is stale."""
+        with self._jobs.transact(retry=True):
+            record = self._load(job_id)
+            if record is None:
+                self._catalog.forget(job_id)
+            else:
+                self._catalog.add(_entry(record))
+                self._catalog.keep_only(_entry(record))
+
+    def _build_catalog(self) -> None:
+        """Catalog every record once: a data folder from before the catalog, or one whose catalog was lost."""
+        with self._jobs.transact(retry=True):
+            if self._catalog.built():  # another process did it while we waited for the lock
+                return
+            entries = []
+            for job_id in cast("Iterator[str]", self._jobs.iterkeys()):
+                record = self._load(job_id)
+                if record is not None:
+                    entries.append(_entry(record))
+            self._catalog.rebuild(entries)
+
+
+class _Catalog:
+    """The SQLite side of `DiskStore`: WAL, autocommit, one connection per thread (as diskcache has)."""
+
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS entries (
+            job_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            shoot_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            PRIMARY KEY (job_id, status, provider, shoot_id, owner)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS entries_status ON entries (status, job_id);
+        CREATE INDEX IF NOT EXISTS entries_provider ON entries (provider, job_id);
+        CREATE INDEX IF NOT EXISTS entries_status_provider ON entries (status, provider, job_id);
+        CREATE INDEX IF NOT EXISTS entries_shoot ON entries (shoot_id, job_id);
+        CREATE INDEX IF NOT EXISTS entries_owner ON entries (owner, job_id);
+        CREATE TABLE IF NOT EXISTS leases (
+            job_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    """
+    FILTERS = ("status", "provider", "shoot_id", "owner")
+    """The filterable columns, in the order `newest` names them (only these names enter SQL text)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._opened: builtins.list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
+        con = self._con()
+        con.execute("PRAGMA journal_mode = WAL")
+        con.executescript(self.SCHEMA)
+
+    def _con(self) -> sqlite3.Connection:
+        con = cast("sqlite3.Connection | None", getattr(self._local, "con", None))
+        if con is None:
+            # timeout: how long a statement waits for another process's write lock (diskcache's too).
+            con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA synchronous = NORMAL")
+            self._local.con = con
+            with self._opened_lock:
+                self._opened.append(con)
+        return con
+
+    def built(self) -> bool:
+        return self._con().execute("SELECT 1 FROM meta WHERE name = 'entries'").fetchone() is not None
+
+    def rebuild(self, entries: builtins.list[Entry]) -> None:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("DELETE FROM entries")
+            con.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?)", entries)
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('entries', '1')")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def add(self, entry: Entry) -> None:
+        self._con().execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?)", entry)
+
+    def keep_only(self, entry: Entry) -> None:
+        """Delete the job's rows other than `entry`."""
+        self._con().execute(
+            "DELETE FROM entries WHERE job_id = ? "
+            "AND NOT (status = ? AND provider = ? AND shoot_id = ? AND owner = ?)",
+            entry,
+        )
+
+    def forget(self, job_id: str) -> None:
+        con = self._con()
+        con.execute("DELETE FROM entries WHERE job_id = ?", (job_id,))
+        con.execute("DELETE FROM leases WHERE job_id = ?", (job_id,))
+
+    def newest(self, wanted: dict[str, str], *, before: str | None, limit: int) -> builtins.list[str]:
+        """Ids of the rows matching `wanted` (column -> value), newest first, older than `before`."""
+        where = [f"{column} = ?" for column in self.FILTERS if column in wanted]
+        params: builtins.list[object] = [str(wanted[column]) for column in self.FILTERS if column in wanted]
+        if before is not None:
+            where.append("job_id < ?")
+            params.append(before)
+        sql = "SELECT job_id FROM entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._con().execute(sql + " ORDER BY job_id DESC LIMIT ?", [*params, limit])
+        return [job_id for (job_id,) in rows]
+
+    def with_status(self, statuses: frozenset[JobStatus]) -> builtins.list[str]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self._con().execute(
+            f"SELECT DISTINCT job_id FROM entries WHERE status IN ({marks}) ORDER BY job_id",
+            [status.value for status in statuses],
+        )
+        return [job_id for (job_id,) in rows]
+
+    def lease(self, job_id: str, owner: str, ttl: float) -> bool:
+        """Take a free or expired lease, or renew our own: one statement, so atomic across processes."""
+        now = time.time()
+        cursor = self._con().execute(
+            "INSERT INTO leases (job_id, owner, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires "
+            "WHERE leases.owner = excluded.owner OR leases.expires <= ?",
+            (job_id, owner, now + ttl, now),
+        )
+        return cursor.rowcount == 1
+
+    def release(self, job_id: str, owner: str) -> None:
+        self._con().execute("DELETE FROM leases WHERE job_id = ? AND owner = ?", (job_id, owner))
+
+    def close(self) -> None:
+        with self._opened_lock:
+            for con in self._opened:
+                con.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+
+def _entry(record: JobRecord) -> Entry:
+    return (record.job_id, record.status.value, record.provider, record.shoot_id or "", record.owner or "")
 
 
 def _open(directory: Path) -> Cache:

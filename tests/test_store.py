@@ -276,6 +276,45 @@ class TestDiskStore(StoreContract):
         finally:
             reopened.close()
 
+    async def test_catalog_is_built_for_a_folder_without_one(self, store: Store, tmp_path: Path) -> None:
+        """A data folder from before the catalog (or whose catalog was lost) is catalogued on open."""
+        running = make_job(status=JobStatus.RUNNING, shoot_id="s1")
+        done = make_job(status=JobStatus.SUCCEEDED, provider="autotoon")
+        for r in (running, done):
+            await store.put(r)
+        store.close()
+        for leftover in (tmp_path / "store").glob("catalog.sqlite3*"):
+            leftover.unlink()
+        reopened = DiskStore(tmp_path / "store")
+        try:
+            assert [r.job_id for r in await reopened.unfinished()] == [running.job_id]
+            assert (await reopened.list(provider="autotoon"))[0] == [done]
+            assert (await reopened.list(shoot_id="s1"))[0] == [running]
+        finally:
+            reopened.close()
+
+    async def test_stale_rows_from_a_crash_are_skipped_and_healed(self, store: Store) -> None:
+        """A crash between a put's new row and its record leaves an extra row: never a wrong answer."""
+        assert isinstance(store, DiskStore)
+        job = make_job(status=JobStatus.RUNNING)
+        await store.put(job)
+        await store.put(job.model_copy(update={"status": JobStatus.SUCCEEDED}))
+        store._catalog.add((job.job_id, "running", "fashn", "", ""))  # the row of a state it left
+        ghost = make_job(status=JobStatus.QUEUED)
+        store._catalog.add((ghost.job_id, "queued", "fashn", "", ""))  # a row whose record never landed
+        assert await store.unfinished() == []
+        assert await store.list(status=JobStatus.RUNNING) == ([], None)
+        page, _ = await store.list()
+        assert [r.job_id for r in page] == [job.job_id]
+        assert store._catalog.with_status(frozenset(JobStatus)) == [job.job_id]  # healed: one row left
+
+    async def test_filtered_pages_skip_many_other_jobs(self, store: Store) -> None:
+        wanted = await put_many(store, 3, provider="genapi", status=JobStatus.FAILED)
+        await put_many(store, 150, provider="genapi", status=JobStatus.SUCCEEDED)
+        await put_many(store, 150, provider="fashn", status=JobStatus.FAILED)
+        pages = await all_pages(store, limit=2, provider="genapi", status=JobStatus.FAILED)
+        assert [i for p in pages for i in p] == sorted((r.job_id for r in wanted), reverse=True)
+
 
 # --- several processes on one folder ----------------------------------------------------------
 

@@ -1,0 +1,327 @@
+"""Figures 5 and 7: tool-call overhead (in process and over stdio), cold start, and result size.
+
+The reference server for the cold start is `mcp-server-time` from PyPI, installed at benchmark time
+into a throwaway virtual environment (it pins its own `mcp`, so it cannot share ours). Both servers
+are started the same way (a fresh process per start, `python -m ...`-style entry point) and asked
+the same thing (`initialize`, then `tools/list`), on the same client.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+from unittest import mock
+
+import anyio
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp_types import CallToolResult, ImageContent
+from PIL import Image, ImageChops
+
+from benchmarks.common import (
+    SEED,
+    Report,
+    percentile,
+    sandbox_env,
+    sandbox_settings,
+    scaled_poll,
+    scaled_retry,
+    write_inputs,
+)
+from server import media
+from server.app import create_app
+from server.sandbox.fashn import FashnEmulator
+
+TIME_SCALE = 0.01
+"""Only the first job's duration depends on it: these figures are about the MCP layer."""
+CALLS = 300
+WARMUP = 20
+COLD_STARTS = 5
+CALL_TIMEOUT = 60.0
+INSTALL_TIMEOUT = 300.0
+RESULT_TARGET = 100_000
+PROPOSED_THUMB_BYTES = 72 * 1024
+"""Raw JPEG budget whose base64 (4/3) plus the rest of the result stays under RESULT_TARGET."""
+PIP = (sys.executable, "-m", "pip")
+PIP_OPTIONS = ("--disable-pip-version-check", "--no-input", "--quiet")
+
+
+async def first_job(client: Client, tool: str, args: dict[str, Any]) -> CallToolResult:
+    """Run one generation to the end through the tool (bounded)."""
+    with anyio.fail_after(CALL_TIMEOUT):
+        result = await client.call_tool(tool, {**args, "wait_seconds": 50})
+    if result.is_error or not result.structured_content or result.structured_content["status"] != "succeeded":
+        raise RuntimeError(f"{tool} did not succeed: {result.content}")
+    return result
+
+
+async def job_status_latencies(client: Client, job_id: str) -> list[float]:
+    """Milliseconds per `job_status` call on a succeeded job (thumbnail and link included), after warm-up."""
+    times = []
+    with anyio.fail_after(CALL_TIMEOUT):
+        for n in range(WARMUP + CALLS):
+            started = time.perf_counter()
+            result = await client.call_tool("job_status", {"job_id": job_id})
+            elapsed = (time.perf_counter() - started) * 1000
+            if result.is_error:
+                raise RuntimeError(f"job_status failed: {result.content}")
+            if n >= WARMUP:
+                times.append(elapsed)
+    return times
+
+
+def report_latencies(report: Report, prefix: str, label: str, times: list[float]) -> None:
+    report.figure(f"{prefix}_p50_ms", percentile(times, 50), f"job_status {label}: p50", "ms")
+    report.figure(f"{prefix}_p99_ms", percentile(times, 99), f"job_status {label}: p99", "ms")
+
+
+def callsheet_params(home: Path, inputs: Path) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "server", "serve"], env=sandbox_env(home, inputs, TIME_SCALE)
+    )
+
+
+def import_seconds(python: str, modules: str) -> float:
+    """Median seconds a fresh interpreter takes to import `modules` (what a cold start pays first)."""
+    code = f"import time; t = time.perf_counter(); import {modules}; print(time.perf_counter() - t)"
+    runs = [
+        float(
+            subprocess.run(
+                [python, "-c", code], capture_output=True, text=True, check=True, timeout=120
+            ).stdout
+        )
+        for _ in range(3)
+    ]
+    return statistics.median(runs)
+
+
+async def cold_start(params: StdioServerParameters, errlog: TextIO) -> float:
+    """Seconds from spawning the server to the answer of `tools/list` (legacy era: initialize first).
+
+    The 2025-11-25 handshake is what today's desktop clients do, and the only one the reference speaks.
+    """
+    started = time.perf_counter()
+    with anyio.fail_after(CALL_TIMEOUT):
+        async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+            tools = await client.list_tools()
+            elapsed = time.perf_counter() - started
+    if not tools.tools:
+        raise RuntimeError(f"{params.command} listed no tools")
+    return elapsed
+
+
+def install_reference(folder: Path) -> tuple[Path | None, str]:
+    """`mcp-server-time` into a throwaway venv; (its command, versions) or (None, why not)."""
+    venv = folder / "reference-venv"
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+            check=True,
+            capture_output=True,
+            timeout=INSTALL_TIMEOUT,
+        )
+        python = venv / "bin" / "python"
+        # Our own pip installs into the new venv (`--python`), which saves bootstrapping pip there.
+        installed = subprocess.run(
+            [*PIP, "--python", str(python), "install", *PIP_OPTIONS, "mcp-server-time"],
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not install mcp-server-time: {exc}"
+    if installed.returncode != 0:
+        tail = " ".join(installed.stderr.strip().splitlines()[-2:])
+        return None, f"pip could not install mcp-server-time: {tail}"
+    versions = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m; print(m.version('mcp-server-time'), m.version('mcp'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    script = venv / "bin" / "mcp-server-time"
+    return script, f"mcp-server-time {versions[0]} (mcp {versions[1]})" if len(
+        versions
+    ) == 2 else "mcp-server-time"
+
+
+async def overhead(report: Report) -> None:
+    report.section("overhead", "5. Tool-call overhead")
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+        folder = Path(tmp)
+        model, garment = write_inputs(folder / "inputs")
+        tryon = {"model_image": str(model), "product_image": str(garment), "seed": 1}
+
+        settings = sandbox_settings(folder / "home", folder / "inputs", TIME_SCALE)
+        emulator = FashnEmulator(time_scale=TIME_SCALE, seed=SEED)
+        app = create_app(
+            settings,
+            sandbox_apps={"fashn": emulator.app},
+            poll=scaled_poll(TIME_SCALE),
+            retry=scaled_retry(TIME_SCALE),
+        )
+        async with Client(app) as client:
+            job = await first_job(client, "fashn_tryon_max", tryon)
+            assert job.structured_content is not None
+            times = await job_status_latencies(client, str(job.structured_content["job_id"]))
+        report_latencies(report, "in_process", "in process (mcp.Client(app))", times)
+
+        errlog_path = folder / "stderr.log"
+        with errlog_path.open("w") as errlog:
+            params = callsheet_params(folder / "stdio-home", folder / "inputs")
+            with anyio.fail_after(CALL_TIMEOUT * 2):
+                async with Client(stdio_client(params, errlog=errlog)) as client:
+                    job = await first_job(client, "fashn_tryon_max", tryon)
+                    assert job.structured_content is not None
+                    times = await job_status_latencies(client, str(job.structured_content["job_id"]))
+            report_latencies(report, "stdio", "over stdio (callsheet serve)", times)
+
+            reference, described = await anyio.to_thread.run_sync(install_reference, folder)
+            report.note(described if reference else f"{described}; skipping the ratio", key="reference")
+            starts: dict[str, list[float]] = {"callsheet": [], "reference": []}
+            for _ in range(COLD_STARTS):  # interleaved, so drift in the machine's load hits both alike
+                starts["callsheet"].append(await cold_start(params, errlog))
+                if reference is not None:
+                    ref_params = StdioServerParameters(command=str(reference), args=[], env=params.env)
+                    starts["reference"].append(await cold_start(ref_params, errlog))
+        ours = statistics.median(starts["callsheet"])
+        report.figure(
+            "cold_start_s",
+            ours,
+            f"cold start of callsheet serve to tools/list (median of {COLD_STARTS})",
+            "s",
+        )
+        imports = await anyio.to_thread.run_sync(import_seconds, sys.executable, "server.cli, server.app")
+        report.figure("import_s", imports, "  of which importing server.app (fresh interpreter)", "s")
+        if reference is not None and starts["reference"]:
+            theirs = statistics.median(starts["reference"])
+            report.figure("reference_cold_start_s", theirs, "the same for mcp-server-time", "s")
+            python = str(reference.with_name("python"))
+            imports = await anyio.to_thread.run_sync(import_seconds, python, "mcp_server_time.server")
+            report.figure("reference_import_s", imports, "  of which importing mcp_server_time.server", "s")
+            report.figure("cold_start_ratio", ours / theirs, "ratio callsheet / mcp-server-time")
+        if "Traceback" in errlog_path.read_text():
+            report.note("a server wrote a traceback to stderr during the runs", key="stderr")
+
+
+def photo_like_png(side: int, seed: int) -> bytes:
+    """A 2048x2048 PNG that compresses like a photograph (smooth shapes plus fine grain), not like a
+    flat placeholder: a few MB, as FASHN's real 2k outputs are."""
+    rng = random.Random(seed)
+    base = Image.frombytes("RGB", (96, 96), rng.randbytes(96 * 96 * 3))
+    base = base.resize((side, side), Image.Resampling.BICUBIC)
+    grain = Image.frombytes("L", (side, side), rng.randbytes(side * side)).point(lambda v: v // 16)
+    image = ImageChops.add(base, Image.merge("RGB", (grain, grain, grain)))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def wire_size(result: CallToolResult) -> int:
+    """Bytes of the result as it travels (JSON, field names as in the protocol)."""
+    return len(result.model_dump_json(by_alias=True, exclude_none=True).encode())
+
+
+def inline_size(result: CallToolResult, image: bytes) -> int:
+    """Bytes of the same result if the full image were returned inline instead of thumbnail and link."""
+    data = json.loads(result.model_dump_json(by_alias=True, exclude_none=True))
+    encoded = base64.b64encode(image).decode()
+    content = [c for c in data["content"] if c.get("type") == "text"]
+    content.append({"type": "image", "data": encoded, "mimeType": "image/png"})
+    return len(json.dumps({**data, "content": content}).encode())
+
+
+async def result_size(report: Report) -> None:
+    report.section("result_size", "7. Result size: fashn_product_to_model, resolution 2k, aspect_ratio 1:1")
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+        folder = Path(tmp)
+        _model, garment = write_inputs(folder / "inputs")
+        settings = sandbox_settings(folder / "home", folder / "inputs", TIME_SCALE)
+        emulator = FashnEmulator(time_scale=TIME_SCALE, seed=SEED)
+        app = create_app(
+            settings,
+            sandbox_apps={"fashn": emulator.app},
+            poll=scaled_poll(TIME_SCALE),
+            retry=scaled_retry(TIME_SCALE),
+        )
+        async with Client(app) as client:
+            args = {"product_image": str(garment), "resolution": "2k", "aspect_ratio": "1:1"}
+            result = await first_job(client, "fashn_product_to_model", args)
+            assert result.structured_content is not None
+            output = result.structured_content["outputs"][0]
+            path = Path(output["path"])
+            placeholder = await anyio.Path(path).read_bytes()
+            thumbs = [c for c in result.content if isinstance(c, ImageContent)]
+            report.figure("output", f"{output['width']}x{output['height']}", "output size", "px")
+            report.figure(
+                "result_bytes", wire_size(result), "tool result (JSON)", "bytes", f"< {RESULT_TARGET:,}"
+            )
+            report.figure(
+                "thumbnail_bytes", len(base64.b64decode(thumbs[0].data)) if thumbs else 0, "  thumbnail"
+            )
+            report.figure("file_bytes", len(placeholder), "sandbox placeholder file", "bytes")
+            report.figure(
+                "base64_bytes", len(base64.b64encode(placeholder)), "  the same image as full base64", "bytes"
+            )
+            report.figure(
+                "inline_result_bytes",
+                inline_size(result, placeholder),
+                "  the result with it inline",
+                "bytes",
+            )
+
+            # The placeholder is a flat drawing; a real 2k photo is megabytes. Put one in its place and ask
+            # again: the thumbnail is made afresh from the newer file.
+            photo = await anyio.to_thread.run_sync(photo_like_png, output["width"], SEED)
+            await anyio.Path(path).write_bytes(photo)
+            with anyio.fail_after(CALL_TIMEOUT):
+                again = await client.call_tool("job_status", {"job_id": result.structured_content["job_id"]})
+            report.figure("photo_file_bytes", len(photo), "photo-like 2048x2048 PNG in its place", "bytes")
+            report.figure(
+                "photo_result_bytes",
+                wire_size(again),
+                "  tool result (job_status, JSON)",
+                "bytes",
+                f"< {RESULT_TARGET:,}",
+            )
+            report.figure(
+                "photo_base64_bytes", len(base64.b64encode(photo)), "  the image as full base64", "bytes"
+            )
+            report.figure(
+                "photo_inline_result_bytes", inline_size(again, photo), "  the result with it inline", "bytes"
+            )
+            thumbs = [c for c in again.content if isinstance(c, ImageContent)]
+            photo_thumb = len(base64.b64decode(thumbs[0].data)) if thumbs else 0
+            report.figure(
+                "photo_thumbnail_bytes", photo_thumb, "  its thumbnail (JPEG, before base64)", "bytes"
+            )
+
+            # What-if for a proposal: the thumbnail's byte budget (server/media.py THUMB_MAX_BYTES, 100 KiB)
+            # sized so that its base64 and the rest of the result fit the 100 KB target.
+            with mock.patch.object(media, "THUMB_MAX_BYTES", PROPOSED_THUMB_BYTES):
+                later = time.time_ns() + 1_000_000_000
+                os.utime(path, ns=(later, later))  # newer than the cached thumbnail: made again
+                with anyio.fail_after(CALL_TIMEOUT):
+                    job_id = result.structured_content["job_id"]
+                    proposed = await client.call_tool("job_status", {"job_id": job_id})
+            report.figure(
+                "proposal_photo_result_bytes",
+                wire_size(proposed),
+                f"  proposal: thumbnail budget {PROPOSED_THUMB_BYTES // 1024} KiB: tool result",
+                "bytes",
+                f"< {RESULT_TARGET:,}",
+            )

@@ -1,0 +1,101 @@
+"""`python -m benchmarks`: every figure of the benchmark suite, printed and written to results.json.
+
+Sections 1-5 and 7 run in this process; the store-scale section (6) runs in two child processes, one
+filling the store and one starting a server on it, so its memory figure is a fresh server's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from benchmarks.common import Report
+from benchmarks.orchestration import burst, orchestration, report_repeat
+from benchmarks.overhead import overhead, result_size
+from benchmarks.store_scale import TOTAL, UNFINISHED
+
+RESULTS = Path(__file__).with_name("results.json")
+COMMAND = "python -m benchmarks"
+ORCHESTRATION_SCALE = 0.05
+"""The sandbox's default time scale: a 40 s try-on takes 2 s, FASHN's 60 s /run window 3 s."""
+BURST_SCALE = 0.1
+"""At 0.1 a 5 s try-on takes 0.5 s, and six slots would start more than 50 a (scaled) minute: the
+/run window binds, not only the six in flight (the fixed ~0.1 s per job of download and thumbnail,
+unscaled, would keep a smaller scale under it)."""
+BATCH_TIMEOUT = 120.0
+STORE_PHASE_TIMEOUT = 600.0
+
+
+async def in_process(report: Report, timings: dict[str, float]) -> None:
+    started = time.perf_counter()
+    repeated = await orchestration(report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT)
+    timings["1-2 orchestration"] = time.perf_counter() - started
+    started = time.perf_counter()
+    await burst(report, time_scale=BURST_SCALE, wait_limit=BATCH_TIMEOUT)
+    timings["3 burst"] = time.perf_counter() - started
+    report_repeat(report, repeated)
+    started = time.perf_counter()
+    await overhead(report)
+    timings["5 overhead"] = time.perf_counter() - started
+
+
+def store_scale(report: Report, timings: dict[str, float]) -> None:
+    report.section("store", f"6. Store scale: {TOTAL:,} jobs in the DiskStore ({UNFINISHED:,} unfinished)")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-store-") as tmp:
+        for phase in ("fill", "resume"):
+            out = Path(tmp) / f"{phase}.json"
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.store_scale", phase, str(Path(tmp) / "home"), str(out)],
+                check=True,
+                timeout=STORE_PHASE_TIMEOUT,
+            )
+            report.sections["store"].update(json.loads(out.read_text()))
+    timings["6 store"] = time.perf_counter() - started
+
+
+def main() -> int:
+    started = time.perf_counter()
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = {
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    print(
+        f"callsheet benchmarks, {date}, {machine['machine']}, {machine['cpu_count']} CPUs, "
+        f"Python {machine['python']}",
+        flush=True,
+    )
+    report = Report()
+    timings: dict[str, float] = {}
+    anyio.run(in_process, report, timings)
+    store_scale(report, timings)
+    section_started = time.perf_counter()
+    anyio.run(result_size, report)
+    timings["7 result size"] = time.perf_counter() - section_started
+    total = time.perf_counter() - started
+    print(
+        f"\n== Whole run: {total:.1f} s ("
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+        + ")"
+    )
+    header = {
+        "date": date,
+        **machine,
+        "command": COMMAND,
+        "total_seconds": round(total, 1),
+        "section_seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    report.write(RESULTS, header)
+    print(f"Written to {RESULTS}")
+    return 0
