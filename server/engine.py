@@ -79,6 +79,7 @@ class Engine:
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
         self._tg: TaskGroup | None = None
         self._drivers: dict[str, anyio.CancelScope] = {}
+        self._slot_release: dict[str, Callable[[], None]] = {}
         self._changed = anyio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -331,7 +332,8 @@ class Engine:
             return
         provider = self.providers[record.provider]
         queued = record.status is JobStatus.QUEUED
-        async with provider.http.limiter.slot(wait=queued and record.submit_started_at is None):
+        async with provider.http.limiter.slot(wait=queued and record.submit_started_at is None) as release:
+            self._slot_release[job_id] = release
             try:
                 if record.status is JobStatus.QUEUED:
                     record = await self._submit(provider, record)
@@ -346,6 +348,8 @@ class Engine:
                 latest = await self.store.get(job_id)
                 if latest is not None and latest.status in ACTIVE:
                     await self.transition(latest, JobStatus.FAILED, error=_job_error(exc))
+            finally:
+                self._slot_release.pop(job_id, None)
 
     async def _submit(self, provider: Provider, record: JobRecord) -> JobRecord:
         if record.submit_started_at is not None:
@@ -504,6 +508,9 @@ class Engine:
         while True:
             elapsed = (utcnow() - (record.submitted_at or record.created_at)).total_seconds()
             delay = self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls)
+            if provider.http.limiter.waiting:
+                # Jobs wait for this one's slot: near its typical end, notice it finishing sooner.
+                delay = min(delay, self.poll.eager_delay(record.typical_seconds, elapsed))
             if failures:
                 delay = max(delay, self.retry.delay(failures))
             await anyio.sleep(delay)
@@ -531,7 +538,11 @@ class Engine:
             return
 
     async def _settle(self, provider: Provider, record: JobRecord, report: StatusReport) -> None:
-        """End the job from a terminal report: download outputs the moment it succeeds."""
+        """End the job from a terminal report: download outputs the moment it succeeds.
+
+        The job no longer runs at the provider, so its in-flight slot is freed before the download.
+        """
+        self._slot_release.pop(record.job_id, _nothing)()
         credits = report.credits_used if report.credits_used is not None else record.credits_used
         if report.state is RemoteState.FAILED:
             await self.transition(
@@ -590,3 +601,7 @@ def _progress_message(records: Iterable[JobRecord]) -> str:
     for r in records:
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def _nothing() -> None:
+    """No slot to free (a child of a batch, or a job settled twice)."""

@@ -51,7 +51,7 @@ class HttpCaller:
 
     async def request(self, kind: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; return the response if 2xx, else raise the mapped ProviderError."""
-        await self.limiter.acquire(kind)
+        stamp = await self.limiter.acquire(kind)
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
         headers = {**self._headers, **kwargs.pop("headers", {})}
         try:
@@ -68,6 +68,8 @@ class HttpCaller:
                 maybe_sent=True,
                 provider=self.provider,
             ) from None
+        finally:
+            self.limiter.settle(stamp)
         self._observe_rate_headers(kind, response)
         if response.status_code >= 400:
             retry_after = _retry_after(response)

@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from server.store import Store
 
 THUMB_MAX_SIDE = 512
-THUMB_MAX_BYTES = 100 * 1024
+# A thumbnail travels base64-encoded (x4/3) inside a result that must stay under 100 KB in all.
+THUMB_MAX_BYTES = 70 * 1024
 MAX_REDIRECTS = 5
 
 # Formats Pillow may open here: common photo formats only (never EPS/PDF and other exotic parsers).

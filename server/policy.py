@@ -43,6 +43,16 @@ class PollPolicy:
     floor: float = 0.5
     ceiling: float = 30.0
 
+    eager_from: float = 0.8
+    eager_step: float = 0.1
+
+    def eager_delay(self, typical: float, elapsed: float) -> float:
+        """While other jobs queue for a slot: from `eager_from` x typical on, every `eager_step` x typical."""
+        start = self.eager_from * typical
+        if elapsed < start:
+            return max(start - elapsed, self.floor)
+        return max(self.eager_step * typical, self.floor)
+
     def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
         if calls == 0:
             target = self.first * typical
