@@ -80,6 +80,7 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._drivers: dict[str, anyio.CancelScope] = {}
         self._slot_release: dict[str, Callable[[], None]] = {}
+        self._leased: set[str] = set()
         self._changed = anyio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -89,6 +90,7 @@ class Engine:
         """Run the engine: resume unfinished jobs now, adopt orphans later, stop drivers on exit."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            tg.start_soon(self._renew_forever)
             await self.resume()
             tg.start_soon(self._sweep_forever)
             try:
@@ -305,26 +307,31 @@ class Engine:
 
     @asynccontextmanager
     async def _lease(self, job_id: str) -> AsyncIterator[bool]:
-        """Hold the job's lease while driving it, renewing it in the background."""
+        """Hold the job's lease while driving it; `_renew_forever` keeps every held lease alive."""
         if not await self.store.acquire_lease(job_id, self.owner, self.lease_ttl):
             yield False
             return
-        async with anyio.create_task_group() as tg:
+        self._leased.add(job_id)
+        try:
+            yield True
+        finally:
+            self._leased.discard(job_id)
+            with anyio.CancelScope(shield=True):
+                await self.store.release_lease(job_id, self.owner)
 
-            async def renew() -> None:
-                while True:
-                    await anyio.sleep(self.lease_ttl / 3)
-                    if not await self.store.acquire_lease(job_id, self.owner, self.lease_ttl):
-                        log.warning("lost the lease on %s; another process drives it now", job_id)
-                        tg.cancel_scope.cancel()
-
-            tg.start_soon(renew)
-            try:
-                yield True
-            finally:
-                tg.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.store.release_lease(job_id, self.owner)
+    async def _renew_forever(self) -> None:
+        """One loop renews every lease this engine holds (not a task per job: thousands may run)."""
+        while True:
+            await anyio.sleep(self.lease_ttl / 3)
+            for job_id in list(self._leased):
+                if job_id in self._leased and not await self.store.acquire_lease(
+                    job_id, self.owner, self.lease_ttl
+                ):
+                    log.warning("lost the lease on %s; another process drives it now", job_id)
+                    self._leased.discard(job_id)
+                    scope = self._drivers.get(job_id)
+                    if scope is not None:
+                        scope.cancel()
 
     async def _run(self, job_id: str) -> None:
         record = await self.store.get(job_id)

@@ -365,3 +365,16 @@ async def test_read_timeout_on_run_is_never_resent(settings, model_photo, garmen
         done = await finish(svc, job.job_id)
     assert done.error is not None and done.error.code == "submission_lost"
     assert emulator.stats.run_calls == 0  # the injected timeout stood for a request that may have landed
+
+
+async def test_leases_are_renewed_while_a_job_runs_longer_than_their_ttl(
+    settings, model_photo, garment
+) -> None:
+    emulator = FashnEmulator(time_scale=0.02)  # a try-on takes about a second here
+    async with sandbox_services(settings, emulator, lease_ttl=0.3) as svc:
+        job = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
+        await anyio.sleep(0.6)  # twice the ttl: only renewal keeps the lease
+        assert (await svc.engine.get(job.job_id)).status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
+        assert not await svc.store.acquire_lease(job.job_id, "intruder", 5.0)
+        done = await finish(svc, job.job_id)
+    assert done.status is JobStatus.SUCCEEDED
