@@ -69,6 +69,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from server.sandbox.images import placeholder_png, placeholder_video
+from server.sandbox.window import SlidingWindow
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -213,24 +214,6 @@ class AutoToonStats:
         return sum(self.calls.get(name, 0) for name in PRICES)
 
 
-class _Window:
-    """A sliding-window rate limit; a refused request does not use up the window."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._times: deque[float] = deque()
-
-    def admit(self, now: float) -> float | None:
-        """Record the call and return None, or return how long to wait before the next one fits."""
-        while self._times and self._times[0] <= now - self.seconds:
-            self._times.popleft()
-        if len(self._times) >= self.limit:
-            return self._times[0] + self.seconds - now
-        self._times.append(now)
-        return None
-
-
 class _Rejected(Exception):
     """A request Auto Toon answers with an error status."""
 
@@ -300,7 +283,7 @@ class AutoToonEmulator:
         self._files: dict[str, StoredFile] = {}
         self._rendered: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._windows = {
-            kind: _Window(limit, seconds * time_scale)
+            kind: SlidingWindow(limit, seconds * time_scale)
             for kind, (limit, seconds) in {**DEFAULT_RATES, **(rates or {})}.items()
         }
         if state_dir is not None:

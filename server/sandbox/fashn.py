@@ -48,7 +48,6 @@ import random
 import re
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -65,6 +64,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
+from server.sandbox.window import SlidingWindow
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -306,24 +306,6 @@ class FashnStats:
     predictions: dict[str, Prediction] = field(default_factory=dict)
 
 
-class _Window:
-    """A sliding-window rate limit; a refused request does not use up the window."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._times: deque[float] = deque()
-
-    def admit(self, now: float) -> float | None:
-        """Record the call and return None, or return how long to wait before the next one fits."""
-        while self._times and self._times[0] <= now - self.seconds:
-            self._times.popleft()
-        if len(self._times) >= self.limit:
-            return self._times[0] + self.seconds - now
-        self._times.append(now)
-        return None
-
-
 class _Rejected(Exception):
     """A `/run` request that FASHN answers with an error status."""
 
@@ -380,9 +362,9 @@ class FashnEmulator:
         self._synced: set[str] = set()
         """Ids the state file held at the latest sync: if one disappears, another process forgot it."""
         self._windows = {
-            "run": _Window(RUN_LIMIT[0], RUN_LIMIT[1] * time_scale),
-            "status": _Window(STATUS_LIMIT[0], STATUS_LIMIT[1] * time_scale),
-            "credits": _Window(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * time_scale),
+            "run": SlidingWindow(RUN_LIMIT[0], RUN_LIMIT[1] * time_scale),
+            "status": SlidingWindow(STATUS_LIMIT[0], STATUS_LIMIT[1] * time_scale),
+            "credits": SlidingWindow(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * time_scale),
         }
         self._media: dict[tuple[str, int], tuple[bytes, str]] = {}
         if state_dir is not None:
