@@ -43,10 +43,8 @@ Finished entries are forgotten after an hour (`KEEP_FINISHED`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -66,10 +64,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
+from server.sandbox.common import DroppedConnection, SlidingWindow, save_state
 from server.sandbox.images import placeholder_png, placeholder_video
-from server.sandbox.window import SlidingWindow
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -232,17 +229,6 @@ class _Rejected(Exception):
         self.headers = headers
 
 
-class _DroppedConnection(Response):
-    """Starts a 200 answer, then fails: uvicorn cuts the socket, ASGITransport re-raises the error."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=200, headers={"content-length": "64"}, media_type="application/json")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -336,7 +322,7 @@ class AutoToonEmulator:
             self.stats.in_flight -= 1
         if self.faults.generate_drop_after_accept > 0:
             self.faults.generate_drop_after_accept -= 1
-            return _DroppedConnection()
+            return DroppedConnection()
         base = _public_base(request)
         urls = [f"{base}/storage/{name}" for name in names]
         if operation == "variations":
@@ -557,15 +543,7 @@ class AutoToonEmulator:
             videos=list(videos.values()),
             files=list(self._files.values()),
         )
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(state.model_dump_json(), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            log.warning("could not save the Auto Toon sandbox state to %s: %s", path, exc)
+        save_state(path, state.model_dump_json(), "Auto Toon")
 
 
 # --- Request validation (400 BAD_REQUEST), one function per endpoint ----------------------------

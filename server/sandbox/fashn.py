@@ -39,11 +39,9 @@ cheap), and videos are ~1 s clips of 256 px on the long side whatever the reques
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -61,10 +59,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
+from server.sandbox.common import DroppedConnection, SlidingWindow, save_state
 from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
-from server.sandbox.window import SlidingWindow
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -316,17 +313,6 @@ class _Rejected(Exception):
         self.message = message
 
 
-class _DroppedConnection(Response):
-    """Starts a 200 answer, then fails: uvicorn cuts the socket, ASGITransport re-raises the error."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=200, headers={"content-length": "64"}, media_type="application/json")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-
-
 # --- The emulator ------------------------------------------------------------------------------
 
 
@@ -424,7 +410,7 @@ class FashnEmulator:
             return Response(html, status_code=200, media_type="text/html", headers=headers)
         if self.faults.run_drop_after_accept > 0:
             self.faults.run_drop_after_accept -= 1
-            return _DroppedConnection()
+            return DroppedConnection()
         return JSONResponse({"id": prediction.id, "error": None}, headers=headers)
 
     async def _status(self, request: Request) -> Response:
@@ -648,15 +634,7 @@ class FashnEmulator:
                 for p in self.stats.predictions.values()
             ],
         )
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(state.model_dump_json(), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            log.warning("could not save the FASHN sandbox state to %s: %s", path, exc)
+        save_state(path, state.model_dump_json(), "FASHN")
 
     async def _render(self, prediction: Prediction, n: int) -> tuple[bytes, str]:
         key = (prediction.id, n)

@@ -30,16 +30,13 @@ wall-clock. Finished items are forgotten after an hour.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
-import os
 import random
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from server.sandbox.common import save_state
 from server.sandbox.images import placeholder_image, placeholder_png
 
 log = logging.getLogger("callsheet.sandbox")
@@ -467,20 +465,12 @@ class GenApiEmulator:
             if n < excess or item.finished_at() <= now - KEEP_FINISHED:
                 del self.stats.items[item.id]
         path = self.state_dir / STATE_FILE
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         state = {
             "version": 1,
             "next_number": self._next_number,
             "items": [asdict(i) for i in self.stats.items.values()],
         }
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(state), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            log.warning("could not save the Generation API sandbox state to %s: %s", path, exc)
+        save_state(path, json.dumps(state), "Generation API")
 
 
 def _error(exc: _Refused) -> JSONResponse:

@@ -41,10 +41,8 @@ are then wall-clock.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -65,6 +63,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.sandbox.common import save_state
 from server.sandbox.images import placeholder_png, placeholder_video
 
 log = logging.getLogger("callsheet.sandbox")
@@ -768,15 +767,7 @@ class NeoFashionEmulator:
             next_number=self._next_number,
             generations=list(self.generations.values()),
         )
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(state.model_dump_json(), encoding="utf-8")
-            os.replace(temporary, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            log.warning("could not save the neo-fashion sandbox state to %s: %s", path, exc)
+        save_state(path, state.model_dump_json(), "neo-fashion")
 
     def _read(self, path: Path) -> _SavedState | None:
         try:
