@@ -15,10 +15,10 @@ from typing import Annotated, Any, cast
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from server.models import Job, JobStatus
-from server.providers.base import OperationSpec, QuerySpec, input_error_from
+from server.providers.base import OperationSpec, QuerySpec, validate_inputs
 from tools.common import FORCE_DESCRIPTION, WAIT_DESCRIPTION, job_result, services, tool_errors, wait_for
 
 QUERY_ANNOTATIONS = ToolAnnotations(
@@ -88,10 +88,8 @@ def query_tool(provider: str, spec: QuerySpec) -> Any:
     async def tool(ctx: Context, **args: Any) -> CallToolResult:
         svc = services(ctx)
         adapter = svc.engine.provider(provider)
-        try:
-            validated = spec.inputs.model_validate({k: v for k, v in args.items() if v is not None})
-        except ValidationError as exc:
-            raise input_error_from(exc, f"{provider}_{spec.name}") from None
+        given = {k: v for k, v in args.items() if v is not None}
+        validated = validate_inputs(spec.inputs, given, f"{provider}_{spec.name}")
         data = await adapter.query(spec.name, validated)
         text = json.dumps(data)
         if len(text) > 2000:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.types import ASGIApp
 
 from server.errors import BadResponse, InputError
@@ -43,7 +43,6 @@ from server.providers.autotoon_models import (
     IMAGE_FIELDS,
     IMAGE_LIST_FIELDS,
     OPERATIONS,
-    AutoToonOperation,
     ModelsQuery,
     to_wire,
 )
@@ -58,7 +57,8 @@ from server.providers.base import (
     RemoteState,
     StatusReport,
     Submission,
-    input_error_from,
+    lookup_operation,
+    validate_inputs,
 )
 
 if TYPE_CHECKING:
@@ -141,22 +141,9 @@ class AutoToon(Provider):
     def queries(cls) -> list[QuerySpec]:
         return list(QUERIES)
 
-    def spec(self, operation: str) -> AutoToonOperation:
-        try:
-            return OPERATIONS[operation]
-        except KeyError:
-            raise InputError(
-                "operation",
-                f"Auto Toon has no operation {operation!r}.",
-                f"Use one of: {', '.join(OPERATIONS)}.",
-            ) from None
-
     async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
-        spec = self.spec(operation)
-        try:
-            inputs = spec.inputs.model_validate(args)
-        except ValidationError as exc:
-            raise input_error_from(exc, f"autotoon_{operation}") from None
+        spec = lookup_operation(OPERATIONS, "Auto Toon", operation)
+        inputs = validate_inputs(spec.inputs, args, f"autotoon_{operation}")
         given = inputs.model_dump(exclude_none=True, mode="json")
         body = to_wire(await _resolve_urls(given, images))
         return Prepared(
@@ -169,7 +156,7 @@ class AutoToon(Provider):
         )
 
     async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
-        spec = self.spec(operation)
+        spec = lookup_operation(OPERATIONS, "Auto Toon", operation)
         # Synchronous calls answer when the image is done: they get the long read timeout.
         timeout = HTTP_TIMEOUT if spec.asynchronous else SYNC_GENERATION_TIMEOUT
         self._calls += 1

@@ -9,11 +9,11 @@ transport failures and status codes into the exception tree; the engine owns ret
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -167,6 +167,28 @@ class Provider(abc.ABC):
     def price_list(self) -> dict[str, str]:
         """Human-readable credit cost per operation, for the `providers` tool and tool descriptions."""
         return {}
+
+
+M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S")
+
+
+def validate_inputs(model: type[M], args: dict[str, Any], tool: str) -> M:
+    """The tool's typed arguments, or an InputError naming each bad field and the fix."""
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        raise input_error_from(exc, tool) from None
+
+
+def lookup_operation(table: Mapping[str, S], provider: str, operation: str) -> S:
+    """An adapter's entry for `operation`, or an InputError listing the ones there are."""
+    try:
+        return table[operation]
+    except KeyError:
+        raise InputError(
+            "operation", f"{provider} has no operation {operation!r}.", f"Use one of: {', '.join(table)}."
+        ) from None
 
 
 def input_error_from(exc: ValidationError, tool: str) -> InputError:

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.types import ASGIApp
 
 from server.errors import (
     BadResponse,
-    InputError,
     InsufficientCredits,
     ProviderRejected,
     RateLimited,
@@ -41,7 +40,8 @@ from server.providers.base import (
     RemoteState,
     StatusReport,
     Submission,
-    input_error_from,
+    lookup_operation,
+    validate_inputs,
 )
 from server.providers.fashn_models import MODELS, FashnInputs, FashnModel
 
@@ -95,20 +95,9 @@ class Fashn(Provider):
             for op, spec in MODELS.items()
         ]
 
-    def model(self, operation: str) -> FashnModel:
-        try:
-            return MODELS[operation]
-        except KeyError:
-            raise InputError(
-                "operation", f"FASHN has no operation {operation!r}.", f"Use one of: {', '.join(MODELS)}."
-            ) from None
-
     async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
-        spec = self.model(operation)
-        try:
-            inputs = spec.inputs.model_validate(args)
-        except ValidationError as exc:
-            raise input_error_from(exc, f"fashn_{operation}") from None
+        spec = lookup_operation(MODELS, "FASHN", operation)
+        inputs = validate_inputs(spec.inputs, args, f"fashn_{operation}")
         payload = inputs.model_dump(exclude_none=True, mode="json")
         key = dict(payload)
         summary = dict(payload)

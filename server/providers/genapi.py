@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.types import ASGIApp
 
 from server.errors import AuthError, BadResponse, InputError, ProviderError, ProviderRejected
@@ -54,7 +54,7 @@ from server.providers.base import (
     RemoteState,
     StatusReport,
     Submission,
-    input_error_from,
+    validate_inputs,
 )
 
 if TYPE_CHECKING:
@@ -343,10 +343,7 @@ class GenApi(Provider):
             raise InputError(
                 "operation", f"The Generation API has no operation {operation!r}.", "Use generate."
             )
-        try:
-            inputs = GenerateInputs.model_validate(args)
-        except ValidationError as exc:
-            raise input_error_from(exc, "genapi_generate") from None
+        inputs = validate_inputs(GenerateInputs, args, "genapi_generate")
         known = await self._known(inputs.tool)
         if known is None:
             listed = ", ".join(self._tools) or "none (the API listed no tools)"

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.types import ASGIApp
 
 from server.errors import (
@@ -48,14 +48,14 @@ from server.providers.base import (
     RemoteState,
     StatusReport,
     Submission,
-    input_error_from,
+    lookup_operation,
+    validate_inputs,
 )
 from server.providers.neofashion_models import (
     OPERATIONS,
     QUERIES,
     BulkInputs,
     GenerationsQuery,
-    NeoFashionOperation,
 )
 
 # --- The wire, in one place ---------------------------------------------------------------------
@@ -278,24 +278,11 @@ class NeoFashion(Provider):
     def queries(cls) -> list[QuerySpec]:
         return [QuerySpec(q.name, q.title, q.description, q.inputs) for q in QUERIES.values()]
 
-    def operation(self, operation: str) -> NeoFashionOperation:
-        try:
-            return OPERATIONS[operation]
-        except KeyError:
-            raise InputError(
-                "operation",
-                f"neo-fashion has no operation {operation!r}.",
-                f"Use one of: {', '.join(OPERATIONS)}.",
-            ) from None
-
     # --- prepare: arguments -> request body -------------------------------------------------
 
     async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
-        spec = self.operation(operation)
-        try:
-            inputs = spec.inputs.model_validate(args)
-        except ValidationError as exc:
-            raise input_error_from(exc, f"neofashion_{operation}") from None
+        spec = lookup_operation(OPERATIONS, "neo-fashion", operation)
+        inputs = validate_inputs(spec.inputs, args, f"neofashion_{operation}")
         if isinstance(inputs, BulkInputs):
             body: dict[str, Any] = {}
             key: dict[str, Any] = {}
