@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from server.media import write_atomic
+
 if TYPE_CHECKING:
     from server.shoots import Shoot
 
@@ -149,7 +151,7 @@ def write_contact_sheet(shoot: Shoot, folder: Path, plan: dict[str, Any] | None 
     """Write contact-sheet.html and contact-sheet.png into the shoot folder (call from a worker thread)."""
     page, png = render(shoot, step_prompts(plan or {}))
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "contact-sheet.html").write_text(page)
+    write_atomic(folder / "contact-sheet.html", page.encode())
     target = folder / "contact-sheet.png"
-    target.write_bytes(png)
+    write_atomic(target, png)
     return target

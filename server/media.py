@@ -438,7 +438,7 @@ class Media:
         if mime.startswith("image/"):
             data = _make_thumbnail(final)
             if data is not None:
-                _write_atomic(thumb, data)
+                write_atomic(thumb, data)
                 return width, height
         thumb.unlink(missing_ok=True)  # never leave a stale thumbnail of an earlier file
         return width, height
@@ -462,7 +462,7 @@ class Media:
         if data is None:
             return None
         with contextlib.suppress(OSError):
-            _write_atomic(thumb, data)
+            write_atomic(thumb, data)
         return data, "image/jpeg"
 
     def output_file(self, job: JobRecord, n: int) -> tuple[Path, str]:
@@ -768,7 +768,8 @@ def _thumb_path(path: Path) -> Path:
     return path.with_name(f"{path.name.split('.', 1)[0]}.thumb.jpg")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace a file so readers see the old content or the new, never half (temp file + rename)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
         tmp.write_bytes(data)

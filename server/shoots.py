@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +30,7 @@ from server.config import Settings
 from server.contact_sheet import write_contact_sheet
 from server.engine import Engine
 from server.errors import CallsheetError, InputError, NotFound
+from server.media import write_atomic
 from server.models import TERMINAL, Job, JobRecord, JobStatus, new_job_id, utcnow
 from server.plans import OUTPUT_PLACEHOLDER, ShootPlan, Validation, parse_reference, substitute, with_item
 from server.providers.base import OperationSpec
@@ -530,10 +530,7 @@ def _copy_outputs(folder: Path, step_id: str, jobs: list[JobRecord]) -> None:
 def _write_manifest(folder: Path, view: Shoot, plan: dict[str, Any]) -> None:
     """manifest.json: the plan, every job with its outputs and credits, the files; written atomically."""
     files = sorted(
-        p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(("manifest.", ".manifest-"))
+        p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(("manifest.", "."))
     )
     manifest = {"shoot": view.model_dump(mode="json"), "plan": plan, "files": files}
-    path = folder / "manifest.json"
-    tmp = folder / f".manifest-{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, path)
+    write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2).encode())

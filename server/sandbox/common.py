@@ -3,16 +3,15 @@ saving its state so a restarted server finds the jobs it left running."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import uuid
 from collections import deque
 from pathlib import Path
 
 import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from server.media import write_atomic
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -49,12 +48,8 @@ class DroppedConnection(Response):
 def save_state(path: Path, text: str, what: str) -> None:
     """Replace the file atomically (a reader sees the old state or the new one, never half);
     a disk problem is logged and the emulator goes on in memory."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomic(path, text.encode())
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
         log.warning("could not save the %s sandbox state to %s: %s", what, path, exc)
