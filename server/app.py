@@ -14,10 +14,10 @@ import hmac
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -52,6 +52,7 @@ URL, a data: URI, a local file path, or an earlier output as callsheet://jobs/{j
 Check `providers` for prices and `credits` for balances before large batches.
 """
 
+T = TypeVar("T")
 _OUTPUT_URI = re.compile(r"^callsheet://jobs/([^/]+)/outputs/(\d+)$")
 
 
@@ -224,6 +225,14 @@ async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: dict[str
                 content["mimeType"] = record.outputs[n].mime_type
 
 
+async def _found(lookup: Awaitable[T]) -> T:
+    """A job or shoot for a resource read; an unknown id is a resource error naming it."""
+    try:
+        return await lookup
+    except CallsheetError as exc:
+        raise ResourceError(exc.message) from None
+
+
 def _register_resources(app: MCPServer) -> None:
     @app.resource(
         "callsheet://jobs/{job_id}",
@@ -233,10 +242,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def job_resource(job_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        try:
-            record = await svc.engine.get(job_id)
-        except CallsheetError as exc:
-            raise ResourceError(exc.message) from None
+        record = await _found(svc.engine.get(job_id))
         return json.dumps(public_job(svc, record).model_dump(mode="json"), indent=2)
 
     @app.resource(
@@ -247,10 +253,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def shoot_resource(shoot_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        try:
-            record = await svc.shoots.get(shoot_id)
-        except CallsheetError as exc:
-            raise ResourceError(exc.message) from None
+        record = await _found(svc.shoots.get(shoot_id))
         view = await svc.shoots.view(record)
         return json.dumps({"shoot": view.model_dump(mode="json"), "plan": record.plan}, indent=2)
 
@@ -262,10 +265,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def contact_sheet_resource(shoot_id: str, ctx: Context) -> bytes:
         svc = services(ctx)
-        try:
-            record = await svc.shoots.get(shoot_id)
-        except CallsheetError as exc:
-            raise ResourceError(exc.message) from None
+        record = await _found(svc.shoots.get(shoot_id))
         path = Path(record.folder) / "contact-sheet.png"
         if not path.exists():
             raise ResourceError(
