@@ -110,8 +110,11 @@ async def shoot_validate(plan: PlanArg, ctx: Context) -> Validation:
 async def ask_price(
     plan: dict[str, Any], ctx: Context, confirm: bool = False
 ) -> PriceConfirmation | Elicit[PriceConfirmation]:
-    """Confirm the price with the user through elicitation when the client can ask them."""
-    _, validation = await _validate(ctx, plan)
+    """Confirm the price with the user through elicitation when the client can ask them.
+
+    Only the estimate matters here: the full check (folder, balances) runs once, in shoot_start.
+    """
+    _, validation = validate_plan(plan, available_tools(ctx))
     if confirm or not validation.ok or validation.estimate.total <= CONFIRM_ABOVE_CREDITS:
         return PriceConfirmation(start=True)
     caps = ctx.client_capabilities
