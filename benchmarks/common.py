@@ -15,7 +15,7 @@ import re
 import statistics
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +60,7 @@ def sandbox_env(home: Path, inputs: Path, time_scale: float) -> dict[str, str]:
 def scaled_poll(time_scale: float, base: PollPolicy | None = None) -> PollPolicy:
     """`base` (the shipped default) with its floor and ceiling in scaled time, like everything else."""
     base = base or PollPolicy()
-    return PollPolicy(
-        first=base.first,
-        second=base.second,
-        factor=base.factor,
-        floor=base.floor * time_scale,
-        ceiling=base.ceiling * time_scale,
-    )
+    return replace(base, floor=base.floor * time_scale, ceiling=base.ceiling * time_scale)
 
 
 def scaled_retry(time_scale: float) -> RetryPolicy:

@@ -38,7 +38,7 @@ from server.errors import (
 )
 from server.media import Media
 from server.models import ACTIVE, TERMINAL, JobError, JobRecord, JobStatus, new_job_id, utcnow
-from server.policy import PollPolicy, RetryPolicy
+from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
 from server.store import Store
 
@@ -82,6 +82,7 @@ class Engine:
         self._slot_release: dict[str, Callable[[], None]] = {}
         self._leased: set[str] = set()
         self._changed = anyio.Event()
+        self._preparing = anyio.CapacityLimiter(PREPARE_AT_ONCE)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -145,7 +146,10 @@ class Engine:
         Raises InputError (nothing stored, nothing charged) when the arguments cannot be submitted.
         """
         provider = self.provider(provider_name)
-        prepared = await provider.prepare(operation, args, self.media)
+        # A burst of calls is prepared a few at a time, in arrival order: the first job reaches the
+        # provider after its own input files are read, not after those of the sixty behind it.
+        async with self._preparing:
+            prepared = await provider.prepare(operation, args, self.media)
         key = job_key(provider_name, operation, prepared.key_material, owner)
         now = utcnow()
         record = JobRecord(
@@ -511,13 +515,16 @@ class Engine:
                 retryable=False,
                 provider=provider.name,
             )
+        limiter = provider.http.limiter
         failures = 0
         while True:
-            elapsed = (utcnow() - (record.submitted_at or record.created_at)).total_seconds()
-            delay = self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls)
-            if provider.http.limiter.waiting:
-                # Jobs wait for this one's slot: near its typical end, notice it finishing sooner.
-                delay = min(delay, self.poll.eager_delay(record.typical_seconds, elapsed))
+            # The provider's clock starts when the request arrives: closer to sending than to the answer.
+            started = record.submit_started_at or record.submitted_at or record.created_at
+            elapsed = (utcnow() - started).total_seconds()
+            delay = max(
+                self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls),
+                limiter.limits.poll_interval(limiter.in_flight),
+            )
             if failures:
                 delay = max(delay, self.retry.delay(failures))
             await anyio.sleep(delay)

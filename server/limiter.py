@@ -24,8 +24,7 @@ class Limiter:
         self._locks: dict[str, anyio.Lock] = {}
         self._blocked_until: dict[str, float] = {}
         self.in_flight = 0
-        self.waiting = 0
-        """Jobs waiting for an in-flight slot: while there are any, finished jobs are worth noticing soon."""
+        """Jobs holding a slot: being submitted or followed at the provider."""
         self._slot_freed = anyio.Event()
 
     async def acquire(self, kind: str) -> list[float]:
@@ -73,12 +72,8 @@ class Limiter:
         which are already running at the provider and must be polled regardless.
         """
         limit = self.limits.max_in_flight
-        self.waiting += 1
-        try:
-            while wait and limit is not None and self.in_flight >= limit:
-                await self._slot_freed.wait()
-        finally:
-            self.waiting -= 1
+        while wait and limit is not None and self.in_flight >= limit:
+            await self._slot_freed.wait()
         self.in_flight += 1
         released = False
 

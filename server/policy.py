@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -13,6 +13,8 @@ HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 MAX_INPUT_IMAGE_BYTES = 25 * 1024 * 1024
+# Calls whose inputs are read and checked at once (the rest wait their turn, in order of arrival).
+PREPARE_AT_ONCE = 4
 
 
 @dataclass(frozen=True)
@@ -31,33 +33,34 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class PollPolicy:
-    """Polling starts near the model's typical duration and backs off, instead of a fixed 1 s tick.
+    """When to ask the provider whether a job has ended, from the model's typical duration.
 
-    First look at `first` x typical, then at growing fractions, then every `factor` x the last
-    interval, never below `floor` seconds nor above `ceiling` seconds.
+    A fixed tick either wastes calls (FASHN's SDK asks every second: ~40 calls for a 40 s try-on) or
+    notices the end late, and a late look keeps the job's in-flight slot from the next job. So: four
+    `looks` before and around the typical duration (the median job ends by the fourth), then one every
+    `step` x typical while the job is within the model's usual range, then, once it runs longer than
+    `overdue` x typical, backing off to `factor` x the elapsed time. Never sooner than `floor` nor
+    later than `ceiling` seconds; the engine also keeps polls within the provider's status budget
+    (`Limits.poll_interval`).
+
+    The looks come from the try-on durations FASHN documents (20-120 s, about 40 s): placed to make
+    the mean delay between a job's end and the look that sees it smallest with four looks for the
+    median job (about 3 % of the duration, against 7 % for looks at 0.7 and 1.0 then +50 %).
     """
 
-    first: float = 0.7
-    second: float = 1.0
+    looks: tuple[float, ...] = (0.65, 0.83, 0.92, 1.04)
+    step: float = 0.03
+    overdue: float = 3.0
     factor: float = 1.5
     floor: float = 0.5
     ceiling: float = 30.0
 
-    eager_from: float = 0.8
-    eager_step: float = 0.1
-
-    def eager_delay(self, typical: float, elapsed: float) -> float:
-        """While other jobs queue for a slot: from `eager_from` x typical on, every `eager_step` x typical."""
-        start = self.eager_from * typical
-        if elapsed < start:
-            return max(start - elapsed, self.floor)
-        return max(self.eager_step * typical, self.floor)
-
     def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
-        if calls == 0:
-            target = self.first * typical
-        elif calls == 1:
-            target = self.second * typical
+        """Seconds until the next look at a job running for `elapsed` s that was asked `calls` times."""
+        if calls < len(self.looks):
+            target = self.looks[calls] * typical
+        elif elapsed < self.overdue * typical:
+            target = elapsed + self.step * typical
         else:
             target = elapsed * self.factor
         return min(max(target - elapsed, self.floor), self.ceiling)
@@ -77,15 +80,25 @@ class Limits:
     """Per endpoint kind ("run", "status", "credits", ...), the windows that apply."""
     max_in_flight: int | None = None
     """Jobs running at the provider at once (FASHN: 6 per account)."""
+    poll_kind: str = "status"
+    """The endpoint kind that status polls count against."""
+    poll_share: float = 1.0
+    """The share of that kind's rate that polling may take: below 1 where submissions share it."""
+
+    def poll_interval(self, jobs: int) -> float:
+        """The shortest interval between two polls of one job while `jobs` jobs are being followed,
+        so that together they keep within `poll_share` of every window of `poll_kind`."""
+        windows = self.windows.get(self.poll_kind, ())
+        return max((w.period * jobs / (w.limit * self.poll_share) for w in windows), default=0.0)
 
     def scaled(self, factor: float) -> Limits:
         """The same limits with windows shortened by `factor` (sandbox time scaling)."""
-        return Limits(
+        return replace(
+            self,
             windows={
                 kind: tuple(RateWindow(w.limit, w.period * factor) for w in ws)
                 for kind, ws in self.windows.items()
             },
-            max_in_flight=self.max_in_flight,
         )
 
 
@@ -124,8 +137,12 @@ NEOFASHION_GENERATE_TIMEOUT = httpx.Timeout(connect=10.0, read=180.0, write=60.0
 GENAPI_LIMITS = Limits(
     windows={"api": (RateWindow(120, 60.0),)},
     max_in_flight=8,
+    poll_kind="api",
+    poll_share=0.5,
 )
 
 
 def neofashion_limits(per_minute: int = NEOFASHION_DEFAULT_RATE) -> Limits:
-    return Limits(windows={"api": (RateWindow(per_minute, 60.0),)}, max_in_flight=None)
+    return Limits(
+        windows={"api": (RateWindow(per_minute, 60.0),)}, max_in_flight=None, poll_kind="api", poll_share=0.5
+    )

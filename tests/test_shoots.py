@@ -198,7 +198,7 @@ async def test_no_api_key_reaches_the_shoot_folder(tmp_path: Path, garments) -> 
     # Live mode: real typical durations, so poll at once and often against the fast emulator.
     options = {
         "live_transport": httpx.ASGITransport(app=emulator.app),
-        "poll": PollPolicy(first=0, second=0, floor=0.01, ceiling=0.05),
+        "poll": PollPolicy(floor=0.01, ceiling=0.05),
     }
     async with sandbox_services(live, emulator, **options) as svc:
         store = ShootStore(live.store_dir / "shoots")

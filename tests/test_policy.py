@@ -1,0 +1,95 @@
+"""When jobs are polled: the look schedule, and the share of a provider's rate that polling may take."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import anyio
+import pytest
+
+from server.models import JobStatus
+from server.policy import FASHN_LIMITS, GENAPI_LIMITS, PollPolicy, neofashion_limits
+from server.sandbox.fashn import FashnEmulator
+from server.services import open_services
+from tests.conftest import FAST_RETRY, make_settings, png_bytes
+
+TYPICAL = 40.0
+
+
+def looks(policy: PollPolicy, typical: float, until: float) -> list[float]:
+    """The moments (seconds after submission) at which `policy` asks about a job still running at `until`."""
+    moments, elapsed = [], 0.0
+    while elapsed < until:
+        elapsed += policy.next_delay(typical, elapsed, len(moments))
+        moments.append(elapsed)
+    return moments
+
+
+def test_four_looks_before_and_around_the_typical_duration() -> None:
+    policy = PollPolicy()
+    first_four = looks(policy, TYPICAL, until=TYPICAL)[:4]
+    assert first_four == pytest.approx([f * TYPICAL for f in policy.looks])
+    assert first_four[0] > 0.5 * TYPICAL and first_four[-1] > TYPICAL  # a job at its typical end is seen
+
+
+def test_after_the_looks_a_steady_step_until_overdue_then_backing_off() -> None:
+    policy = PollPolicy()
+    moments = looks(policy, TYPICAL, until=6 * TYPICAL)
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
+    steady = [g for a, g in zip(moments[3:], gaps[3:], strict=False) if a < policy.overdue * TYPICAL]
+    assert steady and all(g == pytest.approx(policy.step * TYPICAL) for g in steady)
+    late = [g for a, g in zip(moments, gaps, strict=False) if a >= policy.overdue * TYPICAL]
+    backoff = (policy.factor - 1) * policy.overdue * TYPICAL
+    assert late[0] == pytest.approx(min(backoff, policy.ceiling), rel=0.05) and late[0] > 10 * steady[0]
+    assert late == sorted(late) and late[-1] <= policy.ceiling
+    # Fixed 1 s polling (FASHN's SDK) would have asked 240 times by now.
+    assert len(moments) < 90
+
+
+def test_floor_and_ceiling_bound_every_delay() -> None:
+    policy = PollPolicy(floor=0.5, ceiling=30.0)
+    assert looks(policy, 0.1, until=1.5) == pytest.approx([0.5, 1.0, 1.5])  # a tiny typical
+    assert policy.next_delay(3600.0, 0.0, 0) == 30.0  # an hour-long job is still looked at
+    assert policy.next_delay(TYPICAL, 5 * TYPICAL, 0) == 0.5  # resumed late: look at once
+
+
+def test_poll_interval_spreads_the_status_budget_over_the_jobs_followed() -> None:
+    # FASHN's /status has its own window (50 per 10 s): six jobs may each be asked every 1.2 s.
+    assert FASHN_LIMITS.poll_interval(6) == pytest.approx(1.2)
+    # neo-fashion counts every request in one window (60 per minute): polls keep to half of it.
+    assert neofashion_limits(60).poll_interval(10) == pytest.approx(20.0)
+    assert GENAPI_LIMITS.poll_interval(8) == pytest.approx(8.0)
+    assert FASHN_LIMITS.scaled(0.1).poll_interval(6) == pytest.approx(0.12)
+    assert FASHN_LIMITS.poll_interval(0) == 0.0
+
+
+@pytest.mark.anyio
+async def test_the_engine_spreads_polls_over_the_status_budget(tmp_path: Path) -> None:
+    """A policy that would ask every millisecond still asks each of six running jobs only once per
+    six status-window slots: together they keep within FASHN's /status window."""
+    scale = 0.05  # FASHN's /status window: 50 calls per 0.5 s, so six jobs get one call each per 60 ms
+    (tmp_path / "inputs").mkdir()
+    settings = make_settings(tmp_path / "home", tmp_path / "inputs", CALLSHEET_SANDBOX_TIME_SCALE=str(scale))
+    model = tmp_path / "inputs" / "model.png"
+    model.write_bytes(png_bytes())
+    emulator = FashnEmulator(time_scale=0.01, seed=3)  # the predictions take 0.1-1.2 s
+    impatient = PollPolicy(looks=(), step=0.0, floor=0.001, ceiling=0.01)
+    async with open_services(
+        settings, sandbox_apps={"fashn": emulator.app}, retry=FAST_RETRY, poll=impatient
+    ) as svc:
+        jobs = [
+            await svc.engine.submit("fashn", "model_swap", {"model_image": str(model), "seed": n})
+            for n in range(6)
+        ]
+        with anyio.fail_after(30):
+            result = await svc.engine.wait([j.job_id for j in jobs], wait_seconds=30)
+        interval = svc.providers["fashn"].http.limiter.limits.poll_interval(6)
+    assert interval == pytest.approx(0.06)
+    assert all(j.status is JobStatus.SUCCEEDED for j in result.jobs)
+    for job in result.jobs:
+        prediction = emulator.stats.predictions[job.provider_job_id or ""]
+        calls = emulator.stats.status_calls_by_id[prediction.id]
+        # Every 1 ms would be hundreds of calls; the budget allows one per interval (plus the last).
+        assert calls <= prediction.duration / interval + 2
+    assert emulator.stats.sent_429 == 0
