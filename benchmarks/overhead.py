@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -20,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, TextIO
-from unittest import mock
 
 import anyio
 from mcp import Client
@@ -38,7 +36,6 @@ from benchmarks.common import (
     scaled_retry,
     write_inputs,
 )
-from server import media
 from server.app import create_app
 from server.sandbox.fashn import FashnEmulator
 
@@ -50,7 +47,6 @@ COLD_STARTS = 5
 CALL_TIMEOUT = 60.0
 INSTALL_TIMEOUT = 300.0
 RESULT_TARGET = 100_000
-PROPOSED_THUMB_BYTES = 72 * 1024
 """Raw JPEG budget whose base64 (4/3) plus the rest of the result stays under RESULT_TARGET."""
 PIP = (sys.executable, "-m", "pip")
 PIP_OPTIONS = ("--disable-pip-version-check", "--no-input", "--quiet")
@@ -308,20 +304,4 @@ async def result_size(report: Report) -> None:
             photo_thumb = len(base64.b64decode(thumbs[0].data)) if thumbs else 0
             report.figure(
                 "photo_thumbnail_bytes", photo_thumb, "  its thumbnail (JPEG, before base64)", "bytes"
-            )
-
-            # What-if for a proposal: the thumbnail's byte budget (server/media.py THUMB_MAX_BYTES, 100 KiB)
-            # sized so that its base64 and the rest of the result fit the 100 KB target.
-            with mock.patch.object(media, "THUMB_MAX_BYTES", PROPOSED_THUMB_BYTES):
-                later = time.time_ns() + 1_000_000_000
-                os.utime(path, ns=(later, later))  # newer than the cached thumbnail: made again
-                with anyio.fail_after(CALL_TIMEOUT):
-                    job_id = result.structured_content["job_id"]
-                    proposed = await client.call_tool("job_status", {"job_id": job_id})
-            report.figure(
-                "proposal_photo_result_bytes",
-                wire_size(proposed),
-                f"  proposal: thumbnail budget {PROPOSED_THUMB_BYTES // 1024} KiB: tool result",
-                "bytes",
-                f"< {RESULT_TARGET:,}",
             )

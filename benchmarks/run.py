@@ -25,8 +25,12 @@ from benchmarks.store_scale import TOTAL, UNFINISHED
 
 RESULTS = Path(__file__).with_name("results.json")
 COMMAND = "python -m benchmarks"
-ORCHESTRATION_SCALE = 0.05
-"""The sandbox's default time scale: a 40 s try-on takes 2 s, FASHN's 60 s /run window 3 s."""
+ORCHESTRATION_SCALE = 0.1
+"""A 40 s try-on takes 4 s, FASHN's 60 s /run window 6 s. Provider time shrinks, callsheet's own time per
+call (a few ms of CPU, on the machine that also runs the emulator) does not: at the sandbox's default
+0.05 it weighs twenty times what it does against FASHN's real latencies, at 0.1 ten times. The batch
+is also run at 0.05 (`OTHER_SCALE`) and that ratio printed beside."""
+OTHER_SCALE = 0.05
 BURST_SCALE = 0.1
 """At 0.1 a 5 s try-on takes 0.5 s, and six slots would start more than 50 a (scaled) minute: the
 /run window binds, not only the six in flight (the fixed ~0.1 s per job of download and thumbnail,
@@ -37,7 +41,9 @@ STORE_PHASE_TIMEOUT = 600.0
 
 async def in_process(report: Report, timings: dict[str, float]) -> None:
     started = time.perf_counter()
-    repeated = await orchestration(report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT)
+    repeated = await orchestration(
+        report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT, also_at=OTHER_SCALE
+    )
     timings["1-2 orchestration"] = time.perf_counter() - started
     started = time.perf_counter()
     await burst(report, time_scale=BURST_SCALE, wait_limit=BATCH_TIMEOUT)
