@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,7 @@ from server.providers import REGISTRY
 from server.providers.base import OperationSpec, QuerySpec, input_error_from
 from server.services import DiscoveredOperations, Services, open_services
 from tools.account import register_account_tools
-from tools.common import public_job, services
+from tools.common import caller, public_job, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 from tools.shoots import register_shoot_tools
@@ -242,7 +242,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def job_resource(job_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        record = await _found(svc.engine.get(job_id))
+        record = await _found(svc.engine.get(job_id, owner=caller(ctx)))
         return json.dumps(public_job(svc, record).model_dump(mode="json"), indent=2)
 
     @app.resource(
@@ -253,7 +253,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def shoot_resource(shoot_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        record = await _found(svc.shoots.get(shoot_id))
+        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx)))
         view = await svc.shoots.view(record)
         return json.dumps({"shoot": view.model_dump(mode="json"), "plan": record.plan}, indent=2)
 
@@ -265,7 +265,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def contact_sheet_resource(shoot_id: str, ctx: Context) -> bytes:
         svc = services(ctx)
-        record = await _found(svc.shoots.get(shoot_id))
+        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx)))
         path = Path(record.folder) / "contact-sheet.png"
         if not path.exists():
             raise ResourceError(
@@ -282,24 +282,28 @@ def _register_resources(app: MCPServer) -> None:
     async def output_resource(job_id: str, n: str, ctx: Context) -> bytes:
         svc = services(ctx)
         try:
-            record = await svc.engine.get(job_id)
+            record = await svc.engine.get(job_id, owner=caller(ctx))
             path, _ = svc.media.output_file(record, int(n))
         except (CallsheetError, ValueError) as exc:
             raise ResourceError(f"No output {n} for job {job_id}: {exc}") from None
         return await anyio.Path(path).read_bytes()
 
 
-def http_app(app: MCPServer, *, host: str, token: str | None) -> ASGIApp:
-    """Streamable HTTP at /mcp plus GET /health; a bearer token guards everything but /health."""
+def http_app(app: MCPServer, *, host: str, tokens: Sequence[str] = ()) -> ASGIApp:
+    """Streamable HTTP at /mcp plus GET /health; bearer tokens guard everything but /health.
+
+    Each token is one caller: it sees only the jobs and shoots made with it (`tools.common.caller`).
+    """
     starlette_app = app.streamable_http_app(host=host)
-    if not token:
+    if not tokens:
         return starlette_app
-    expected = f"Bearer {token}"
+    expected = [f"Bearer {token}".encode() for token in tokens]
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] != "/health":
-            headers = dict(scope.get("headers") or [])
-            if not hmac.compare_digest(headers.get(b"authorization", b""), expected.encode()):
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            # Every token compared, in constant time each: no early exit tells which one was close.
+            if not sum(hmac.compare_digest(given, e) for e in expected):
                 response = JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
                 await response(scope, receive, send)
                 return

@@ -74,8 +74,9 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
     if not http:
         anyio.run(app.run_stdio_async)
         return 0
-    token = os.environ.get("CALLSHEET_HTTP_TOKEN")
-    if host not in LOOPBACK and not token:
+    # One token, or several separated by commas: one per caller, each seeing only its own jobs.
+    tokens = [t.strip() for t in os.environ.get("CALLSHEET_HTTP_TOKEN", "").split(",") if t.strip()]
+    if host not in LOOPBACK and not tokens:
         print(
             f"callsheet: refusing to serve on {host} without a bearer token. Set CALLSHEET_HTTP_TOKEN "
             "(clients then send 'Authorization: Bearer <token>'), or bind 127.0.0.1.",
@@ -87,7 +88,7 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
     from server.app import http_app
 
     print(f"callsheet: serving MCP at http://{host}:{port}/mcp (health: /health)", file=sys.stderr)
-    uvicorn.run(http_app(app, host=host, token=token), host=host, port=port, log_level="warning")
+    uvicorn.run(http_app(app, host=host, tokens=tokens), host=host, port=port, log_level="warning")
     return 0
 
 

@@ -36,7 +36,7 @@ from server.errors import (
     ProviderRejected,
     TransportError,
 )
-from server.media import Media
+from server.media import CallerImages, Media
 from server.models import ACTIVE, TERMINAL, JobError, JobRecord, JobStatus, new_job_id, utcnow
 from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
@@ -149,7 +149,7 @@ class Engine:
         # A burst of calls is prepared a few at a time, in arrival order: the first job reaches the
         # provider after its own input files are read, not after those of the sixty behind it.
         async with self._preparing:
-            prepared = await provider.prepare(operation, args, self.media)
+            prepared = await provider.prepare(operation, args, CallerImages(self.media, owner))
         key = job_key(provider_name, operation, prepared.key_material, owner)
         now = utcnow()
         record = JobRecord(

@@ -155,6 +155,17 @@ class ImageResolver(Protocol):
     async def resolve(self, field: str, ref: str) -> ImageInput: ...
 
 
+@dataclass(frozen=True)
+class CallerImages:
+    """`Media.resolve` on behalf of one caller: earlier outputs only from that caller's own jobs."""
+
+    media: Media
+    owner: str | None
+
+    async def resolve(self, field: str, ref: str) -> ImageInput:
+        return await self.media.resolve(field, ref, owner=self.owner)
+
+
 class Media:
     """Image references in, outputs on disk out; every file it writes lies inside `media_dir`."""
 
@@ -164,8 +175,10 @@ class Media:
 
     # ------------------------------------------------------------------ inputs
 
-    async def resolve(self, field: str, ref: str) -> ImageInput:
-        """Check and load one image reference; raises InputError naming the field and the fix."""
+    async def resolve(self, field: str, ref: str, *, owner: str | None = None) -> ImageInput:
+        """Check and load one image reference; raises InputError naming the field and the fix.
+
+        With `owner`, a callsheet:// output reference must name one of that caller's jobs."""
         ref = ref.strip()
         if not ref:
             raise InputError(field, "the image reference is empty.", _URL_FIX)
@@ -178,7 +191,7 @@ class Media:
         if lowered.startswith("data:"):
             return _from_data_uri(field, ref)
         if lowered.startswith("callsheet:"):
-            return await self._from_output(field, ref)
+            return await self._from_output(field, ref, owner)
         scheme = _SCHEME.match(ref)
         if scheme and not _WINDOWS_DRIVE.match(ref):
             raise InputError(
@@ -189,7 +202,7 @@ class Media:
             )
         return await anyio.to_thread.run_sync(self._from_path, field, ref)
 
-    async def _from_output(self, field: str, ref: str) -> ImageInput:
+    async def _from_output(self, field: str, ref: str, owner: str | None) -> ImageInput:
         match = _OUTPUT_REF.fullmatch(ref)
         if not match:
             raise InputError(
@@ -200,7 +213,7 @@ class Media:
         job_id, n = match.group(1), int(match.group(2))
         check = "Check the job id and its outputs with job_status."
         job = await self.store.get(job_id)
-        if job is None:
+        if job is None or (owner is not None and job.owner != owner):
             raise InputError(field, f"{ref} names an unknown job {job_id!r}.", check)
         if job.status is not JobStatus.SUCCEEDED:
             raise InputError(

@@ -128,7 +128,12 @@ class ShootStore:
         self._cache.set(f"shoot:{record.shoot_id}", record.model_dump_json())
 
     async def list(
-        self, *, status: ShootStatus | None = None, limit: int = 20, cursor: str | None = None
+        self,
+        *,
+        status: ShootStatus | None = None,
+        owner: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
     ) -> tuple[list[ShootRecord], str | None]:
         out: list[ShootRecord] = []
         for key in self._cache.iterkeys(reverse=True):
@@ -137,6 +142,8 @@ class ShootStore:
                 continue
             record = await self.get(shoot_id)
             if record is None or (status is not None and record.status is not status):
+                continue
+            if owner is not None and record.owner != owner:
                 continue
             if len(out) == limit:
                 return out, out[-1].shoot_id
@@ -290,10 +297,12 @@ class ShootRunner:
             updated_at=record.updated_at,
         )
 
-    async def wait(self, shoot_id: str, wait_seconds: float, on_progress: Any = None) -> ShootRecord:
+    async def wait(
+        self, shoot_id: str, wait_seconds: float, on_progress: Any = None, *, owner: str | None = None
+    ) -> ShootRecord:
         with anyio.move_on_after(wait_seconds):
             while True:
-                record = await self.get(shoot_id)
+                record = await self.get(shoot_id, owner=owner)
                 if record.status is not ShootStatus.RUNNING:
                     return record
                 if on_progress is not None:
@@ -363,7 +372,9 @@ class ShootRunner:
                 if n < len(job_ids):
                     continue  # submitted before a restart; its job goes on by itself
                 try:
-                    job = await self.engine.submit(provider, operation, _as_dict(args), shoot_id=shoot_id)
+                    job = await self.engine.submit(
+                        provider, operation, _as_dict(args), shoot_id=shoot_id, owner=record.owner
+                    )
                 except CallsheetError as exc:
                     await self._set_step(shoot_id, step_id, StepStatus.FAILED, f"item {n}: {exc.message}")
                     return

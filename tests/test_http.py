@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import anyio
@@ -163,3 +163,66 @@ async def test_token_guards_mcp_but_not_health(tmp_path: Path) -> None:
             ):
                 tools = {t.name for t in (await client.list_tools()).tools}
         assert "fashn_tryon_max" in tools
+
+
+async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/mcp"
+    env = server_env(tmp_path, CALLSHEET_HTTP_TOKEN="alice-token-1, bob-token-2")
+
+    @asynccontextmanager
+    async def as_caller(token: str) -> AsyncIterator[Client]:
+        async with (
+            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http_client,
+            Client(streamable_http_client(base, http_client=http_client)) as client,
+        ):
+            yield client
+
+    cast = {"prompt": "a model in a linen suit", "wait_seconds": 20}
+    with serving(tmp_path, "--port", str(port), env=env) as proc:
+        await wait_healthy(proc, port)
+        with anyio.fail_after(CALL_TIMEOUT):
+            async with as_caller("alice-token-1") as alice:
+                made = await alice.call_tool("fashn_model_create", cast)
+                assert not made.is_error, text(made)
+                job = Job.model_validate(made.structured_content)
+                assert job.status == "succeeded"
+                step = {"id": "cast", "tool": "fashn_model_create", "args": {"prompt": "a model in wool"}}
+                shoot_plan = {"name": "alice's casting", "steps": [step]}
+                started = await alice.call_tool("shoot_start", {"plan": shoot_plan})
+                assert not started.is_error, text(started)
+                shoot_id = (started.structured_content or {})["shoot_id"]
+
+            async with as_caller("bob-token-2") as bob:
+                for tool, args in [
+                    ("job_status", {"job_id": job.job_id}),
+                    ("job_cancel", {"job_id": job.job_id}),
+                    ("job_wait", {"job_ids": [job.job_id], "wait_seconds": 0}),
+                    ("shoot_status", {"shoot_id": shoot_id}),
+                    ("shoot_cancel", {"shoot_id": shoot_id}),
+                ]:
+                    refused = await bob.call_tool(tool, args)
+                    assert refused.is_error and "Unknown" in text(refused), (tool, text(refused))
+                listed = await bob.call_tool("jobs_list", {})
+                assert (listed.structured_content or {})["jobs"] == []
+                shoots = await bob.call_tool("shoots_list", {})
+                assert (shoots.structured_content or {})["shoots"] == []
+                for uri in (f"callsheet://jobs/{job.job_id}", job.outputs[0].uri):
+                    with pytest.raises(Exception, match=job.job_id):
+                        await bob.read_resource(uri)
+                # Alice's output is not Bob's to build on ...
+                chained = await bob.call_tool(
+                    "fashn_model_swap", {"model_image": job.outputs[0].uri, "wait_seconds": 0}
+                )
+                assert chained.is_error and "unknown job" in text(chained), text(chained)
+                # ... and the same call as Alice's is Bob's own job, not hers.
+                own = await bob.call_tool("fashn_model_create", cast)
+                assert Job.model_validate(own.structured_content).job_id != job.job_id
+
+            async with as_caller("alice-token-1") as alice:
+                mine = await alice.call_tool("job_status", {"job_id": job.job_id})
+                assert not mine.is_error, text(mine)
+                listed = await alice.call_tool("jobs_list", {})
+                ids = [j["job_id"] for j in (listed.structured_content or {})["jobs"]]
+                assert job.job_id in ids and len(ids) == 2  # her job and her shoot's, not Bob's
+                assert (await alice.read_resource(job.outputs[0].uri)).contents

@@ -7,6 +7,7 @@ what went wrong and what to do next; the assistant never sees a traceback.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -37,6 +38,17 @@ def services(ctx: Context) -> Services:
     return svc
 
 
+def caller(ctx: Context) -> str | None:
+    """Whose jobs and shoots this request may see: over HTTP with a bearer token, that token's (a
+    hash of it; `http_app` has checked the token before the request got here). Without one (stdio,
+    or HTTP on loopback with no token set) there is one local user, who sees everything."""
+    headers = ctx.headers
+    scheme, _, token = (headers.get("authorization", "") if headers else "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return "token-" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+
+
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Map the exception tree to a tool error with a message the assistant can act on."""
 
@@ -61,7 +73,7 @@ async def wait_for(ctx: Context, job: JobRecord, wait_seconds: float) -> JobReco
     if wait_seconds <= 0 or job.status in TERMINAL:
         return job
     result = await services(ctx).engine.wait(
-        [job.job_id], wait_seconds=wait_seconds, on_progress=progress_reporter(ctx)
+        [job.job_id], wait_seconds=wait_seconds, on_progress=progress_reporter(ctx), owner=caller(ctx)
     )
     return result.jobs[0]
 

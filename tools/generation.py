@@ -19,7 +19,15 @@ from pydantic import BaseModel, Field
 
 from server.models import Job, JobStatus
 from server.providers.base import OperationSpec, QuerySpec, validate_inputs
-from tools.common import FORCE_DESCRIPTION, WAIT_DESCRIPTION, job_result, services, tool_errors, wait_for
+from tools.common import (
+    FORCE_DESCRIPTION,
+    WAIT_DESCRIPTION,
+    caller,
+    job_result,
+    services,
+    tool_errors,
+    wait_for,
+)
 
 QUERY_ANNOTATIONS = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -38,7 +46,7 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
     async def tool(ctx: Context, wait_seconds: int = 40, force: bool = False, **args: Any) -> CallToolResult:
         svc = services(ctx)
         given = {k: v for k, v in args.items() if v is not None}
-        job = await svc.engine.submit(provider, operation, given, force=force)
+        job = await svc.engine.submit(provider, operation, given, force=force, owner=caller(ctx))
         job = await wait_for(ctx, job, wait_seconds)
         result = job_result(svc, job)
         # A job that failed is reported as a tool error too, so no assistant mistakes it for a result.

@@ -9,7 +9,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.models import Job, JobStatus
-from tools.common import job_content, job_result, progress_reporter, public_job, services, tool_errors
+from tools.common import caller, job_content, job_result, progress_reporter, public_job, services, tool_errors
 
 JobId = Annotated[str, Field(description="A job_id returned by a generation tool or jobs_list.")]
 
@@ -33,7 +33,7 @@ READ_ONLY = ToolAnnotations(
 async def job_status(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
     """Current state of a job: status, progress, outputs (thumbnail plus a link to each file), error."""
     svc = services(ctx)
-    return job_result(svc, await svc.engine.get(job_id))
+    return job_result(svc, await svc.engine.get(job_id, owner=caller(ctx)))
 
 
 @tool_errors
@@ -53,7 +53,11 @@ async def job_wait(
     """
     svc = services(ctx)
     result = await svc.engine.wait(
-        job_ids, wait_seconds=wait_seconds, until=until, on_progress=progress_reporter(ctx)
+        job_ids,
+        wait_seconds=wait_seconds,
+        until=until,
+        on_progress=progress_reporter(ctx),
+        owner=caller(ctx),
     )
     structured = WaitResult(
         jobs=[public_job(svc, job) for job in result.jobs], pending=result.pending
@@ -72,7 +76,7 @@ async def job_wait(
 async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
     """Cancel a job, at the provider too where the provider allows it. A finished job is left as it is."""
     svc = services(ctx)
-    job, note = await svc.engine.cancel(job_id)
+    job, note = await svc.engine.cancel(job_id, owner=caller(ctx))
     return job_result(svc, job, note)
 
 
@@ -88,7 +92,7 @@ async def jobs_list(
     """List jobs, newest first, with filters and paging."""
     svc = services(ctx)
     records, next_cursor = await svc.engine.list_jobs(
-        status=status, provider=provider, shoot_id=shoot_id, limit=limit, cursor=cursor
+        status=status, provider=provider, shoot_id=shoot_id, owner=caller(ctx), limit=limit, cursor=cursor
     )
     return JobPage(jobs=[public_job(svc, r) for r in records], next_cursor=next_cursor)
 

@@ -13,7 +13,7 @@ from server.errors import CallsheetError
 from server.plans import Problem, ShootPlan, Validation, validate_plan
 from server.providers.base import OperationSpec
 from server.shoots import Shoot, ShootRecord, ShootStatus
-from tools.common import progress_reporter, services, tool_errors
+from tools.common import caller, progress_reporter, services, tool_errors
 
 CONFIRM_ABOVE_CREDITS = 20.0
 """A shoot estimated above this many credits needs the user's confirmation."""
@@ -155,7 +155,7 @@ async def shoot_start(
             f"({validation.estimate.by_provider}). Show the price to the user and, once they agree, call "
             "shoot_start again with confirm: true."
         )
-    record = await svc.shoots.start(parsed, validation)
+    record = await svc.shoots.start(parsed, validation, owner=caller(ctx))
     return StartResult(
         shoot_id=record.shoot_id, status=record.status, estimate=validation.estimate.model_dump()
     )
@@ -212,9 +212,9 @@ async def shoot_status(
     """A shoot's state: per step and job, progress, credits used, outputs as resource links, what failed and
     why, the folder and the contact sheet."""
     svc = services(ctx)
-    record = await svc.shoots.get(shoot_id)
+    record = await svc.shoots.get(shoot_id, owner=caller(ctx))
     if wait_seconds:
-        record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx))
+        record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx), owner=caller(ctx))
     return await _shoot_result(ctx, record)
 
 
@@ -223,7 +223,7 @@ async def shoot_cancel(
     shoot_id: Annotated[str, Field(description="The shoot to cancel.")], ctx: Context
 ) -> Annotated[CallToolResult, Shoot]:
     """Cancel a running shoot and its unfinished jobs; finished outputs are kept."""
-    record = await services(ctx).shoots.cancel(shoot_id)
+    record = await services(ctx).shoots.cancel(shoot_id, owner=caller(ctx))
     return await _shoot_result(ctx, record)
 
 
@@ -236,7 +236,9 @@ async def shoots_list(
 ) -> ShootPage:
     """List shoots, newest first."""
     svc = services(ctx)
-    records, next_cursor = await svc.shoots.store.list(status=status, limit=limit, cursor=cursor)
+    records, next_cursor = await svc.shoots.store.list(
+        status=status, owner=caller(ctx), limit=limit, cursor=cursor
+    )
     return ShootPage(shoots=[await svc.shoots.view(r) for r in records], next_cursor=next_cursor)
 
 
