@@ -1,4 +1,4 @@
-"""The `callsheet` command line: serve, demo, jobs, doctor.
+"""The `callsheet` command line: serve, demo, jobs, shoots, doctor.
 
 In stdio mode stdout is the protocol channel: logs go to stderr, and nothing here prints to
 stdout before or while `serve` runs.
@@ -20,6 +20,7 @@ from server.config import Mode, Settings
 from server.errors import CallsheetError
 from server.models import JobStatus
 from server.services import open_services
+from server.shoots import ShootStatus
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -43,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs.add_argument("--status", choices=[s.value for s in JobStatus])
     jobs.add_argument("--limit", type=int, default=20)
 
+    shoots = sub.add_parser("shoots", help="list, show or cancel shoots")
+    shoots.add_argument("action", nargs="?", choices=["list", "show", "cancel"], default="list")
+    shoots.add_argument("shoot_id", nargs="?")
+    shoots.add_argument("--status", choices=[s.value for s in ShootStatus])
+    shoots.add_argument("--limit", type=int, default=20)
+
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -59,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(anyio.run(run_demo))
         if args.command == "doctor":
             return int(anyio.run(doctor, settings))
+        if args.command == "shoots":
+            shoot_args = (settings, args.action, args.shoot_id, args.status, args.limit)
+            return int(anyio.run(shoots_command, *shoot_args))
         return int(anyio.run(jobs_command, settings, args.action, args.job_id, args.status, args.limit))
     except CallsheetError as exc:
         print(f"callsheet: {exc.message}", file=sys.stderr)
@@ -147,4 +157,29 @@ async def jobs_command(
             return 0
         record, note = await svc.engine.cancel(job_id)
         print(f"{record.job_id}: {record.status.value}. {note}")
+        return 0
+
+
+async def shoots_command(
+    settings: Settings, action: str, shoot_id: str | None, status: str | None, limit: int
+) -> int:
+    async with open_services(settings, start_engine=False) as svc:
+        if action == "list":
+            wanted = ShootStatus(status) if status else None
+            records, _ = await svc.shoots.store.list(status=wanted, limit=limit)
+            if not records:
+                print("no shoots")
+            for r in records:
+                print(f"{r.shoot_id}  {r.status.value:<11}  {r.name[:40]:<40}  {r.created_at:%Y-%m-%d %H:%M}")
+            return 0
+        if not shoot_id:
+            print(f"callsheet shoots {action} needs a shoot id", file=sys.stderr)
+            return 2
+        if action == "show":
+            view = await svc.shoots.view(await svc.shoots.get(shoot_id))
+            print(json.dumps(view.model_dump(mode="json"), indent=2))
+            return 0
+        record = await svc.shoots.cancel(shoot_id)
+        note = record.note or "it had already ended; nothing to cancel."
+        print(f"{record.shoot_id}: {record.status.value}. {note}")
         return 0

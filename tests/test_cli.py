@@ -1,4 +1,4 @@
-"""The command line: jobs list/show/cancel and doctor, against a real data folder."""
+"""The command line: jobs and shoots list/show/cancel and doctor, against a real data folder."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from server.cli import main
 from server.config import Settings
 from server.models import JobRecord
+from server.plans import validate_plan
 from tests.conftest import sandbox_services
 
 
@@ -40,6 +41,45 @@ def test_jobs_list_show_cancel(env: Settings, emulator, capsys: pytest.CaptureFi
     assert "already" in capsys.readouterr().out
     assert main(["jobs", "show", "j-nope"]) == 2
     assert "j-nope" in capsys.readouterr().err
+
+
+def test_shoots_list_show_cancel(env: Settings, emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    cast = {"id": "cast", "tool": "fashn_model_create", "args": {"prompt": "cli casting"}}
+    data = {"name": "CLI casting", "steps": [cast]}
+
+    async def make_shoots() -> tuple[str, str, str]:
+        # Two shoots: one run to the end, one still running when the server stops.
+        async with sandbox_services(env, emulator) as svc:
+            plan, validation = validate_plan(data, svc.shoots.tools)
+            assert plan is not None and validation.ok, validation.problems
+            done = await svc.shoots.start(plan, validation)
+            finished = await svc.shoots.wait(done.shoot_id, 20)
+            assert finished.status.value == "succeeded"
+            left = await svc.shoots.start(plan.model_copy(update={"name": "left running"}), validation)
+        return done.shoot_id, finished.folder, left.shoot_id
+
+    shoot_id, folder, left_id = anyio.run(make_shoots)
+    assert main(["shoots"]) == 0
+    listed = capsys.readouterr().out
+    assert shoot_id in listed and "succeeded" in listed and "CLI casting" in listed
+    assert main(["shoots", "list", "--status", "succeeded"]) == 0
+    assert left_id not in capsys.readouterr().out
+    assert main(["shoots", "list", "--status", "over_budget"]) == 0
+    assert capsys.readouterr().out.strip() == "no shoots"
+    assert main(["shoots", "cancel", left_id]) == 0
+    assert f"{left_id}: canceled" in capsys.readouterr().out
+    assert main(["shoots", "show", left_id]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "canceled"
+    assert main(["shoots", "show", shoot_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["shoot_id"] == shoot_id and shown["status"] == "succeeded"
+    assert shown["steps"][0]["id"] == "cast" and shown["folder"] == folder
+    assert main(["shoots", "cancel", shoot_id]) == 0
+    assert "succeeded" in capsys.readouterr().out  # already ended: left as it was
+    assert main(["shoots", "show", "s-nope"]) == 2
+    assert "s-nope" in capsys.readouterr().err
+    assert main(["shoots", "cancel"]) == 2
+    assert "needs a shoot id" in capsys.readouterr().err
 
 
 def test_doctor_in_sandbox(env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
