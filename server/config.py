@@ -17,6 +17,7 @@ from typing import Literal, cast, get_args
 import platformdirs
 
 from server.errors import ConfigError
+from server.policy import NEOFASHION_DEFAULT_RATE
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -63,7 +64,7 @@ class Settings:
     sandbox_time_scale: float = 0.05
     """Sandbox provider latencies (and the limit windows that go with them) are scaled by this."""
     log_level: LogLevel = "WARNING"
-    neofashion_rate_per_minute: int = 60
+    neofashion_rate_per_minute: int = NEOFASHION_DEFAULT_RATE
     """The neo-fashion plan's rate (Starter 60, Pro 300): NEOFASHION_RATE_PER_MINUTE."""
     genapi_tools_refresh_seconds: float = 300.0
     """How often the Generation API's tool list is fetched again: GENAPI_TOOLS_REFRESH_SECONDS."""
@@ -89,8 +90,8 @@ class Settings:
             roots = tuple(Path(r).expanduser().resolve() for r in roots_env.split(os.pathsep) if r.strip())
         else:
             roots = (Path.home().resolve(), home)
-        scale = float(env.get("CALLSHEET_SANDBOX_TIME_SCALE") or 0.05)
-        level = (env.get("CALLSHEET_LOG_LEVEL") or "WARNING").upper()
+        scale = float(env.get("CALLSHEET_SANDBOX_TIME_SCALE") or cls.sandbox_time_scale)
+        level = (env.get("CALLSHEET_LOG_LEVEL") or cls.log_level).upper()
         if level not in get_args(LogLevel):
             raise ConfigError(f"CALLSHEET_LOG_LEVEL must be one of {', '.join(get_args(LogLevel))}.")
         return cls(
@@ -100,8 +101,12 @@ class Settings:
             allow_private_urls=_flag(env.get("CALLSHEET_ALLOW_PRIVATE_URLS")),
             sandbox_time_scale=scale,
             log_level=cast(LogLevel, level),
-            neofashion_rate_per_minute=_positive_int(env, "NEOFASHION_RATE_PER_MINUTE", 60),
-            genapi_tools_refresh_seconds=float(_positive_int(env, "GENAPI_TOOLS_REFRESH_SECONDS", 300)),
+            neofashion_rate_per_minute=_positive_int(
+                env, "NEOFASHION_RATE_PER_MINUTE", cls.neofashion_rate_per_minute
+            ),
+            genapi_tools_refresh_seconds=float(
+                _positive_int(env, "GENAPI_TOOLS_REFRESH_SECONDS", int(cls.genapi_tools_refresh_seconds))
+            ),
         )
 
     def describe(self) -> dict[str, object]:

@@ -192,7 +192,10 @@ class Engine:
 
     async def cancel(self, job_id: str, *, owner: str | None = None) -> tuple[JobRecord, str]:
         """Cancel at the provider where it can; returns the job and a sentence saying what happened."""
-        record = await self.get(job_id, owner=owner)
+        return await self._cancel(await self.get(job_id, owner=owner))
+
+    async def _cancel(self, record: JobRecord) -> tuple[JobRecord, str]:
+        job_id = record.job_id
         if record.status in TERMINAL:
             return record, f"Job {job_id} had already {record.status.value}; nothing to cancel."
         note = "Canceled before it was sent to the provider; nothing was charged."
@@ -221,7 +224,7 @@ class Engine:
         for child_id in record.children:
             child = await self.store.get(child_id)
             if child is not None and child.status not in TERMINAL:
-                await self.cancel(child_id, owner=owner)
+                await self._cancel(child)
         return record, note
 
     async def list_jobs(
@@ -249,8 +252,11 @@ class Engine:
     ) -> WaitResult:
         """Wait up to `wait_seconds` for the jobs, reporting progress; returns early when done."""
         deadline = time.monotonic() + wait_seconds
+        finished: dict[str, JobRecord] = {}  # a finished job never changes: it is not read again
         while True:
-            records = [await self.get(job_id, owner=owner) for job_id in job_ids]
+            changed = self._changed
+            records = [finished.get(j) or await self.get(j, owner=owner) for j in job_ids]
+            finished.update((r.job_id, r) for r in records if r.status in TERMINAL)
             done = [r.status in TERMINAL for r in records]
             if (all(done) if until == "all" else any(done)) or time.monotonic() >= deadline:
                 pending = [r.job_id for r in records if r.status not in TERMINAL]
@@ -258,7 +264,6 @@ class Engine:
             if on_progress is not None:
                 total = sum(self.progress(r) for r in records) / len(records)
                 await on_progress(total, _progress_message(records))
-            changed = self._changed
             # In-process changes wake us at once; jobs driven by another process are re-read each second.
             with anyio.move_on_after(min(1.0, max(0.0, deadline - time.monotonic()))):
                 await changed.wait()
@@ -418,9 +423,7 @@ class Engine:
                 if submission.children:
                     return await self._adopt_children(provider, record, submission)
                 if submission.done is not None:
-                    await self._settle(provider, record, submission.done)
-                    latest = await self.store.get(record.job_id)
-                    return latest or record
+                    return await self._settle(provider, record, submission.done)
                 return record
             # Surely not accepted (connection refused, 429, 5xx): clear the marker and try again.
             record = await self.transition(record, record.status, submit_started_at=None)
@@ -468,11 +471,11 @@ class Engine:
             latest = await self.store.get(parent.job_id)
             if latest is None or latest.status in TERMINAL:
                 return
-            if all(c is not None and c.status in TERMINAL for c in children):
+            done = [c for c in children if c is not None and c.status in TERMINAL]
+            if len(done) == len(children):
                 break
             with anyio.move_on_after(1.0):  # items driven by another process are re-read each second
                 await changed.wait()
-        done = [c for c in children if c is not None]
         outputs = [
             output.model_copy(update={"uri": f"callsheet://jobs/{parent.job_id}/outputs/{n}"})
             for n, output in enumerate(o for c in done for o in c.outputs)
@@ -551,7 +554,7 @@ class Engine:
             await self._settle(provider, record, report)
             return
 
-    async def _settle(self, provider: Provider, record: JobRecord, report: StatusReport) -> None:
+    async def _settle(self, provider: Provider, record: JobRecord, report: StatusReport) -> JobRecord:
         """End the job from a terminal report: download outputs the moment it succeeds.
 
         The job no longer runs at the provider, so its in-flight slot is freed before the download.
@@ -559,21 +562,19 @@ class Engine:
         self._slot_release.pop(record.job_id, _nothing)()
         credits = report.credits_used if report.credits_used is not None else record.credits_used
         if report.state is RemoteState.FAILED:
-            await self.transition(
+            return await self.transition(
                 record,
                 JobStatus.FAILED,
                 credits_used=0 if credits is None else credits,
                 error=report.error
                 or JobError(code="job_failed", message="The provider reported a failure.", retryable=True),
             )
-            return
         if report.state is RemoteState.CANCELED:
-            await self.transition(
+            return await self.transition(
                 record,
                 JobStatus.CANCELED,
                 error=JobError(code="canceled", message="Canceled at the provider.", retryable=True),
             )
-            return
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 outputs = await self.media.save_outputs(
@@ -583,7 +584,7 @@ class Engine:
             except ProviderError as exc:
                 if not exc.retryable or attempt == self.retry.attempts:
                     urls = ", ".join(o.url for o in report.outputs if o.url) or "none (inline data)"
-                    await self.transition(
+                    return await self.transition(
                         record,
                         JobStatus.FAILED,
                         credits_used=credits,
@@ -594,9 +595,8 @@ class Engine:
                             retryable=False,
                         ),
                     )
-                    return
                 await anyio.sleep(self.retry.delay(attempt))
-        await self.transition(record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+        return await self.transition(record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
 
 
 def job_key(provider: str, operation: str, inputs: dict[str, Any], owner: str | None = None) -> str:

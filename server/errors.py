@@ -11,8 +11,7 @@
         ├── ProviderUnavailable    5xx: retryable
         ├── ProviderRejected       other 4xx: the provider refused the input
         ├── TransportError         no answer; `maybe_sent` tells whether it may have been accepted
-        ├── BadResponse            an answer that cannot be parsed
-        └── JobFailed              the provider ran the job and it failed (error.name mapped to code)
+        └── BadResponse            an answer that cannot be parsed
 
 Status codes map to exceptions in `error_for_status`; MCP errors are produced only at the tool boundary.
 """
@@ -55,7 +54,6 @@ class InputError(CallsheetError):
         head = problem if problem.startswith(field) else f"{field}: {problem}"
         super().__init__(f"{head} {fix}".strip())
         self.field = field
-        self.problem = problem
         self.fix = fix
 
 
@@ -89,9 +87,8 @@ class RateLimited(ProviderError):
         *,
         retry_after: float | None = None,
         provider: str | None = None,
-        status_code: int | None = 429,
     ) -> None:
-        super().__init__(message, provider=provider, status_code=status_code)
+        super().__init__(message, provider=provider, status_code=429)
         self.retry_after = retry_after
 
 
@@ -118,10 +115,6 @@ class TransportError(ProviderError):
 class BadResponse(ProviderError):
     code = "bad_response"
     retryable = True
-
-
-class JobFailed(ProviderError):
-    code = "job_failed"
 
 
 _HINTS: dict[int, str] = {

@@ -98,7 +98,6 @@ class DiskStore:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
         self._jobs = _open(directory / "jobs")
         self._keys = _open(directory / "keys")
         self._catalog = _Catalog(directory / "catalog.sqlite3")
@@ -203,8 +202,9 @@ class DiskStore:
             if record is None:
                 self._catalog.forget(job_id)
             else:
-                self._catalog.add(_entry(record))
-                self._catalog.keep_only(_entry(record))
+                entry = _entry(record)
+                self._catalog.add(entry)
+                self._catalog.keep_only(entry)
 
     def _build_catalog(self) -> None:
         """Catalog every record once: a data folder from before the catalog, or one whose catalog was lost."""
