@@ -88,18 +88,27 @@ class HttpCaller:
 
     def _observe_rate_headers(self, kind: str, response: httpx.Response) -> None:
         """Providers that announce `X-RateLimit-Remaining: 0` get no more requests until the reset."""
-        remaining = response.headers.get("x-ratelimit-remaining")
-        reset = response.headers.get("x-ratelimit-reset")
-        if remaining is None or reset is None:
-            return
-        try:
-            left, until = int(float(remaining)), float(reset)
-        except ValueError:
-            return
-        if left <= 0:
-            # Either seconds to wait or an epoch time, depending on the provider.
-            wait = until - time.time() if until > 1_000_000_000 else until
-            self.limiter.block(kind, min(max(wait, 0.0), 120.0))
+        limits = rate_limit_headers(response.headers)
+        if limits is not None and limits[0] <= 0:
+            self.limiter.block(kind, limits[1])
+
+
+def rate_limit_headers(headers: httpx.Headers) -> tuple[int, float] | None:
+    """`X-RateLimit-Remaining` and the seconds until `X-RateLimit-Reset` (clamped to 0-120 s).
+
+    None when either header is missing or not a number.
+    """
+    remaining = headers.get("x-ratelimit-remaining")
+    reset = headers.get("x-ratelimit-reset")
+    if remaining is None or reset is None:
+        return None
+    try:
+        left, until = int(float(remaining)), float(reset)
+    except ValueError:
+        return None
+    # Either seconds to wait or an epoch time, depending on the provider.
+    wait = until - time.time() if until > 1_000_000_000 else until
+    return left, min(max(wait, 0.0), 120.0)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -112,30 +121,45 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _default_error_message(response: httpx.Response) -> str:
+def error_body(response: httpx.Response) -> dict[str, Any] | str:
+    """An error answer's JSON object, or else the message to show: the JSON value, the text or the
+    reason phrase, cut to 300 characters."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:300] or response.reason_phrase
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict):
-            return str(err.get("message") or err.get("name") or err)
-        if err:
-            return str(err)
-        if body.get("message"):
-            return str(body["message"])
+    if not isinstance(body, dict):
+        return str(body)[:300]
+    return body
+
+
+def _default_error_message(response: httpx.Response) -> str:
+    body = error_body(response)
+    if isinstance(body, str):
+        return body
+    err = body.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("name") or err)
+    if err:
+        return str(err)
+    if body.get("message"):
+        return str(body["message"])
     return str(body)[:300]
 
 
-def json_object(response: httpx.Response, provider: str, title: str) -> dict[str, Any]:
-    """A success body that must be a JSON object; anything else is a BadResponse naming the provider."""
+def json_body(response: httpx.Response, provider: str, title: str) -> Any:
+    """A success body that must be JSON; anything else is a BadResponse naming the provider."""
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
         raise BadResponse(
             f"{title} answered {response.status_code} with a body that is not JSON.", provider=provider
         ) from None
+
+
+def json_object(response: httpx.Response, provider: str, title: str) -> dict[str, Any]:
+    """A success body that must be a JSON object; anything else is a BadResponse naming the provider."""
+    body = json_body(response, provider, title)
     if not isinstance(body, dict):
         raise BadResponse(f"{title} answered with JSON that is not an object.", provider=provider)
     return body

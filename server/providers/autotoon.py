@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp
 
 from server.errors import BadResponse, InputError
-from server.http import json_object
+from server.http import error_body, json_object
 from server.media import ImageInput, ImageResolver
 from server.models import JobError
 from server.policy import AUTOTOON_LIMITS, HTTP_TIMEOUT, SYNC_GENERATION_TIMEOUT
@@ -95,12 +95,9 @@ QUERIES = (
 
 def autotoon_error_message(response: httpx.Response) -> str:
     """The documented error body `{"error", "code"}`; a 402 adds `balance`, `required`, `needsTopUp`."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if not isinstance(body, dict):
-        return str(body)[:300]
+    body = error_body(response)
+    if isinstance(body, str):
+        return body
     error, code = body.get("error"), body.get("code")
     message = f"{code}: {error}" if code and error else str(error or code or body)[:300]
     if response.status_code == 402 or code == "INSUFFICIENT_CREDITS":

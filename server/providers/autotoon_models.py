@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,15 +30,11 @@ AiModel = Literal[
     "bytedance/seedream-4.5",
     "bytedance/seedream-5-lite",
 ]
-AI_MODELS: tuple[str, ...] = get_args(AiModel)
 Lighting = Literal[
     "golden-hour", "blue-hour", "studio-soft", "dramatic", "neon", "natural-window", "backlit", "moonlight"
 ]
 VariationStyle = Literal["fashion-editorial", "surreal-product-hero"]
 VariationMode = Literal["user-model", "scratch-model"]
-
-STYLE_PRESETS = ("editorial-vogue", "street-style", "minimalist-clean")
-BACKGROUND_PRESETS = ("studio-white", "urban-city", "nature-garden")
 
 # --- The one table of price estimates (credits per call) and typical durations (seconds) ---------
 # Estimates: Auto Toon publishes no prices; its 402 example asks for 3 credits.

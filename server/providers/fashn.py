@@ -26,7 +26,7 @@ from server.errors import (
     RateLimited,
     snake_code,
 )
-from server.http import json_object
+from server.http import error_body, json_object
 from server.media import ImageResolver
 from server.models import JobError
 from server.policy import FASHN_LIMITS
@@ -72,11 +72,10 @@ _FAILURE_HINTS = {
 
 def fashn_error_message(response: httpx.Response) -> str:
     """Both documented shapes: `{"error": "text"}` and `{"error": {"name", "message"}}`."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    error = body.get("error") if isinstance(body, dict) else None
+    body = error_body(response)
+    if isinstance(body, str):
+        return body
+    error = body.get("error")
     if isinstance(error, dict):
         name, message = error.get("name"), error.get("message")
         return f"{name}: {message}" if name and message else str(message or name or error)

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.types import ASGIApp
 
 from server.errors import AuthError, BadResponse, InputError, ProviderError, ProviderRejected
+from server.http import error_body, json_body
 from server.media import ImageResolver
 from server.models import JobError, utcnow
 from server.policy import GENAPI_LIMITS
@@ -285,14 +286,11 @@ class GenApi(Provider):
         tool = args.get(TOOL_FIELD)
         if operation != OPERATION or not isinstance(tool, str):
             return False
-        if self._fetched_at is not None and tool in self._tools:
-            return True
         try:
-            await self.refresh()
+            return await self._known(tool) is not None
         except ProviderError as exc:
             log.warning("could not fetch the Generation API tool list: %s", exc.message)
             return False
-        return tool in self._tools
 
     async def _known(self, tool: str) -> DiscoveredTool | None:
         """The tool from the cache; the first call fetches the list, an unknown tool refetches it once."""
@@ -543,24 +541,15 @@ def _text(value: str | int | float | bool) -> str:
     return str(value)
 
 
-def _body(response: httpx.Response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        raise BadResponse(
-            f"The Generation API answered {response.status_code} with a body that is not JSON.",
-            provider="genapi",
-        ) from None
+def _body(response: httpx.Response) -> Any:
+    return json_body(response, "genapi", "The Generation API")
 
 
 def genapi_error_message(response: httpx.Response) -> str:
     """FastAPI's `{"detail": "text"}` or `{"detail": [{"loc", "msg"}]}`, else the usual shapes."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if not isinstance(body, dict):
-        return str(body)[:300]
+    body = error_body(response)
+    if isinstance(body, str):
+        return body
     detail = body.get("detail", body.get("error") or body.get("message"))
     if isinstance(detail, list):
         parts = []

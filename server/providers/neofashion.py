@@ -34,6 +34,7 @@ from server.errors import (
     RateLimited,
     error_for_status,
 )
+from server.http import error_body, json_body, rate_limit_headers
 from server.media import ImageInput, ImageResolver
 from server.models import JobError
 from server.policy import NEOFASHION_GENERATE_TIMEOUT, neofashion_limits
@@ -162,12 +163,9 @@ def neofashion_error_message(response: httpx.Response) -> str:
 
     The code leads so that callers can tell documented codes apart after `error_for_status`.
     """
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if not isinstance(body, dict):
-        return str(body)[:300]
+    body = error_body(response)
+    if isinstance(body, str):
+        return body
     error, meta = body.get("error"), body.get("meta")
     request_id = meta.get("request_id") if isinstance(meta, dict) else None
     if isinstance(error, dict):
@@ -246,17 +244,13 @@ class _HeaderBudget:
         self._changed = anyio.Event()
 
     def observe(self, seq: int, headers: httpx.Headers) -> None:
-        try:
-            remaining = int(float(headers["x-ratelimit-remaining"]))
-            reset = float(headers["x-ratelimit-reset"])
-        except (KeyError, ValueError):
+        limits = rate_limit_headers(headers)
+        if limits is None:
             self.headerless = self.headerless or self.remaining is None
             self.leave(seq)
             return
-        if reset > 1_000_000_000:  # an epoch time rather than seconds
-            reset -= time.time()
         self.headerless = False
-        self.leave(seq, remaining, min(max(reset, 0.0), 120.0))
+        self.leave(seq, *limits)
 
 
 class NeoFashion(Provider):
@@ -276,7 +270,7 @@ class NeoFashion(Provider):
 
     @classmethod
     def queries(cls) -> list[QuerySpec]:
-        return [QuerySpec(q.name, q.title, q.description, q.inputs) for q in QUERIES.values()]
+        return list(QUERIES.values())
 
     # --- prepare: arguments -> request body -------------------------------------------------
 
@@ -284,17 +278,14 @@ class NeoFashion(Provider):
         spec = lookup_operation(OPERATIONS, "neo-fashion", operation)
         inputs = validate_inputs(spec.inputs, args, f"neofashion_{operation}")
         if isinstance(inputs, BulkInputs):
-            body: dict[str, Any] = {}
-            key: dict[str, Any] = {}
-            summary: dict[str, Any] = {}
             parts = [
                 await self._body(BULK_ITEM_OPERATION, item, images, f"items[{n}].")
                 for n, item in enumerate(inputs.items)
             ]
             wire = REQUEST_FIELDS[operation].fields["items"]
-            body[wire] = [p[0] for p in parts]
-            key["items"] = [p[1] for p in parts]
-            summary["items"] = [p[2] for p in parts]
+            body: dict[str, Any] = {wire: [p[0] for p in parts]}
+            key: dict[str, Any] = {"items": [p[1] for p in parts]}
+            summary: dict[str, Any] = {"items": [p[2] for p in parts]}
         else:
             body, key, summary = await self._body(operation, inputs, images)
         return Prepared(
@@ -375,9 +366,8 @@ class NeoFashion(Provider):
     async def balance(self) -> Balance:
         answer = await self._call("GET", BALANCE_PATH)
         data = answer.data if isinstance(answer.data, dict) else {}
-        credits = next(
-            (_number(data.get(name)) for name in BALANCE_FIELDS if _number(data.get(name)) is not None), None
-        )
+        numbers = (_number(data.get(name)) for name in BALANCE_FIELDS)
+        credits = next((n for n in numbers if n is not None), None)
         if credits is None:
             credits = _number(answer.meta.get("credits_remaining"))
         if credits is None:
@@ -434,13 +424,7 @@ class NeoFashion(Provider):
         return envelope
 
     def _envelope(self, response: httpx.Response) -> _Envelope:
-        try:
-            body = response.json()
-        except ValueError:
-            raise BadResponse(
-                f"neo-fashion answered {response.status_code} with a body that is not JSON.",
-                provider=self.name,
-            ) from None
+        body = json_body(response, self.name, "neo-fashion")
         if not isinstance(body, dict) or not ({"data", "error"} & body.keys()):
             raise BadResponse(
                 "neo-fashion answered without its {data, meta, error} envelope.", provider=self.name

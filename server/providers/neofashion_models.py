@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.providers.base import QuerySpec
+
 # --- Prices (credits) and typical durations (seconds) --------------------------------------------
 
 IMAGE_CREDITS = 50
@@ -188,7 +190,6 @@ class NeoFashionOperation:
     title: str
     description: str
     price_text: str
-    video: bool = False
 
     def credits(self, inputs: NeoFashionInputs) -> float:
         """Estimated credits for these arguments (see the price constants above)."""
@@ -236,7 +237,6 @@ _OPERATIONS = (
             "includes video: a FORBIDDEN answer means the plan lacks it."
         ),
         price_text=VIDEO_PRICE,
-        video=True,
     ),
     NeoFashionOperation(
         operation="bulk",
@@ -270,18 +270,10 @@ OPERATIONS: dict[str, NeoFashionOperation] = {op.operation: op for op in _OPERAT
 """Every neo-fashion generation operation, keyed by operation (the tool name without `neofashion_`)."""
 
 
-@dataclass(frozen=True)
-class NeoFashionQuery:
-    name: str
-    inputs: type[NeoFashionInputs]
-    title: str
-    description: str
-
-
-QUERIES: dict[str, NeoFashionQuery] = {
+QUERIES: dict[str, QuerySpec] = {
     q.name: q
     for q in (
-        NeoFashionQuery(
+        QuerySpec(
             name="generations",
             inputs=GenerationsQuery,
             title="neo-fashion Generations",
@@ -292,7 +284,7 @@ QUERIES: dict[str, NeoFashionQuery] = {
                 "this shows what the workspace did elsewhere too."
             ),
         ),
-        NeoFashionQuery(
+        QuerySpec(
             name="personas",
             inputs=NoArguments,
             title="neo-fashion Personas",
@@ -302,7 +294,7 @@ QUERIES: dict[str, NeoFashionQuery] = {
                 "neofashion_sketch_to_photo for a consistent face across a shoot. Read-only, costs nothing."
             ),
         ),
-        NeoFashionQuery(
+        QuerySpec(
             name="models",
             inputs=NoArguments,
             title="neo-fashion Custom Models",
