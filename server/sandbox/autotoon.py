@@ -44,7 +44,6 @@ Finished entries are forgotten after an hour (`KEEP_FINISHED`).
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 import time
@@ -59,16 +58,22 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import DroppedConnection, SlidingWindow, save_state
+from server.sandbox.common import (
+    DroppedConnection,
+    SlidingWindow,
+    fit,
+    load_state,
+    public_base,
+    retry_after,
+    save_state,
+)
 from server.sandbox.images import placeholder_png, placeholder_video
-
-log = logging.getLogger("callsheet.sandbox")
 
 # --- The documented contract, and what the emulator chooses where the document is silent ---------
 
@@ -323,7 +328,7 @@ class AutoToonEmulator:
         if self.faults.generate_drop_after_accept > 0:
             self.faults.generate_drop_after_accept -= 1
             return DroppedConnection()
-        base = _public_base(request)
+        base = public_base(request)
         urls = [f"{base}/storage/{name}" for name in names]
         if operation == "variations":
             return JSONResponse({"success": True, "variations": urls})
@@ -370,7 +375,7 @@ class AutoToonEmulator:
         video = self.stats.videos.get(request.path_params["id"])
         if video is None:
             return self._error(_Rejected(404, f"Video {request.path_params['id']} not found."))
-        return JSONResponse(self._video_json(video, now, _public_base(request)))
+        return JSONResponse(self._video_json(video, now, public_base(request)))
 
     async def _videos(self, request: Request) -> Response:
         self._count("videos")
@@ -379,7 +384,7 @@ class AutoToonEmulator:
             self._check("list", request, now, self.faults.list_errors)
         except _Rejected as exc:
             return self._error(exc)
-        base = _public_base(request)
+        base = public_base(request)
         newest_first = sorted(self.stats.videos.values(), key=lambda v: v.created, reverse=True)
         return JSONResponse({"videos": [self._video_json(v, now, base) for v in newest_first]})
 
@@ -390,7 +395,7 @@ class AutoToonEmulator:
             self._check("list", request, now, self.faults.list_errors)
         except _Rejected as exc:
             return self._error(exc)
-        base = _public_base(request)
+        base = public_base(request)
         models = [
             {"id": model_id, "name": name, "imageUrl": f"{base}/storage/model_{model_id}.png"}
             for model_id, name in SAVED_MODELS
@@ -432,13 +437,14 @@ class AutoToonEmulator:
             raise self._injected(injected.pop(0))
         wait = self._windows[kind].admit(now)
         if wait is not None:
-            raise _Rejected(429, "Too many requests. Retry after the indicated delay.", headers=_retry(wait))
+            message = "Too many requests. Retry after the indicated delay."
+            raise _Rejected(429, message, headers=retry_after(wait))
         self.stats.arrivals.setdefault(kind, deque(maxlen=_KEEP_STATS)).append(now)
 
     def _injected(self, status: int) -> _Rejected:
         message = f"Injected sandbox fault: HTTP {status}."
         if status == 429:
-            return _Rejected(429, message, headers=_retry(self.time_scale))
+            return _Rejected(429, message, headers=retry_after(self.time_scale))
         if status == 402:
             return _Rejected(
                 402, "Insufficient credits", extra={"balance": 0, "required": 3, "needsTopUp": True}
@@ -508,12 +514,8 @@ class AutoToonEmulator:
     # --- persistence ---
 
     def _load(self, path: Path) -> None:
-        try:
-            saved = _SavedState.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
-            return
-        except (OSError, ValidationError) as exc:
-            log.warning("ignoring the Auto Toon sandbox state in %s: %s", path, exc)
+        saved = load_state(path, _SavedState, "Auto Toon")
+        if saved is None:
             return
         self.faults.credits = saved.credits
         self._next_number = saved.next_number
@@ -730,22 +732,22 @@ def _output_count(operation: str) -> int:
 def _output_size(operation: str, body: dict[str, Any]) -> tuple[int, int, str]:
     """Width, height and a label line for an output of this call."""
     if operation == "video":
-        width, height = _fit(256, (2, 3))
+        width, height = fit(256, (2, 3))
         return width, height, f"{width}x{height} clip"
     if operation == "variations":
         ratio = _ratio(body.get("aspectRatio")) or (4, 5)
-        width, height = _fit(1024, ratio)
+        width, height = fit(1024, ratio)
         style = (body.get("styleData") or {}).get("style", "fashion-editorial")
         return width, height, f"{style} {width}x{height}"
     if operation == "upscale":
         scale = float(body.get("scale") or 2)
-        width, height = _fit(min(MAX_UPSCALE_SIDE, round(1024 * scale)), (2, 3))
+        width, height = fit(min(MAX_UPSCALE_SIDE, round(1024 * scale)), (2, 3))
         return width, height, f"{scale:g}x upscale, {width}x{height}"
     if operation == "relight":
-        width, height = _fit(1024, (2, 3))
+        width, height = fit(1024, (2, 3))
         light = body.get("lighting") or body.get("lightPosition")
         return width, height, f"light: {str(light)[:40]}"
-    width, height = _fit(1024, (2, 3))
+    width, height = fit(1024, (2, 3))
     style = (body.get("styleData") or {}).get("style") or body.get("aiModel") or AI_MODELS[0]
     return width, height, f"{str(style)[:40]} {width}x{height}"
 
@@ -777,22 +779,5 @@ def _ratio(value: object) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
-def _fit(long_side: int, ratio: tuple[int, int]) -> tuple[int, int]:
-    w, h = ratio
-    if w >= h:
-        return long_side, max(1, round(long_side * h / w))
-    return max(1, round(long_side * w / h)), long_side
-
-
-def _retry(wait: float) -> dict[str, str]:
-    return {"retry-after": f"{max(wait, 0.001):.3f}"}
-
-
 def _iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _public_base(request: Request) -> str:
-    """Scheme, host and mount prefix of the request, so storage URLs work wherever we are served."""
-    root_path = str(request.scope.get("root_path", "")).rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{root_path}"

@@ -1,19 +1,24 @@
-"""Pieces every sandbox emulator shares: its rate window, its fault of a dropped connection, and
-saving its state so a restarted server finds the jobs it left running."""
+"""Pieces every sandbox emulator shares: its rate window, its fault of a dropped connection, a few
+small helpers, and saving its state so a restarted server finds the jobs it left running."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from server.media import write_atomic
 
 log = logging.getLogger("callsheet.sandbox")
+
+StateT = TypeVar("StateT", bound=BaseModel)
 
 
 class SlidingWindow:
@@ -26,12 +31,25 @@ class SlidingWindow:
 
     def admit(self, now: float) -> float | None:
         """Record the call and return None, or return how long to wait before the next one fits."""
-        while self._times and self._times[0] <= now - self.seconds:
-            self._times.popleft()
+        self._trim(now)
         if len(self._times) >= self.limit:
             return self._times[0] + self.seconds - now
         self._times.append(now)
         return None
+
+    def wait(self, now: float) -> float:
+        """Seconds until the oldest request leaves the window (0 when the window is empty)."""
+        self._trim(now)
+        return max(self._times[0] + self.seconds - now, 0.0) if self._times else 0.0
+
+    def count(self, now: float) -> int:
+        """How many requests the window holds at `now`."""
+        self._trim(now)
+        return len(self._times)
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.seconds:
+            self._times.popleft()
 
 
 class DroppedConnection(Response):
@@ -43,6 +61,36 @@ class DroppedConnection(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+def retry_after(wait: float) -> dict[str, str]:
+    """The `Retry-After` header for a 429: fractional seconds, never zero."""
+    return {"retry-after": f"{max(wait, 0.001):.3f}"}
+
+
+def fit(long_side: int, ratio: tuple[int, int]) -> tuple[int, int]:
+    """The size with `long_side` on the longer side and the other side from `ratio` (at least 1)."""
+    w, h = ratio
+    if w >= h:
+        return long_side, max(1, round(long_side * h / w))
+    return max(1, round(long_side * w / h)), long_side
+
+
+def public_base(request: Request) -> str:
+    """Scheme, host and mount prefix of the incoming request, so output URLs work wherever we are served."""
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root_path}"
+
+
+def load_state(path: Path, model: type[StateT], what: str) -> StateT | None:
+    """The saved state, or None when there is none yet; an unreadable file is logged and ignored."""
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as exc:
+        log.warning("ignoring the %s sandbox state in %s: %s", what, path, exc)
+        return None
 
 
 def save_state(path: Path, text: str, what: str) -> None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import logging
 import random
 import re
 import time
@@ -54,16 +53,22 @@ from typing import Any, Literal
 
 import anyio.to_thread
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import DroppedConnection, SlidingWindow, save_state
+from server.sandbox.common import (
+    DroppedConnection,
+    SlidingWindow,
+    fit,
+    load_state,
+    public_base,
+    retry_after,
+    save_state,
+)
 from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
-
-log = logging.getLogger("callsheet.sandbox")
 
 # --- The documented contract -------------------------------------------------------------------
 
@@ -444,7 +449,7 @@ class FashnEmulator:
             if prediction.inputs.get("return_base64"):
                 body["output"] = [await self._data_uri(prediction, n) for n in range(len(prediction.outputs))]
             else:
-                base = _public_base(request)
+                base = public_base(request)
                 body["output"] = [
                     f"{base}/cdn/{prediction.id}/output_{n}.{out.ext}"
                     for n, out in enumerate(prediction.outputs)
@@ -578,7 +583,7 @@ class FashnEmulator:
             return
         predictions = self.stats.predictions
         base = self.faults.credits + sum(p.charged() for p in predictions.values())
-        saved = self._read(self.state_dir / STATE_FILE)
+        saved = load_state(self.state_dir / STATE_FILE, _SavedState, "FASHN")
         if saved is not None:
             base += saved.base() - self._base  # keeps a balance changed through `faults.credits`
             theirs = {p.id: p for p in saved.predictions}
@@ -614,15 +619,6 @@ class FashnEmulator:
         prediction = self.stats.predictions.pop(prediction_id)
         for n in range(len(prediction.outputs)):
             self._media.pop((prediction_id, n), None)
-
-    def _read(self, path: Path) -> _SavedState | None:
-        try:
-            return _SavedState.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValidationError) as exc:
-            log.warning("ignoring the FASHN sandbox state in %s: %s", path, exc)
-            return None
 
     def _write(self, path: Path) -> None:
         """Replace the file atomically: a reader sees the old state or the new one, never half."""
@@ -686,8 +682,7 @@ class FashnEmulator:
         return self._error(status, _status_name(status), message, with_id=with_id)
 
     def _too_many(self, name: str, message: str, wait: float, with_id: bool = False) -> JSONResponse:
-        headers = {"retry-after": f"{max(wait, 0.001):.3f}"}
-        return self._error(429, name, message, with_id=with_id, headers=headers)
+        return self._error(429, name, message, with_id=with_id, headers=retry_after(wait))
 
 
 # --- Request parsing and the model table -------------------------------------------------------
@@ -792,7 +787,7 @@ def _typical_seconds(model_name: str, inputs: dict[str, Any], rng: random.Random
 def _outputs(model_name: str, inputs: dict[str, Any]) -> list[Output]:
     if model_name == "image-to-video":
         ratio = _ratio(inputs.get("aspect_ratio")) or (2, 3)
-        width, height = _fit(_VIDEO_LONG_SIDE, ratio)
+        width, height = fit(_VIDEO_LONG_SIDE, ratio)
         label = f"{width}x{height} video ({inputs.get('resolution', '480p')}, {inputs.get('duration', 5)} s)"
         return [Output("video", "mp4", "video/mp4", width, height, label)]
     if model_name == "tryon-v1.6":
@@ -801,19 +796,12 @@ def _outputs(model_name: str, inputs: dict[str, Any]) -> list[Output]:
     else:
         default = (1, 1) if model_name in ("packshot", "background-remove") else (2, 3)
         resolution = str(inputs.get("resolution", "1k"))
-        width, height = _fit(_LONG_SIDE[resolution], _ratio(inputs.get("aspect_ratio")) or default)
+        width, height = fit(_LONG_SIDE[resolution], _ratio(inputs.get("aspect_ratio")) or default)
         count = int(inputs.get("num_images", 1))
         label = f"{width}x{height}" + (" (4k requested)" if resolution == "4k" else "")
     if inputs.get("output_format") == "jpeg":
         return [Output("image", "jpg", "image/jpeg", width, height, label) for _ in range(count)]
     return [Output("image", "png", "image/png", width, height, label) for _ in range(count)]
-
-
-def _fit(long_side: int, ratio: tuple[int, int]) -> tuple[int, int]:
-    w, h = ratio
-    if w >= h:
-        return long_side, max(1, round(long_side * h / w))
-    return max(1, round(long_side * w / h)), long_side
 
 
 def _failure(inputs: dict[str, Any]) -> tuple[str, str] | None:
@@ -851,9 +839,3 @@ def _status_name(status: int) -> str:
         return HTTPStatus(status).phrase.title().replace(" ", "").replace("-", "")
     except ValueError:
         return "HTTPError"
-
-
-def _public_base(request: Request) -> str:
-    """Scheme, host and mount prefix of the incoming request, so CDN URLs work wherever we are served."""
-    root_path = str(request.scope.get("root_path", "")).rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{root_path}"

@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from server.sandbox.common import save_state
-from server.sandbox.images import placeholder_image, placeholder_png
+from server.sandbox.images import placeholder_png, placeholder_webp
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -429,10 +429,8 @@ class GenApiEmulator:
             if item.generation_type:
                 lines.append(f"type {item.generation_type}")
             seed = self.seed * 1_000_003 + item.number
-            if kind == "preview":
-                self._media[key] = await anyio.to_thread.run_sync(_webp, width, height, lines, seed)
-            else:
-                self._media[key] = await anyio.to_thread.run_sync(placeholder_png, width, height, lines, seed)
+            draw = placeholder_webp if kind == "preview" else placeholder_png
+            self._media[key] = await anyio.to_thread.run_sync(draw, width, height, lines, seed)
         return self._media[key]
 
     # --- persistence ---
@@ -464,6 +462,8 @@ class GenApiEmulator:
         for n, item in enumerate(finished):
             if n < excess or item.finished_at() <= now - KEEP_FINISHED:
                 del self.stats.items[item.id]
+                for kind in ("preview", "stock"):
+                    self._media.pop((item.id, kind), None)
         path = self.state_dir / STATE_FILE
         state = {
             "version": 1,
@@ -484,9 +484,3 @@ def _is_image(data: bytes) -> bool:
     except (OSError, SyntaxError, ValueError):
         return False
     return True
-
-
-def _webp(width: int, height: int, lines: list[str], seed: int) -> bytes:
-    buffer = io.BytesIO()
-    placeholder_image(width, height, lines, seed).save(buffer, format="WEBP", quality=80)
-    return buffer.getvalue()

@@ -39,6 +39,13 @@ def placeholder_jpeg(width: int, height: int, label_lines: list[str], seed: int 
     return buf.getvalue()
 
 
+def placeholder_webp(width: int, height: int, label_lines: list[str], seed: int = 0) -> bytes:
+    """The same placeholder as a WebP, for providers whose previews are WebP."""
+    buf = io.BytesIO()
+    placeholder_image(width, height, label_lines, seed).save(buf, format="WEBP", quality=80)
+    return buf.getvalue()
+
+
 def placeholder_image(width: int, height: int, label_lines: list[str], seed: int = 0) -> Image.Image:
     """The placeholder as an RGB Pillow image (for callers that encode it themselves)."""
     if width < 1 or height < 1:

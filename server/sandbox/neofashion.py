@@ -42,12 +42,11 @@ are then wall-clock.
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,17 +55,15 @@ from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import save_state
+from server.sandbox.common import SlidingWindow, load_state, public_base, retry_after, save_state
 from server.sandbox.images import placeholder_png, placeholder_video
-
-log = logging.getLogger("callsheet.sandbox")
 
 # --- The documented contract, and the emulator's reading of what it leaves open -----------------
 
@@ -254,41 +251,16 @@ class NeoFashionStats:
     """Bulk id -> its generation ids."""
 
 
-class _Window:
-    """A rolling-window rate limit; a refused request does not use up the window."""
-
-    def __init__(self, limit: int, seconds: float) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self._times: deque[float] = deque()
-
-    def _trim(self, now: float) -> None:
-        while self._times and self._times[0] <= now - self.seconds:
-            self._times.popleft()
-
-    def admit(self, now: float) -> bool:
-        self._trim(now)
-        if len(self._times) >= self.limit:
-            return False
-        self._times.append(now)
-        return True
+class _Window(SlidingWindow):
+    """The rolling-window rate limit, with the `X-RateLimit-*` headers every answer carries."""
 
     def headers(self, now: float) -> dict[str, str]:
         reset = self.wait(now)
         return {
             "x-ratelimit-limit": str(self.limit),
-            "x-ratelimit-remaining": str(max(0, self.limit - len(self._times))),
+            "x-ratelimit-remaining": str(max(0, self.limit - self.count(now))),
             "x-ratelimit-reset": f"{reset:.3f}",
         }
-
-    def wait(self, now: float) -> float:
-        """Seconds until the oldest request leaves the window (0 when the window is empty)."""
-        self._trim(now)
-        return max(self._times[0] + self.seconds - now, 0.0) if self._times else 0.0
-
-    def count(self, now: float) -> int:
-        self._trim(now)
-        return len(self._times)
 
 
 class _Refused(Exception):
@@ -410,7 +382,7 @@ class NeoFashionEmulator:
             response: Response
             try:
                 self._authorize(request)
-                if not self._window.admit(self._clock()):
+                if self._window.admit(self._clock()) is not None:
                     self.stats.sent_429 += 1
                     raise _Refused(
                         429,
@@ -448,8 +420,7 @@ class NeoFashionEmulator:
             meta.update(credits_used=0, credits_remaining=self.balance())
         headers = {}
         if exc.status == 429:
-            wait = exc.retry_after if exc.retry_after is not None else self.time_scale
-            headers["retry-after"] = f"{max(wait, 0.001):.3f}"
+            headers = retry_after(exc.retry_after if exc.retry_after is not None else self.time_scale)
         return JSONResponse(
             {"data": None, "meta": meta, "error": error}, status_code=exc.status, headers=headers
         )
@@ -482,7 +453,9 @@ class NeoFashionEmulator:
         cost = _price(kind, inputs)
         self._charge_check(cost)
         now = self._clock()
+        self._sync(write=False)
         generation = self._create(kind, inputs, cost, now)
+        self._sync()
         if self._malformed():
             return _html()
         if kind != "video" and generation.duration <= self.sync_seconds * self.time_scale:
@@ -516,9 +489,11 @@ class NeoFashionEmulator:
         self._charge_check(cost)
         now = self._clock()
         bulk_id = _new_id("bulk")
+        self._sync(write=False)
         created = [
             self._create("image", item, _price("image", item), now, bulk_id=bulk_id) for item in checked
         ]
+        self._sync()
         self.stats.bulks[bulk_id] = [g.id for g in created]
         if self._malformed():
             return _html()
@@ -587,7 +562,7 @@ class NeoFashionEmulator:
     def _create(
         self, kind: str, inputs: dict[str, Any], cost: int, now: float, *, bulk_id: str | None = None
     ) -> Generation:
-        self._sync(write=False)
+        """Callers merge with the state file before and save after (once for a whole bulk)."""
         number = self._next_number
         self._next_number += 1
         rng = random.Random(f"{self.seed}:{number}")
@@ -608,7 +583,6 @@ class NeoFashionEmulator:
             bulk_id=bulk_id,
         )
         self.generations[generation.id] = generation
-        self._sync()
         return generation
 
     # --- read endpoints --------------------------------------------------------------------
@@ -703,7 +677,7 @@ class NeoFashionEmulator:
         if generation.kind == "video":
             view["duration"] = inputs.get("duration", 5)
         if status == COMPLETED:
-            view["output_url"] = f"{_public_base(request)}/files/{generation.id}/{_file_name(generation)}"
+            view["output_url"] = f"{public_base(request)}/files/{generation.id}/{_file_name(generation)}"
             view["completed_at"] = _iso(generation.created_wall + generation.duration)
         elif status == FAILED:
             view["error"] = {"code": "PROVIDER_ERROR", "message": _provider_failure(generation)}
@@ -743,7 +717,7 @@ class NeoFashionEmulator:
         if self.state_dir is None:
             return
         path = self.state_dir / STATE_FILE
-        saved = self._read(path)
+        saved = load_state(path, _SavedState, "neo-fashion")
         if saved is not None:
             self._base_credits = saved.base_credits
             self._spent_forgotten = max(self._spent_forgotten, saved.spent_forgotten)
@@ -768,15 +742,6 @@ class NeoFashionEmulator:
             generations=list(self.generations.values()),
         )
         save_state(path, state.model_dump_json(), "neo-fashion")
-
-    def _read(self, path: Path) -> _SavedState | None:
-        try:
-            return _SavedState.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValidationError) as exc:
-            log.warning("ignoring the neo-fashion sandbox state in %s: %s", path, exc)
-            return None
 
 
 # --- Pure helpers -------------------------------------------------------------------------------
@@ -849,9 +814,3 @@ def _iso(epoch: float) -> str:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _public_base(request: Request) -> str:
-    """Scheme, host and mount prefix of the incoming request, so file URLs work wherever we are served."""
-    root_path = str(request.scope.get("root_path", "")).rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{root_path}"
