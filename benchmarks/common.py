@@ -33,18 +33,12 @@ SEED = 0
 def sandbox_settings(home: Path, inputs: Path, time_scale: float) -> Settings:
     """Every provider without a key in sandbox mode, data in `home`, input files from `inputs`."""
     inputs.mkdir(parents=True, exist_ok=True)
-    return Settings.from_env(
-        {
-            "CALLSHEET_HOME": str(home),
-            "CALLSHEET_INPUT_ROOTS": str(inputs),
-            "CALLSHEET_SANDBOX": "1",
-            "CALLSHEET_SANDBOX_TIME_SCALE": str(time_scale),
-        }
-    )
+    return Settings.from_env(sandbox_env(home, inputs, time_scale))  # it reads no PATH, HOME, ...
 
 
 def sandbox_env(home: Path, inputs: Path, time_scale: float) -> dict[str, str]:
-    """The same configuration as environment variables, for `callsheet serve` in a subprocess."""
+    """The configuration of `sandbox_settings` as environment variables (with PATH, HOME, LANG and
+    TMPDIR passed on), for `callsheet serve` in a subprocess."""
     env = {
         "CALLSHEET_HOME": str(home),
         "CALLSHEET_INPUT_ROOTS": str(inputs),
@@ -64,10 +58,9 @@ def scaled_poll(time_scale: float, base: PollPolicy | None = None) -> PollPolicy
 
 
 def scaled_retry(time_scale: float) -> RetryPolicy:
+    """The shipped retry backoff, in scaled time."""
     default = RetryPolicy()
-    return RetryPolicy(
-        attempts=default.attempts, base=default.base * time_scale, cap=default.cap * time_scale
-    )
+    return replace(default, base=default.base * time_scale, cap=default.cap * time_scale)
 
 
 def png_bytes(width: int, height: int, color: tuple[int, int, int]) -> bytes:
@@ -154,8 +147,6 @@ class CdnCache:
 
     emulator: FashnEmulator
     app: ASGIApp
-    drawn: int = 0
-    served_from_cache: int = 0
     _files: dict[tuple[str, int, int, str], tuple[bytes, list[tuple[bytes, bytes]]]] = field(
         default_factory=dict
     )
@@ -167,7 +158,6 @@ class CdnCache:
             return
         cached = self._files.get(key)
         if cached is not None:
-            self.served_from_cache += 1
             body, headers = cached
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -183,7 +173,6 @@ class CdnCache:
             await send(message)
 
         await self.app(scope, receive, capture)
-        self.drawn += 1
         if start.get("status") == 200:
             self._files[key] = (b"".join(chunks), list(start.get("headers", [])))
 

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ImageContent
 from PIL import Image, ImageChops
 
@@ -155,6 +156,18 @@ def install_reference(folder: Path) -> tuple[Path | None, str]:
     ) == 2 else "mcp-server-time"
 
 
+def in_process_app(folder: Path) -> MCPServer:
+    """callsheet in sandbox mode on a FASHN emulator, data in `folder`/home, inputs in `folder`/inputs."""
+    settings = sandbox_settings(folder / "home", folder / "inputs", TIME_SCALE)
+    emulator = FashnEmulator(time_scale=TIME_SCALE, seed=SEED)
+    return create_app(
+        settings,
+        sandbox_apps={"fashn": emulator.app},
+        poll=scaled_poll(TIME_SCALE),
+        retry=scaled_retry(TIME_SCALE),
+    )
+
+
 async def overhead(report: Report) -> None:
     report.section("overhead", "5. Tool-call overhead")
     with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
@@ -162,14 +175,7 @@ async def overhead(report: Report) -> None:
         model, garment = write_inputs(folder / "inputs")
         tryon = {"model_image": str(model), "product_image": str(garment), "seed": 1}
 
-        settings = sandbox_settings(folder / "home", folder / "inputs", TIME_SCALE)
-        emulator = FashnEmulator(time_scale=TIME_SCALE, seed=SEED)
-        app = create_app(
-            settings,
-            sandbox_apps={"fashn": emulator.app},
-            poll=scaled_poll(TIME_SCALE),
-            retry=scaled_retry(TIME_SCALE),
-        )
+        app = in_process_app(folder)
         async with Client(app) as client:
             job = await first_job(client, "fashn_tryon_max", tryon)
             assert job.structured_content is not None
@@ -246,14 +252,7 @@ async def result_size(report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
         folder = Path(tmp)
         _model, garment = write_inputs(folder / "inputs")
-        settings = sandbox_settings(folder / "home", folder / "inputs", TIME_SCALE)
-        emulator = FashnEmulator(time_scale=TIME_SCALE, seed=SEED)
-        app = create_app(
-            settings,
-            sandbox_apps={"fashn": emulator.app},
-            poll=scaled_poll(TIME_SCALE),
-            retry=scaled_retry(TIME_SCALE),
-        )
+        app = in_process_app(folder)
         async with Client(app) as client:
             args = {"product_image": str(garment), "resolution": "2k", "aspect_ratio": "1:1"}
             result = await first_job(client, "fashn_product_to_model", args)

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,25 +41,29 @@ BATCH_TIMEOUT = 120.0
 STORE_PHASE_TIMEOUT = 600.0
 
 
+@contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the seconds the block took to `timings` as `name` (when it ends without an error)."""
+    started = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - started
+
+
 async def in_process(report: Report, timings: dict[str, float]) -> None:
-    started = time.perf_counter()
-    repeated = await orchestration(
-        report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT, also_at=OTHER_SCALE
-    )
-    timings["1-2 orchestration"] = time.perf_counter() - started
-    started = time.perf_counter()
-    await burst(report, time_scale=BURST_SCALE, wait_limit=BATCH_TIMEOUT)
-    timings["3 burst"] = time.perf_counter() - started
+    with timed(timings, "1-2 orchestration"):
+        repeated = await orchestration(
+            report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT, also_at=OTHER_SCALE
+        )
+    with timed(timings, "3 burst"):
+        await burst(report, time_scale=BURST_SCALE, wait_limit=BATCH_TIMEOUT)
     report_repeat(report, repeated)
-    started = time.perf_counter()
-    await overhead(report)
-    timings["5 overhead"] = time.perf_counter() - started
+    with timed(timings, "5 overhead"):
+        await overhead(report)
 
 
 def store_scale(report: Report, timings: dict[str, float]) -> None:
     report.section("store", f"6. Store scale: {TOTAL:,} jobs in the DiskStore ({UNFINISHED:,} unfinished)")
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="callsheet-bench-store-") as tmp:
+    with timed(timings, "6 store"), tempfile.TemporaryDirectory(prefix="callsheet-bench-store-") as tmp:
         for phase in ("fill", "resume"):
             out = Path(tmp) / f"{phase}.json"
             subprocess.run(
@@ -66,7 +72,6 @@ def store_scale(report: Report, timings: dict[str, float]) -> None:
                 timeout=STORE_PHASE_TIMEOUT,
             )
             report.sections["store"].update(json.loads(out.read_text()))
-    timings["6 store"] = time.perf_counter() - started
 
 
 def main() -> int:
@@ -86,9 +91,8 @@ def main() -> int:
     timings: dict[str, float] = {}
     anyio.run(in_process, report, timings)
     store_scale(report, timings)
-    section_started = time.perf_counter()
-    anyio.run(result_size, report)
-    timings["7 result size"] = time.perf_counter() - section_started
+    with timed(timings, "7 result size"):
+        anyio.run(result_size, report)
     total = time.perf_counter() - started
     print(
         f"\n== Whole run: {total:.1f} s ("

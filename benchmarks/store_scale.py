@@ -28,7 +28,7 @@ import anyio
 
 from benchmarks.common import Report, rss_mb, sandbox_settings
 from server.engine import Engine
-from server.models import JobError, JobRecord, JobStatus, Output
+from server.models import JobError, JobRecord, JobStatus, Output, _base36
 from server.policy import PollPolicy
 from server.services import open_services
 from server.store import DiskStore
@@ -80,15 +80,6 @@ class ParkingPoll(PollPolicy):
 def job_id(n: int, rng: random.Random) -> str:
     """Time-sortable like `new_job_id`: one millisecond apart, so job n is the n-th oldest."""
     return "j" + _base36(BASE_MILLIS + n).rjust(9, "0") + f"{rng.getrandbits(40):010x}"
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while n:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-    return out
 
 
 def make_record(n: int, rng: random.Random, unfinished: bool, home: Path) -> JobRecord:
