@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import (
@@ -96,7 +96,7 @@ def ecommerce_pdp(
 ) -> str:
     """Product detail page set: one consistent model, front/back/detail views, clean background,
     marketplace aspect ratios; ends in a validated, priced shoot plan."""
-    return render("ecommerce_pdp", **_strings(locals()))
+    return render("ecommerce_pdp", **locals())
 
 
 def lookbook(
@@ -109,7 +109,7 @@ def lookbook(
     budget_credits: Budget = "120",
 ) -> str:
     """A coherent series of looks on one cast model, one location and one light."""
-    return render("lookbook", **_strings(locals()))
+    return render("lookbook", **locals())
 
 
 def editorial_story(
@@ -122,7 +122,7 @@ def editorial_story(
     budget_credits: Budget = "200",
 ) -> str:
     """A narrative spread: concept, locations, styling, hair and make-up, light, poses."""
-    return render("editorial_story", **_strings(locals()))
+    return render("editorial_story", **locals())
 
 
 def campaign_launch(
@@ -135,7 +135,7 @@ def campaign_launch(
     budget_credits: Budget = "250",
 ) -> str:
     """Hero image, variations, relight moods, a short video and channel cut-downs."""
-    return render("campaign_launch", **_strings(locals()))
+    return render("campaign_launch", **locals())
 
 
 def model_casting(
@@ -146,7 +146,7 @@ def model_casting(
     budget_credits: Budget = "60",
 ) -> str:
     """Create or swap models to match a brand persona and a diverse cast, with consistent identity."""
-    return render("model_casting", **_strings(locals()))
+    return render("model_casting", **locals())
 
 
 def social_cutdowns(
@@ -157,7 +157,7 @@ def social_cutdowns(
     budget_credits: Budget = "40",
 ) -> str:
     """9:16, 4:5 and 1:1 versions of existing outputs, with channel safe zones."""
-    return render("social_cutdowns", **_strings(locals()))
+    return render("social_cutdowns", **locals())
 
 
 PROMPTS: list[Callable[..., str]] = [
@@ -168,10 +168,6 @@ PROMPTS: list[Callable[..., str]] = [
     model_casting,
     social_cutdowns,
 ]
-
-
-def _strings(values: dict[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in values.items()}
 
 
 def complete(argument: str, typed: str) -> list[str]:

@@ -26,7 +26,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus, ToolsListChanged
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     settings = settings or Settings.from_env()
     bus = InMemorySubscriptionBus()
     tool_list = _ToolListChanged(bus)
-    inputs: dict[str, type[BaseModel]] = {}
+    tools: dict[str, tuple[str, OperationSpec]] = {}
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
             for name, adapter in svc.providers.items():
                 if isinstance(adapter, DiscoveredOperations):
                     adapter.on_operations_changed(
-                        functools.partial(_operations_changed, app, name, adapter, inputs, tool_list)
+                        functools.partial(_operations_changed, app, name, adapter, tools, tool_list)
                     )
             yield svc
 
@@ -81,7 +81,6 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         log_level=settings.log_level,
         subscriptions=bus,
     )
-    owners: dict[str, tuple[str, str]] = {}
     specs: list[tuple[str, OperationSpec]] = []
     queries: list[tuple[str, QuerySpec]] = []
     for name, conf in settings.providers.items():
@@ -89,8 +88,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         if registration is None or conf.mode is Mode.OFF:
             continue
         for op in registration.adapter.operations():
-            inputs[f"{name}_{op.operation}"] = op.inputs
-            owners[f"{name}_{op.operation}"] = (name, op.operation)
+            tools[f"{name}_{op.operation}"] = (name, op)
             specs.append((name, op))
         queries += [(name, q) for q in registration.adapter.queries()]
         tool_list.enabled |= issubclass(registration.adapter, DiscoveredOperations)
@@ -101,7 +99,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     register_shoot_tools(app)
     register_prompts(app)
     _register_resources(app)
-    app.middleware.append(_ArgumentCheck(inputs, owners))
+    app.middleware.append(_ArgumentCheck(tools))
     if tool_list.enabled:
         app.middleware.append(tool_list)
 
@@ -121,14 +119,13 @@ class _ArgumentCheck:
     again, once: a tool added since the last refresh is then accepted.
     """
 
-    def __init__(self, inputs: dict[str, type[BaseModel]], owners: dict[str, tuple[str, str]]) -> None:
-        self.inputs = inputs
-        self.owners = owners
-        """Tool name -> (provider, operation)."""
+    def __init__(self, tools: dict[str, tuple[str, OperationSpec]]) -> None:
+        self.tools = tools
+        """Generation tool name -> (provider, operation spec); rebuilt specs replace the old ones."""
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params or {}
-        if ctx.method == "tools/call" and params.get("name") in self.inputs:
+        if ctx.method == "tools/call" and params.get("name") in self.tools:
             tool = str(params["name"])
             args = dict(params.get("arguments") or {})
             args.pop("wait_seconds", None)
@@ -147,7 +144,7 @@ class _ArgumentCheck:
 
     def _problem(self, tool: str, args: dict[str, Any]) -> InputError | None:
         try:
-            self.inputs[tool].model_validate(args)
+            self.tools[tool][1].inputs.model_validate(args)
         except ValidationError as exc:
             return input_error_from(exc, tool)
         return None
@@ -156,23 +153,23 @@ class _ArgumentCheck:
         self, ctx: ServerRequestContext[Any, Any], tool: str, args: dict[str, Any]
     ) -> bool:
         svc = ctx.lifespan_context
-        provider, operation = self.owners.get(tool, ("", ""))
+        provider, spec = self.tools[tool]
         adapter = svc.providers.get(provider) if isinstance(svc, Services) else None
         if not isinstance(adapter, DiscoveredOperations):
             return False
-        return await adapter.rediscover(operation, args)
+        return await adapter.rediscover(spec.operation, args)
 
 
 async def _operations_changed(
     app: MCPServer,
     provider: str,
     adapter: DiscoveredOperations,
-    inputs: dict[str, type[BaseModel]],
+    tools: dict[str, tuple[str, OperationSpec]],
     tool_list: _ToolListChanged,
 ) -> None:
     """A provider discovered other inputs: rebuild its tools (schema and argument check), tell clients."""
     for op in adapter.current_operations():
-        inputs[f"{provider}_{op.operation}"] = op.inputs
+        tools[f"{provider}_{op.operation}"] = (provider, op)
         replace_generation_tool(app, provider, op)
     await tool_list.send()
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from server.media import write_atomic
+from server.media import thumb_path, write_atomic
 
 if TYPE_CHECKING:
     from server.shoots import Shoot
@@ -35,7 +35,6 @@ def _tiles(shoot: Shoot) -> list[dict[str, Any]]:
                         "path": Path(output.path),
                         "mime": output.mime_type,
                         "size": f"{output.width}x{output.height}" if output.width else "",
-                        "prompt": "",
                     }
                 )
     return tiles
@@ -59,7 +58,7 @@ def _video_frame(path: Path) -> Image.Image | None:
 def _thumb(path: Path) -> Image.Image | None:
     if path.suffix.lower() in (".mp4", ".webm", ".mov"):
         return _video_frame(path)
-    thumb = path.with_name(path.stem + ".thumb.jpg")
+    thumb = thumb_path(path)
     source = thumb if thumb.exists() else path
     try:
         with Image.open(source) as opened:

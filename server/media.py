@@ -457,7 +457,7 @@ class Media:
             if size is not None:
                 width, height = size
         os.replace(tmp, final)
-        thumb = _thumb_path(final)
+        thumb = thumb_path(final)
         if mime.startswith("image/"):
             data = _make_thumbnail(final)
             if data is not None:
@@ -475,7 +475,7 @@ class Media:
         path = self._inside_media(Path(output.path))
         if path is None or not path.is_file():
             return None
-        thumb = _thumb_path(path)
+        thumb = thumb_path(path)
         try:
             if thumb.stat().st_mtime_ns >= path.stat().st_mtime_ns:
                 return thumb.read_bytes(), "image/jpeg"
@@ -792,7 +792,8 @@ def _extension(mime: str) -> str:
     return subtype[:8] or "bin"
 
 
-def _thumb_path(path: Path) -> Path:
+def thumb_path(path: Path) -> Path:
+    """Where an output's cached JPEG thumbnail sits: beside it, `output_0.thumb.jpg`."""
     return path.with_name(f"{path.name.split('.', 1)[0]}.thumb.jpg")
 
 

@@ -10,6 +10,7 @@ crossed: the runner stops before the job that would cross it. The shoot folder k
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -32,7 +33,16 @@ from server.engine import Engine
 from server.errors import CallsheetError, InputError, NotFound
 from server.media import write_atomic
 from server.models import TERMINAL, Job, JobRecord, JobStatus, new_job_id, utcnow
-from server.plans import OUTPUT_PLACEHOLDER, ShootPlan, Validation, parse_reference, substitute, with_item
+from server.plans import (
+    OUTPUT_PLACEHOLDER,
+    ShootPlan,
+    Step,
+    Validation,
+    parse_reference,
+    substitute,
+    walk_strings,
+    with_item,
+)
 from server.providers.base import OperationSpec
 
 log = logging.getLogger("callsheet.shoots")
@@ -108,9 +118,6 @@ class Shoot(BaseModel):
     note: str | None = Field(default=None, description="Why the shoot stopped, when it did early.")
     created_at: datetime = Field(description="When the shoot started (UTC).")
     updated_at: datetime = Field(description="When it last changed (UTC).")
-
-
-ACTIVE_SHOOT = {ShootStatus.RUNNING}
 
 
 class ShootStore:
@@ -248,8 +255,7 @@ class ShootRunner:
             scope.cancel()
         for step in record.steps:
             for job_id in step.job_ids:
-                job = await self.engine.store.get(job_id)
-                if job is not None and job.status not in TERMINAL:
+                with contextlib.suppress(NotFound):  # a job deleted since; finished ones are left as they are
                     await self.engine.cancel(job_id)
             if step.status in (StepStatus.WAITING, StepStatus.RUNNING):
                 step.status = StepStatus.CANCELED
@@ -329,15 +335,15 @@ class ShootRunner:
                 events = {s.id: anyio.Event() for s in plan.steps}
                 async with anyio.create_task_group() as tg:
                     for step in plan.steps:
-                        tg.start_soon(self._run_step, shoot_id, plan, step.id, events)
+                        tg.start_soon(self._run_step, shoot_id, plan, step, events)
                 await self._finish(shoot_id)
         finally:
             self._running.pop(shoot_id, None)
 
     async def _run_step(
-        self, shoot_id: str, plan: ShootPlan, step_id: str, events: dict[str, anyio.Event]
+        self, shoot_id: str, plan: ShootPlan, step: Step, events: dict[str, anyio.Event]
     ) -> None:
-        step = next(s for s in plan.steps if s.id == step_id)
+        step_id = step.id
         try:
             deps = sorted(_dependencies(step.args, step.for_each))
             for dep in deps:
@@ -367,7 +373,7 @@ class ShootRunner:
             await self._set_step(shoot_id, step_id, StepStatus.RUNNING)
             for n, item in enumerate(items):
                 args = substitute(with_item(step.args, item), lambda text: _resolve(text, outputs))
-                if not await self._within_budget(shoot_id, spec, args):
+                if not await self._within_budget(shoot_id, plan.budget_credits, spec, args):
                     return
                 if n < len(job_ids):
                     continue  # submitted before a restart; its job goes on by itself
@@ -403,11 +409,12 @@ class ShootRunner:
         resolved = _resolve(str(for_each), outputs)
         return resolved if isinstance(resolved, list) else [resolved]
 
-    async def _within_budget(self, shoot_id: str, spec: OperationSpec, args: object) -> bool:
-        record = await self.get(shoot_id)
-        budget = ShootPlan.model_validate(record.plan).budget_credits
+    async def _within_budget(
+        self, shoot_id: str, budget: float | None, spec: OperationSpec, args: object
+    ) -> bool:
         if budget is None:
             return True
+        record = await self.get(shoot_id)
         try:
             estimate = spec.credits(spec.inputs.model_validate(args)) if spec.credits else None
         except ValidationError:
@@ -505,10 +512,12 @@ def _state(record: ShootRecord, step_id: str) -> StepState:
 
 
 def _dependencies(args: object, for_each: object) -> set[str]:
-    deps: set[str] = set()
-    for value in (args, for_each):
-        substitute(value, lambda text: deps.add(ref.step) if (ref := parse_reference(text)) else None)
-    return deps
+    return {
+        ref.step
+        for value in (args, for_each)
+        for _, text in walk_strings(value)
+        if (ref := parse_reference(text)) is not None
+    }
 
 
 def _resolve(text: str, outputs: dict[str, list[str]]) -> object:

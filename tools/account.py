@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.errors import ProviderError
-from tools.common import services, tool_errors
+from tools.common import QUERY, services, tool_errors
 
 
 class ProviderInfo(BaseModel):
@@ -84,8 +83,5 @@ async def credits(ctx: Context) -> CreditsResult:
 
 
 def register_account_tools(app: MCPServer) -> None:
-    annotations = ToolAnnotations(
-        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-    )
-    app.add_tool(providers, annotations=annotations)
-    app.add_tool(credits, annotations=annotations)
+    app.add_tool(providers, annotations=QUERY)
+    app.add_tool(credits, annotations=QUERY)

@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
+from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent, ToolAnnotations
 
 from server.errors import CallsheetError
 from server.models import TERMINAL, Job, JobRecord, JobStatus
@@ -30,6 +30,19 @@ WAIT_DESCRIPTION = (
 FORCE_DESCRIPTION = (
     "Identical calls return the existing job and spend nothing. Set true to pay for a fresh generation."
 )
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+"""Reads callsheet's own state (jobs, shoots, plans)."""
+QUERY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+"""Reads from a provider (lists, balances); costs nothing."""
+CANCEL = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+)
+"""Cancels a job or shoot, at the provider too."""
 
 
 def services(ctx: Context) -> Services:

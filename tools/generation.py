@@ -21,17 +21,16 @@ from server.models import Job, JobStatus
 from server.providers.base import OperationSpec, QuerySpec, validate_inputs
 from tools.common import (
     FORCE_DESCRIPTION,
+    QUERY,
     WAIT_DESCRIPTION,
     caller,
+    drop_none,
     job_result,
     services,
     tool_errors,
     wait_for,
 )
 
-QUERY_ANNOTATIONS = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
 GENERATION_ANNOTATIONS = ToolAnnotations(
     read_only_hint=False,
     destructive_hint=False,
@@ -45,8 +44,7 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
 
     async def tool(ctx: Context, wait_seconds: int = 40, force: bool = False, **args: Any) -> CallToolResult:
         svc = services(ctx)
-        given = {k: v for k, v in args.items() if v is not None}
-        job = await svc.engine.submit(provider, operation, given, force=force, owner=caller(ctx))
+        job = await svc.engine.submit(provider, operation, drop_none(args), force=force, owner=caller(ctx))
         job = await wait_for(ctx, job, wait_seconds)
         result = job_result(svc, job)
         # A job that failed is reported as a tool error too, so no assistant mistakes it for a result.
@@ -96,8 +94,7 @@ def query_tool(provider: str, spec: QuerySpec) -> Any:
     async def tool(ctx: Context, **args: Any) -> CallToolResult:
         svc = services(ctx)
         adapter = svc.engine.provider(provider)
-        given = {k: v for k, v in args.items() if v is not None}
-        validated = validate_inputs(spec.inputs, given, f"{provider}_{spec.name}")
+        validated = validate_inputs(spec.inputs, drop_none(args), f"{provider}_{spec.name}")
         data = await adapter.query(spec.name, validated)
         text = json.dumps(data)
         if len(text) > 2000:
@@ -122,7 +119,7 @@ def register_query_tools(app: MCPServer, specs: list[tuple[str, QuerySpec]]) -> 
             name=f"{provider}_{spec.name}",
             title=spec.title,
             description=spec.description,
-            annotations=QUERY_ANNOTATIONS,
+            annotations=QUERY,
         )
 
 

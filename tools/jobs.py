@@ -5,11 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from server.models import Job, JobStatus
-from tools.common import caller, job_content, job_result, progress_reporter, public_job, services, tool_errors
+from tools.common import (
+    CANCEL,
+    READ_ONLY,
+    caller,
+    job_content,
+    job_result,
+    progress_reporter,
+    public_job,
+    services,
+    tool_errors,
+)
 
 JobId = Annotated[str, Field(description="A job_id returned by a generation tool or jobs_list.")]
 
@@ -22,11 +32,6 @@ class WaitResult(BaseModel):
 class JobPage(BaseModel):
     jobs: list[Job] = Field(description="Jobs, newest first.")
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null when none.")
-
-
-READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
 
 
 @tool_errors
@@ -100,10 +105,5 @@ async def jobs_list(
 def register_job_tools(app: MCPServer) -> None:
     app.add_tool(job_status, annotations=READ_ONLY)
     app.add_tool(job_wait, annotations=READ_ONLY)
-    app.add_tool(
-        job_cancel,
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-        ),
-    )
+    app.add_tool(job_cancel, annotations=CANCEL)
     app.add_tool(jobs_list, annotations=READ_ONLY)

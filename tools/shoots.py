@@ -13,7 +13,7 @@ from server.errors import CallsheetError
 from server.plans import Problem, ShootPlan, Validation, validate_plan
 from server.providers.base import OperationSpec
 from server.shoots import Shoot, ShootRecord, ShootStatus
-from tools.common import caller, progress_reporter, services, tool_errors
+from tools.common import CANCEL, READ_ONLY, caller, progress_reporter, services, tool_errors
 
 CONFIRM_ABOVE_CREDITS = 20.0
 """A shoot estimated above this many credits needs the user's confirmation."""
@@ -212,9 +212,11 @@ async def shoot_status(
     """A shoot's state: per step and job, progress, credits used, outputs as resource links, what failed and
     why, the folder and the contact sheet."""
     svc = services(ctx)
-    record = await svc.shoots.get(shoot_id, owner=caller(ctx))
+    owner = caller(ctx)
     if wait_seconds:
-        record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx), owner=caller(ctx))
+        record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx), owner=owner)
+    else:
+        record = await svc.shoots.get(shoot_id, owner=owner)
     return await _shoot_result(ctx, record)
 
 
@@ -243,21 +245,13 @@ async def shoots_list(
 
 
 def register_shoot_tools(app: MCPServer) -> None:
-    read_only = ToolAnnotations(
-        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-    )
-    app.add_tool(shoot_validate, annotations=read_only)
+    app.add_tool(shoot_validate, annotations=READ_ONLY)
     app.add_tool(
         shoot_start,
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
         ),
     )
-    app.add_tool(shoot_status, annotations=read_only)
-    app.add_tool(
-        shoot_cancel,
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-        ),
-    )
-    app.add_tool(shoots_list, annotations=read_only)
+    app.add_tool(shoot_status, annotations=READ_ONLY)
+    app.add_tool(shoot_cancel, annotations=CANCEL)
+    app.add_tool(shoots_list, annotations=READ_ONLY)
