@@ -39,7 +39,7 @@ from server.providers import REGISTRY
 from server.providers.base import OperationSpec, QuerySpec, input_error_from
 from server.services import DiscoveredOperations, Services, open_services
 from tools.account import register_account_tools
-from tools.common import caller, public_job, services
+from tools.common import caller, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 from tools.shoots import register_shoot_tools
@@ -240,7 +240,7 @@ def _register_resources(app: MCPServer) -> None:
     async def job_resource(job_id: str, ctx: Context) -> str:
         svc = services(ctx)
         record = await _found(svc.engine.get(job_id, owner=caller(ctx)))
-        return json.dumps(public_job(svc, record).model_dump(mode="json"), indent=2)
+        return json.dumps(svc.engine.public(record).model_dump(mode="json"), indent=2)
 
     @app.resource(
         "callsheet://shoots/{shoot_id}",

@@ -37,7 +37,7 @@ from server.errors import (
     TransportError,
 )
 from server.media import CallerImages, Media
-from server.models import ACTIVE, TERMINAL, JobError, JobRecord, JobStatus, new_job_id, utcnow
+from server.models import ACTIVE, TERMINAL, Job, JobError, JobRecord, JobStatus, new_job_id, utcnow
 from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
 from server.store import Store
@@ -267,6 +267,12 @@ class Engine:
             # In-process changes wake us at once; jobs driven by another process are re-read each second.
             with anyio.move_on_after(min(1.0, max(0.0, deadline - time.monotonic()))):
                 await changed.wait()
+
+    def public(self, record: JobRecord) -> Job:
+        """The client-facing `Job`, with its progress estimated now."""
+        job = record.public()
+        job.progress = self.progress(record)
+        return job
 
     def progress(self, record: JobRecord) -> float:
         """Estimated progress: from the time since submission against the model's typical duration."""

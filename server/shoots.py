@@ -274,9 +274,7 @@ class ShootRunner:
                 job = await self.engine.store.get(job_id)
                 if job is None:
                     continue
-                public = job.public()
-                public.progress = self.engine.progress(job)
-                jobs.append(public)
+                jobs.append(self.engine.public(job))
                 credits += job.credits_used or 0.0
                 finished += job.status in TERMINAL
             total += max(len(step.job_ids), 1)

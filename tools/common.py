@@ -17,7 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent, ToolAnnotations
 
 from server.errors import CallsheetError
-from server.models import TERMINAL, Job, JobRecord, JobStatus
+from server.models import TERMINAL, JobRecord, JobStatus
 from server.services import Services
 
 P = ParamSpec("P")
@@ -132,16 +132,9 @@ def job_content(svc: Services, job: JobRecord, note: str = "") -> list[ContentBl
     return blocks
 
 
-def public_job(svc: Services, record: JobRecord) -> Job:
-    """The client-facing `Job`, with progress estimated now."""
-    job = record.public()
-    job.progress = svc.engine.progress(record)
-    return job
-
-
 def job_result(svc: Services, job: JobRecord, note: str = "") -> CallToolResult:
     return CallToolResult(
-        content=job_content(svc, job, note), structured_content=public_job(svc, job).model_dump(mode="json")
+        content=job_content(svc, job, note), structured_content=svc.engine.public(job).model_dump(mode="json")
     )
 
 

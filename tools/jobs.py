@@ -16,7 +16,6 @@ from tools.common import (
     job_content,
     job_result,
     progress_reporter,
-    public_job,
     services,
     tool_errors,
 )
@@ -65,7 +64,7 @@ async def job_wait(
         owner=caller(ctx),
     )
     structured = WaitResult(
-        jobs=[public_job(svc, job) for job in result.jobs], pending=result.pending
+        jobs=[svc.engine.public(job) for job in result.jobs], pending=result.pending
     ).model_dump(mode="json")
     content = []
     for job in result.jobs:
@@ -99,7 +98,7 @@ async def jobs_list(
     records, next_cursor = await svc.engine.list_jobs(
         status=status, provider=provider, shoot_id=shoot_id, owner=caller(ctx), limit=limit, cursor=cursor
     )
-    return JobPage(jobs=[public_job(svc, r) for r in records], next_cursor=next_cursor)
+    return JobPage(jobs=[svc.engine.public(r) for r in records], next_cursor=next_cursor)
 
 
 def register_job_tools(app: MCPServer) -> None:
