@@ -139,3 +139,34 @@ def test_fan_out_over_all_outputs_counts_images() -> None:
     _, v = validate_plan(plan, TOOLS)
     assert v.ok, v.problems
     assert len([j for j in v.jobs if j.step == "crop"]) == 3
+
+
+def test_auto_toon_and_neo_fashion_steps_are_priced_too() -> None:
+    from server.providers.autotoon import AutoToon
+    from server.providers.neofashion import NeoFashion
+
+    tools = dict(TOOLS)
+    tools.update({f"autotoon_{op.operation}": ("autotoon", op) for op in AutoToon.operations()})
+    tools.update({f"neofashion_{op.operation}": ("neofashion", op) for op in NeoFashion.operations()})
+    plan = {
+        "name": "three providers",
+        "steps": [
+            {"id": "look", "tool": "neofashion_image", "args": {"prompt": "linen dress, studio"}},
+            {
+                "id": "moods",
+                "tool": "autotoon_relight",
+                "for_each": ["golden-hour", "dramatic"],
+                "args": {"base_image_url": "@look.outputs[0]", "lighting": "@item"},
+            },
+            {
+                "id": "lineup",
+                "tool": "neofashion_bulk",
+                "args": {"items": [{"prompt": "coat"}, {"prompt": "scarf"}, {"prompt": "boots"}]},
+            },
+        ],
+    }
+    _, v = validate_plan(plan, tools)
+    assert v.ok, v.problems
+    priced = {(j.step, j.item): j.credits_estimate for j in v.jobs}
+    assert priced == {("look", None): 50, ("moods", 0): 2, ("moods", 1): 2, ("lineup", None): 150}
+    assert v.estimate.by_provider == {"neofashion": 200, "autotoon": 4}

@@ -131,7 +131,8 @@ class AutoToon(Provider):
     @classmethod
     def operations(cls) -> list[OperationSpec]:
         return [
-            OperationSpec(op.operation, op.title, op.description, op.inputs) for op in OPERATIONS.values()
+            OperationSpec(op.operation, op.title, op.description, op.inputs, credits=op.estimate)
+            for op in OPERATIONS.values()
         ]
 
     @classmethod

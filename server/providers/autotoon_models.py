@@ -302,6 +302,10 @@ class AutoToonOperation:
     def credits(self) -> float:
         return CREDITS[self.operation]
 
+    def estimate(self, inputs: BaseModel) -> float:
+        """Estimated credits of one call, whatever its arguments (for shoot plans)."""
+        return self.credits
+
     @property
     def typical_seconds(self) -> float:
         return TYPICAL_SECONDS[self.operation]

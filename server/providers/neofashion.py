@@ -265,7 +265,8 @@ class NeoFashion(Provider):
     @classmethod
     def operations(cls) -> list[OperationSpec]:
         return [
-            OperationSpec(op, spec.title, spec.description, spec.inputs) for op, spec in OPERATIONS.items()
+            OperationSpec(op, spec.title, spec.description, spec.inputs, credits=spec.credits)
+            for op, spec in OPERATIONS.items()
         ]
 
     @classmethod

@@ -191,7 +191,7 @@ class NeoFashionOperation:
     description: str
     price_text: str
 
-    def credits(self, inputs: NeoFashionInputs) -> float:
+    def credits(self, inputs: BaseModel) -> float:
         """Estimated credits for these arguments (see the price constants above)."""
         if isinstance(inputs, BulkInputs):
             return float(BULK_CREDITS_PER_ITEM * len(inputs.items))
