@@ -10,7 +10,6 @@ when the provider reports a change, and clients are told (`_ToolListChanged`).
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import re
 from collections import deque
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prompts import register_prompts
 from server import __version__
+from server.access import CALLER_KEY, AccessGate, Caller, StaticTokens
 from server.config import Mode, Settings
 from server.errors import CallsheetError, InputError
 from server.providers import REGISTRY
@@ -239,7 +241,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def job_resource(job_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        record = await _found(svc.engine.get(job_id, owner=caller(ctx)))
+        record = await _found(svc.engine.get(job_id, owner=caller(ctx).id))
         return json.dumps(svc.engine.public(record).model_dump(mode="json"), indent=2)
 
     @app.resource(
@@ -250,7 +252,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def shoot_resource(shoot_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx)))
+        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx).id))
         view = await svc.shoots.view(record)
         return json.dumps({"shoot": view.model_dump(mode="json"), "plan": record.plan}, indent=2)
 
@@ -262,7 +264,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def contact_sheet_resource(shoot_id: str, ctx: Context) -> bytes:
         svc = services(ctx)
-        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx)))
+        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx).id))
         path = Path(record.folder) / "contact-sheet.png"
         if not path.exists():
             raise ResourceError(
@@ -279,7 +281,7 @@ def _register_resources(app: MCPServer) -> None:
     async def output_resource(job_id: str, n: str, ctx: Context) -> bytes:
         svc = services(ctx)
         try:
-            record = await svc.engine.get(job_id, owner=caller(ctx))
+            record = await svc.engine.get(job_id, owner=caller(ctx).id)
             path, _ = svc.media.output_file(record, int(n))
         except (CallsheetError, ValueError) as exc:
             raise ResourceError(f"No output {n} for job {job_id}: {exc}") from None
@@ -287,23 +289,19 @@ def _register_resources(app: MCPServer) -> None:
 
 
 def http_app(app: MCPServer, *, host: str, tokens: Sequence[str] = ()) -> ASGIApp:
-    """Streamable HTTP at /mcp plus GET /health; bearer tokens guard everything but /health.
+    """Streamable HTTP at /mcp plus GET /health, behind the `AccessGate` (server/access.py).
 
     Each token is one caller: it sees only the jobs and shoots made with it (`tools.common.caller`).
+    The SDK is told the caller too (`scope["user"]`), so a handshake-era session answers only the
+    credential that opened it.
     """
     starlette_app = app.streamable_http_app(host=host)
-    if not tokens:
-        return starlette_app
-    expected = [f"Bearer {token}".encode() for token in tokens]
 
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/health":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            # Every token compared, in constant time each: no early exit tells which one was close.
-            if not sum(hmac.compare_digest(given, e) for e in expected):
-                response = JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
-                await response(scope, receive, send)
-                return
+    async def with_sdk_user(scope: Scope, receive: Receive, send: Send) -> None:
+        found = (scope.get("state") or {}).get(CALLER_KEY)
+        if isinstance(found, Caller) and found.id is not None:
+            token = AccessToken(token="-", client_id=found.id, scopes=[], subject=found.id)
+            scope["user"] = AuthenticatedUser(token)
         await starlette_app(scope, receive, send)
 
-    return guarded
+    return AccessGate(with_sdk_user, StaticTokens(tokens) if tokens else None, open_paths=["/health"])

@@ -226,3 +226,93 @@ async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp
                 ids = [j["job_id"] for j in (listed.structured_content or {})["jobs"]]
                 assert job.job_id in ids and len(ids) == 2  # her job and her shoot's, not Bob's
                 assert (await alice.read_resource(job.outputs[0].uri)).contents
+
+
+BASIC = ("Authorization", "Basic eA==")
+BOB = ("Authorization", "Bearer bob")
+AUTH_FORMS: list[tuple[str, list[tuple[str, str]], int]] = [
+    # (what, the Authorization headers sent, the status callsheet answers)
+    ("a Basic value before Bob's token", [BASIC, BOB], 400),
+    ("Bob's token before a Basic value", [BOB, BASIC], 400),
+    ("two valid tokens", [BOB, ("Authorization", "Bearer alice")], 400),
+    ("the same token twice", [BOB, ("authorization", "Bearer bob")], 400),
+    ("a Basic value alone", [("Authorization", "Basic eA==")], 401),
+    ("a bearer scheme with spaces only", [("Authorization", "Bearer  x y")], 401),
+    ("two tokens in one value", [("Authorization", "Bearer bob, Bearer alice")], 401),
+    ("the scheme alone", [("Authorization", "Bearer")], 401),
+    ("no header", [], 401),
+]
+
+
+async def test_a_request_is_one_caller_or_refused(tmp_path: Path) -> None:
+    """One place turns a request into a caller: several Authorization headers are refused (400), any
+    value that is not one valid bearer token is refused (401), never served as the local user."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/mcp"
+    env = server_env(tmp_path, CALLSHEET_HTTP_TOKEN="alice, bob")
+    list_tools = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    accept = [("Accept", "application/json, text/event-stream"), ("Content-Type", "application/json")]
+    with serving(tmp_path, "--port", str(port), env=env) as proc:
+        await wait_healthy(proc, port)
+        with anyio.fail_after(CALL_TIMEOUT):
+            async with (
+                create_mcp_http_client(headers={"Authorization": "Bearer alice"}) as http_client,
+                Client(streamable_http_client(base, http_client=http_client)) as alice,
+            ):
+                made = await alice.call_tool("fashn_model_create", {"prompt": "a model", "wait_seconds": 20})
+                job = Job.model_validate(made.structured_content)
+
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                for what, auth, status in AUTH_FORMS:
+                    response = await http.post(base, json=list_tools, headers=[*accept, *auth])
+                    assert response.status_code == status, (what, response.status_code, response.text)
+                    assert "alice" not in response.text and "bob" not in response.text.replace("Bob", "")
+
+            # An MCP client that adds a second header to each request gets nowhere, in both eras.
+            async def second_header(request: httpx.Request) -> None:
+                request.headers = httpx.Headers([BASIC, *request.headers.multi_items()])
+
+            for mode in ("auto", "legacy"):
+                async with create_mcp_http_client(headers={"Authorization": "Bearer bob"}) as http_client:
+                    http_client.event_hooks["request"].append(second_header)
+                    with pytest.raises(Exception):  # noqa: B017 - the transport's error type varies by era
+                        transport = streamable_http_client(base, http_client=http_client)
+                        async with Client(transport, mode=mode) as bob:
+                            await bob.call_tool("job_cancel", {"job_id": job.job_id})
+
+            # A handshake-era session answers only the credential that opened it.
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                alice_auth = ("Authorization", "Bearer alice")
+                opened = await http.post(base, json=init, headers=[*accept, alice_auth])
+                assert opened.status_code == 200, opened.text
+                session = [("Mcp-Session-Id", opened.headers["mcp-session-id"])]
+                versions = [("Mcp-Protocol-Version", "2025-11-25")]
+                cancel = {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "job_cancel", "arguments": {"job_id": job.job_id}},
+                }
+                hijack = await http.post(
+                    base, json=cancel, headers=[*accept, *session, *versions, ("Authorization", "Bearer bob")]
+                )
+                assert hijack.status_code == 404, hijack.text
+
+            async with (
+                create_mcp_http_client(headers={"Authorization": "Bearer alice"}) as http_client,
+                Client(streamable_http_client(base, http_client=http_client)) as alice,
+            ):
+                still = await alice.call_tool("job_status", {"job_id": job.job_id})
+                assert Job.model_validate(still.structured_content).status == "succeeded"
+                listed = await alice.call_tool("jobs_list", {})
+                assert [j["job_id"] for j in (listed.structured_content or {})["jobs"]] == [job.job_id]

@@ -7,7 +7,6 @@ what went wrong and what to do next; the assistant never sees a traceback.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -16,6 +15,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent, ToolAnnotations
 
+from server.access import CALLER_KEY, LOCAL, Caller
 from server.errors import CallsheetError
 from server.models import TERMINAL, JobRecord, JobStatus
 from server.services import Services
@@ -51,15 +51,19 @@ def services(ctx: Context) -> Services:
     return svc
 
 
-def caller(ctx: Context) -> str | None:
-    """Whose jobs and shoots this request may see: over HTTP with a bearer token, that token's (a
-    hash of it; `http_app` has checked the token before the request got here). Without one (stdio,
-    or HTTP on loopback with no token set) there is one local user, who sees everything."""
-    headers = ctx.headers
-    scheme, _, token = (headers.get("authorization", "") if headers else "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return "token-" + hashlib.sha256(token.strip().encode()).hexdigest()[:16]
+def caller(ctx: Context) -> Caller:
+    """Whose jobs, shoots and files this request may see: the answer `AccessGate` stored for it.
+
+    Over stdio (and in memory) there is no HTTP request: the one local user, who sees everything.
+    An HTTP request that did not pass the gate has no answer and is refused, never made local.
+    """
+    request = ctx.request_context.request
+    if request is None:
+        return LOCAL
+    found = (getattr(request, "scope", {}).get("state") or {}).get(CALLER_KEY)
+    if not isinstance(found, Caller):
+        raise ToolError("This request carries no checked caller; serve HTTP with `callsheet serve --http`.")
+    return found
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -86,7 +90,7 @@ async def wait_for(ctx: Context, job: JobRecord, wait_seconds: float) -> JobReco
     if wait_seconds <= 0 or job.status in TERMINAL:
         return job
     result = await services(ctx).engine.wait(
-        [job.job_id], wait_seconds=wait_seconds, on_progress=progress_reporter(ctx), owner=caller(ctx)
+        [job.job_id], wait_seconds=wait_seconds, on_progress=progress_reporter(ctx), owner=caller(ctx).id
     )
     return result.jobs[0]
 

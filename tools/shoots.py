@@ -155,7 +155,7 @@ async def shoot_start(
             f"({validation.estimate.by_provider}). Show the price to the user and, once they agree, call "
             "shoot_start again with confirm: true."
         )
-    record = await svc.shoots.start(parsed, validation, owner=caller(ctx))
+    record = await svc.shoots.start(parsed, validation, owner=caller(ctx).id)
     return StartResult(
         shoot_id=record.shoot_id, status=record.status, estimate=validation.estimate.model_dump()
     )
@@ -212,7 +212,7 @@ async def shoot_status(
     """A shoot's state: per step and job, progress, credits used, outputs as resource links, what failed and
     why, the folder and the contact sheet."""
     svc = services(ctx)
-    owner = caller(ctx)
+    owner = caller(ctx).id
     if wait_seconds:
         record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx), owner=owner)
     else:
@@ -225,7 +225,7 @@ async def shoot_cancel(
     shoot_id: Annotated[str, Field(description="The shoot to cancel.")], ctx: Context
 ) -> Annotated[CallToolResult, Shoot]:
     """Cancel a running shoot and its unfinished jobs; finished outputs are kept."""
-    record = await services(ctx).shoots.cancel(shoot_id, owner=caller(ctx))
+    record = await services(ctx).shoots.cancel(shoot_id, owner=caller(ctx).id)
     return await _shoot_result(ctx, record)
 
 
@@ -239,7 +239,7 @@ async def shoots_list(
     """List shoots, newest first."""
     svc = services(ctx)
     records, next_cursor = await svc.shoots.store.list(
-        status=status, owner=caller(ctx), limit=limit, cursor=cursor
+        status=status, owner=caller(ctx).id, limit=limit, cursor=cursor
     )
     return ShootPage(shoots=[await svc.shoots.view(r) for r in records], next_cursor=next_cursor)
 
