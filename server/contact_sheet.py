@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from server.media import thumb_path, write_atomic
+from server import paths
+from server.media import thumb_path
 
 if TYPE_CHECKING:
     from server.shoots import Shoot
@@ -146,11 +147,12 @@ def step_prompts(plan: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def write_contact_sheet(shoot: Shoot, folder: Path, plan: dict[str, Any] | None = None) -> Path:
-    """Write contact-sheet.html and contact-sheet.png into the shoot folder (call from a worker thread)."""
+def write_contact_sheet(shoot: Shoot, root: Path, folder: Path, plan: dict[str, Any] | None = None) -> Path:
+    """Write contact-sheet.html and contact-sheet.png into the shoot folder (inside `root`; call from a
+    worker thread)."""
     page, png = render(shoot, step_prompts(plan or {}))
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / "contact-sheet.html", page.encode())
+    paths.make_dirs(root, folder)
+    paths.write_atomic(root, folder / "contact-sheet.html", page.encode())
     target = folder / "contact-sheet.png"
-    write_atomic(target, png)
+    paths.write_atomic(root, target, png)
     return target

@@ -39,6 +39,7 @@ import anyio.to_thread
 import httpx
 from PIL import Image, ImageOps
 
+from server import paths
 from server.config import Settings
 from server.errors import (
     BadResponse,
@@ -200,7 +201,7 @@ class Media:
                 "only http and https URLs are accepted.",
                 _URL_FIX + " (A file name containing ':' can be given as ./name.)",
             )
-        return await anyio.to_thread.run_sync(self._from_path, field, ref)
+        return await self._from_path(field, ref, owner)
 
     async def _from_output(self, field: str, ref: str, owner: str | None) -> ImageInput:
         match = _OUTPUT_REF.fullmatch(ref)
@@ -249,38 +250,26 @@ class Media:
             source_url=output.source_url,
         )
 
-    def _from_path(self, field: str, ref: str) -> ImageInput:
-        """Read a local image that lies inside an input root (runs in a worker thread)."""
+    async def _from_path(self, field: str, ref: str, owner: str | None) -> ImageInput:
+        """Read a local image that lies inside an input root and, when several callers share the
+        server, inside no folder of another caller's (`paths.owner_of`)."""
         shown = _shorten(ref, 200)
         try:
-            candidate = Path(ref).expanduser()
-            if not candidate.is_absolute():
-                candidate = Path.cwd() / candidate
-            # Follow every symlink that exists before checking the roots, so a link inside a root
-            # cannot point outside it; outside the roots nothing is said about whether a file exists.
-            path = candidate.resolve(strict=False)
+            path = await anyio.to_thread.run_sync(paths.resolve, ref)
         except (OSError, RuntimeError, ValueError):
             raise InputError(field, f"{shown} is not a valid file path.", _URL_FIX) from None
-        roots = self._roots()
-        if not _inside_any(path, roots):
+        roots = self.settings.input_roots
+        root = paths.containing_root(path, roots)
+        if root is None:
+            # Outside the roots nothing is said about whether a file exists.
             raise InputError(
                 field,
                 f"{shown} is outside the allowed input folders ({', '.join(str(r) for r in roots)}).",
                 "Move the file into one of them or add its folder to CALLSHEET_INPUT_ROOTS.",
             )
-        try:
-            path = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise InputError(
-                field, f"{shown}: file not found.", "Check the path (~ and relative paths are allowed)."
-            ) from None
-        if not _inside_any(path, roots):  # changed under our feet
-            raise InputError(
-                field,
-                f"{shown} is outside the allowed input folders.",
-                "Move the file into one of them or add its folder to CALLSHEET_INPUT_ROOTS.",
-            )
-        data = _read_regular_file(field, shown, path)
+        if owner is not None:
+            await self._check_owner(field, shown, root, path, owner)
+        data = await anyio.to_thread.run_sync(_read_file, field, shown, root, path)
         mime = _identify(data)
         if mime is None:
             raise InputError(
@@ -292,14 +281,17 @@ class Media:
             field=field, origin=shown, data=data, mime_type=mime, sha256=hashlib.sha256(data).hexdigest()
         )
 
-    def _roots(self) -> list[Path]:
-        roots: list[Path] = []
-        for root in self.settings.input_roots:
-            try:
-                roots.append(root.expanduser().resolve())
-            except (OSError, RuntimeError):
-                continue
-        return roots
+    async def _check_owner(self, field: str, shown: str, root: Path, path: Path, owner: str) -> None:
+        """A caller (one of several) reads no file of another caller's job or shoot folder, and nothing
+        of callsheet's own data folder that is not marked as theirs."""
+        marked, holder = await anyio.to_thread.run_sync(paths.owner_of, root, path)
+        home = self.settings.home
+        if (marked and holder != owner) or (not marked and (path == home or path.is_relative_to(home))):
+            raise InputError(
+                field,
+                f"{shown} is not one of your files.",
+                "Pass your own earlier outputs as callsheet://jobs/{job_id}/outputs/{n} references.",
+            )
 
     # ----------------------------------------------------------------- outputs
 
@@ -361,16 +353,19 @@ class Media:
         return saved
 
     def _job_dir(self, job: JobRecord) -> Path:
-        media = self.settings.media_dir.resolve()
-        job_dir = (media / job.job_id).resolve()
-        if job_dir.parent != media:
+        """The job's media folder, made (never through a symlink) and marked as its caller's."""
+        home = self.settings.home
+        job_dir = (self.settings.media_dir / job.job_id).resolve()
+        if job_dir.parent != self.settings.media_dir.resolve():
             raise ProviderError(
-                f"Refusing to store outputs of job {job.job_id!r} outside {media}.",
+                f"Refusing to store outputs of job {job.job_id!r} outside {self.settings.media_dir}.",
                 code="storage_error",
                 retryable=False,
                 provider=job.provider,
             )
-        job_dir.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True)  # the data folder itself is the administrator's
+        paths.make_dirs(home, job_dir)
+        paths.mark_owner(home, job_dir, job.owner)
         return job_dir
 
     async def _write_inline(
@@ -461,7 +456,7 @@ class Media:
         if mime.startswith("image/"):
             data = _make_thumbnail(final)
             if data is not None:
-                write_atomic(thumb, data)
+                paths.write_atomic(self.settings.home, thumb, data)
                 return width, height
         thumb.unlink(missing_ok=True)  # never leave a stale thumbnail of an earlier file
         return width, height
@@ -485,7 +480,7 @@ class Media:
         if data is None:
             return None
         with contextlib.suppress(OSError):
-            write_atomic(thumb, data)
+            paths.write_atomic(self.settings.home, thumb, data)
         return data, "image/jpeg"
 
     def output_file(self, job: JobRecord, n: int) -> tuple[Path, str]:
@@ -693,11 +688,19 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB"
 
 
-def _read_regular_file(field: str, shown: str, path: Path) -> bytes:
-    """Read a regular file of at most MAX_INPUT_IMAGE_BYTES, refusing a symlink swapped in meanwhile."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+def _read_file(field: str, shown: str, root: Path, path: Path) -> bytes:
+    """Read a regular file of at most MAX_INPUT_IMAGE_BYTES from inside `root`, through an open that
+    no folder swapped for a symlink after the check can redirect (worker thread)."""
     try:
-        fd = os.open(path, flags)
+        fd = paths.open_inside(root, path)
+    except paths.PathChanged:
+        raise InputError(
+            field, f"{shown} changed while it was being opened.", "Pass the path of a file that stays put."
+        ) from None
+    except FileNotFoundError:
+        raise InputError(
+            field, f"{shown}: file not found.", "Check the path (~ and relative paths are allowed)."
+        ) from None
     except OSError as exc:
         raise InputError(
             field, f"{shown} cannot be read ({exc.strerror}).", "Check its permissions."
@@ -795,16 +798,6 @@ def _extension(mime: str) -> str:
 def thumb_path(path: Path) -> Path:
     """Where an output's cached JPEG thumbnail sits: beside it, `output_0.thumb.jpg`."""
     return path.with_name(f"{path.name.split('.', 1)[0]}.thumb.jpg")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace a file so readers see the old content or the new, never half (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _make_thumbnail(path: Path) -> bytes | None:

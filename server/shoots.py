@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import re
-import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -27,11 +26,11 @@ import diskcache
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field, ValidationError
 
+from server import paths
 from server.config import Settings
 from server.contact_sheet import write_contact_sheet
 from server.engine import Engine
 from server.errors import CallsheetError, InputError, NotFound
-from server.media import write_atomic
 from server.models import TERMINAL, Job, JobRecord, JobStatus, new_job_id, utcnow
 from server.plans import (
     OUTPUT_PLACEHOLDER,
@@ -202,20 +201,35 @@ class ShootRunner:
                 tg.cancel_scope.cancel()
 
     def folder_for(self, plan: ShootPlan, shoot_id: str) -> Path:
-        """The plan's output_dir (inside the input roots or the data folder), or the default folder."""
+        """The shoot's folder: in the plan's output_dir, or by default in the data folder's shoots/."""
         slug = re.sub(r"[^a-z0-9]+", "-", plan.name.lower()).strip("-")[:40] or "shoot"
         if plan.output_dir is None:
-            return self.settings.shoots_dir / f"{slug}-{shoot_id}"
-        base = Path(plan.output_dir).expanduser()
-        base = base.resolve() if base.exists() else base.parent.resolve() / base.name
-        allowed = [*self.settings.input_roots, self.settings.home]
-        if not any(base == root or base.is_relative_to(root) for root in allowed):
+            return self.settings.shoots_dir.resolve() / f"{slug}-{shoot_id}"
+        try:
+            base = paths.resolve(plan.output_dir)
+        except (OSError, RuntimeError, ValueError):
+            raise InputError(
+                "output_dir", f"{plan.output_dir!r} is not a valid folder path.", "Give a folder path."
+            ) from None
+        allowed = self._writable()
+        if paths.containing_root(base, allowed) is None:
             raise InputError(
                 "output_dir",
                 f"{plan.output_dir} is outside the folders callsheet may write to.",
                 f"Use a folder inside {', '.join(str(r) for r in allowed)}, or leave output_dir null.",
             )
         return base / f"{slug}-{shoot_id}"
+
+    def _writable(self) -> list[Path]:
+        """Where shoot folders may be: the input roots and the data folder."""
+        return [*self.settings.input_roots, self.settings.home]
+
+    def _root(self, folder: Path) -> Path:
+        """The allowed folder a shoot folder lies in; its files are written walking down from there."""
+        root = paths.containing_root(folder, self._writable())
+        if root is None:
+            raise OSError(f"{folder} is no longer inside the folders callsheet may write to")
+        return root
 
     async def start(
         self, plan: ShootPlan, validation: Validation, *, owner: str | None = None
@@ -235,7 +249,14 @@ class ShootRunner:
             created_at=now,
             updated_at=now,
         )
-        folder.mkdir(parents=True, exist_ok=True)
+        root = self._root(folder)
+        try:
+            await anyio.to_thread.run_sync(paths.make_dirs, root, folder)
+            await anyio.to_thread.run_sync(paths.mark_owner, root, folder, owner)
+        except OSError as exc:
+            raise InputError(
+                "output_dir", f"the shoot folder {folder} cannot be made ({exc}).", "Choose another folder."
+            ) from None
         await self._save(record)
         self._spawn(shoot_id)
         return record
@@ -452,7 +473,8 @@ class ShootRunner:
         """Copy the step's outputs into the shoot folder, named by step, item and output."""
         record = await self.get(shoot_id)
         try:
-            await anyio.to_thread.run_sync(_copy_outputs, Path(record.folder), step_id, jobs)
+            folder = Path(record.folder)
+            await anyio.to_thread.run_sync(_copy_outputs, self._root(folder), folder, step_id, jobs)
         except OSError as exc:
             log.warning("shoot %s: outputs of %s not copied: %s", shoot_id, step_id, exc)
         await self._write_manifest(record)
@@ -471,7 +493,8 @@ class ShootRunner:
         record.credits_used = view.credits_used
         # Files first, then the final state: whoever sees the shoot finished finds its contact sheet.
         try:
-            await anyio.to_thread.run_sync(write_contact_sheet, view, Path(record.folder), record.plan)
+            folder = Path(record.folder)
+            await anyio.to_thread.run_sync(write_contact_sheet, view, self._root(folder), folder, record.plan)
         except OSError as exc:
             record.note = f"{record.note or ''} The contact sheet could not be written: {exc}.".strip()
         await self._write_manifest(record)
@@ -483,7 +506,8 @@ class ShootRunner:
         lock = self._files.setdefault(record.shoot_id, anyio.Lock())
         async with lock:
             try:
-                await anyio.to_thread.run_sync(_write_manifest, Path(record.folder), view, record.plan)
+                folder = Path(record.folder)
+                await anyio.to_thread.run_sync(_write_manifest, self._root(folder), folder, view, record.plan)
             except OSError as exc:
                 log.warning("shoot %s: manifest not written: %s", record.shoot_id, exc)
 
@@ -536,19 +560,19 @@ def _as_dict(args: object) -> dict[str, Any]:
     return {str(k): v for k, v in args.items()}
 
 
-def _copy_outputs(folder: Path, step_id: str, jobs: list[JobRecord]) -> None:
+def _copy_outputs(root: Path, folder: Path, step_id: str, jobs: list[JobRecord]) -> None:
     for item, job in enumerate(jobs):
         for n, output in enumerate(job.outputs):
             source = Path(output.path)
             target = folder / f"{step_id}-{item:02d}-{n}{source.suffix}"
             if not target.exists() and source.exists():
-                shutil.copyfile(source, target)
+                paths.write_atomic(root, target, source.read_bytes())
 
 
-def _write_manifest(folder: Path, view: Shoot, plan: dict[str, Any]) -> None:
+def _write_manifest(root: Path, folder: Path, view: Shoot, plan: dict[str, Any]) -> None:
     """manifest.json: the plan, every job with its outputs and credits, the files; written atomically."""
     files = sorted(
         p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(("manifest.", "."))
     )
     manifest = {"shoot": view.model_dump(mode="json"), "plan": plan, "files": files}
-    write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2).encode())
+    paths.write_atomic(root, folder / "manifest.json", json.dumps(manifest, indent=2).encode())

@@ -98,6 +98,7 @@ async def test_fan_out_and_references_run_to_a_contact_sheet(settings, emulator,
     assert folder.is_relative_to(settings.shoots_dir)
     names = {p.name for p in folder.iterdir()}
     assert {"cast-00-0.png", "tryon-00-0.png", "tryon-01-0.png", "crops-00-0.png", "crops-01-0.png"} <= names
+    assert (folder / ".callsheet-owner").read_text() == ""  # the local user's folder
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["shoot"]["status"] == "succeeded" and manifest["plan"]["name"] == "Spring Drop"
     assert view.contact_sheet.path is not None

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from server.media import write_atomic
+from server import paths
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -98,6 +98,6 @@ def save_state(path: Path, text: str, what: str) -> None:
     a disk problem is logged and the emulator goes on in memory."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text.encode())
+        paths.write_atomic(path.parent.resolve(), path.parent.resolve() / path.name, text.encode())
     except OSError as exc:
         log.warning("could not save the %s sandbox state to %s: %s", what, path, exc)
