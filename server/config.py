@@ -17,7 +17,7 @@ from typing import Literal, cast, get_args
 import platformdirs
 
 from server.errors import ConfigError
-from server.policy import NEOFASHION_DEFAULT_RATE
+from server.policy import MAX_PLAN_JOBS, NEOFASHION_DEFAULT_RATE
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -68,6 +68,8 @@ class Settings:
     """The neo-fashion plan's rate (Starter 60, Pro 300): NEOFASHION_RATE_PER_MINUTE."""
     genapi_tools_refresh_seconds: float = 300.0
     """How often the Generation API's tool list is fetched again: GENAPI_TOOLS_REFRESH_SECONDS."""
+    max_plan_jobs: int = MAX_PLAN_JOBS
+    """Most jobs one shoot plan may expand to: CALLSHEET_MAX_PLAN_JOBS."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +109,7 @@ class Settings:
             genapi_tools_refresh_seconds=float(
                 _positive_int(env, "GENAPI_TOOLS_REFRESH_SECONDS", int(cls.genapi_tools_refresh_seconds))
             ),
+            max_plan_jobs=_positive_int(env, "CALLSHEET_MAX_PLAN_JOBS", cls.max_plan_jobs),
         )
 
     def describe(self) -> dict[str, object]:

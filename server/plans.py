@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from server.policy import MAX_PLAN_JOBS
 from server.providers.base import OperationSpec
 
 MAX_FAN_OUT = 50
-"""Largest number of jobs one step may expand into."""
+"""Longest `for_each` list one step may give."""
 OUTPUT_PLACEHOLDER = "callsheet://jobs/planned/outputs/0"
 
 _REF = re.compile(r"^@([A-Za-z][\w-]*)\.outputs(?:\[(\d+)\])?$")
@@ -139,9 +140,13 @@ def with_item(value: object, item: object) -> Any:
 
 
 def validate_plan(
-    plan_data: object, tools: dict[str, tuple[str, OperationSpec]]
+    plan_data: object, tools: dict[str, tuple[str, OperationSpec]], *, max_jobs: int = MAX_PLAN_JOBS
 ) -> tuple[ShootPlan | None, Validation]:
-    """Check a plan against the available tools (name -> (provider, spec)); expand, order and price it."""
+    """Check a plan against the available tools (name -> (provider, spec)); expand, order and price it.
+
+    Expansion stops at the step that would take the plan past `max_jobs`: fanning out over earlier
+    outputs multiplies, and a few steps could otherwise expand to tens of thousands of jobs.
+    """
     problems: list[Problem] = []
     try:
         plan = ShootPlan.model_validate(plan_data)
@@ -237,15 +242,41 @@ def validate_plan(
 
     jobs: list[PlannedJob] = []
     counts: dict[str, int] = {}
-    for wave in waves:
-        for step_id in wave:
-            step = by_id[step_id]
-            jobs += _expand(step, tools, counts, problems)
+    for step_id in (s for wave in waves for s in wave):
+        step = by_id[step_id]
+        items = _items(step, counts)
+        if len(jobs) + len(items) > max_jobs:
+            problems.append(
+                Problem(
+                    step=step.id,
+                    field="for_each",
+                    message=f"This step takes the plan to {len(jobs) + len(items)} jobs, past the cap of "
+                    f"{max_jobs} (CALLSHEET_MAX_PLAN_JOBS). Fan out over fewer outputs (e.g. "
+                    '"@step.outputs[0]"), lower num_images, or split the shoot.',
+                )
+            )
+            break
+        jobs += _expand(step, items, tools, counts, problems)
     return plan, _result(problems, jobs, waves, plan.budget_credits)
 
 
+def _items(step: Step, counts: dict[str, int]) -> list[Any]:
+    """What the step runs once for: its for_each list, one placeholder per output it refers to, or once."""
+    if isinstance(step.for_each, list):
+        return list(step.for_each)
+    if isinstance(step.for_each, str):
+        ref = parse_reference(step.for_each)
+        n = counts.get(ref.step, 1) if ref is not None else 1
+        return [OUTPUT_PLACEHOLDER] * (n if ref is None or ref.index is None else 1)
+    return [None]
+
+
 def _expand(
-    step: Step, tools: dict[str, tuple[str, OperationSpec]], counts: dict[str, int], problems: list[Problem]
+    step: Step,
+    items: list[Any],
+    tools: dict[str, tuple[str, OperationSpec]],
+    counts: dict[str, int],
+    problems: list[Problem],
 ) -> list[PlannedJob]:
     """The step's jobs with their estimated cost; checks the arguments against the tool's schema."""
     if step.tool not in tools:
@@ -259,14 +290,6 @@ def _expand(
         counts[step.id] = 1
         return []
     _, spec = tools[step.tool]
-    if isinstance(step.for_each, list):
-        items: list[Any] = list(step.for_each)
-    elif isinstance(step.for_each, str):
-        ref = parse_reference(step.for_each)
-        n = counts.get(ref.step, 1) if ref is not None else 1
-        items = [OUTPUT_PLACEHOLDER] * (n if ref is None or ref.index is None else 1)
-    else:
-        items = [None]
     out = []
     for n, item in enumerate(items):
 

@@ -13,6 +13,9 @@ HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 MAX_INPUT_IMAGE_BYTES = 25 * 1024 * 1024
+# Most jobs one shoot plan may expand to (CALLSHEET_MAX_PLAN_JOBS): fanning out over earlier outputs
+# multiplies, and six steps of four images each would otherwise be tens of thousands of jobs.
+MAX_PLAN_JOBS = 500
 # Calls whose inputs are read and checked at once (the rest wait their turn, in order of arrival).
 PREPARE_AT_ONCE = 4
 

@@ -381,6 +381,15 @@ class ShootRunner:
                 return
             outputs = {d: await self._outputs(record, d) for d in deps}
             items = self._items(step.for_each, outputs)
+            others = sum(len(s.job_ids) for s in record.steps if s.id != step_id)
+            if others + len(items) > self.settings.max_plan_jobs:
+                # The outputs turned out more than planned: the cap holds when the shoot runs too.
+                note = (
+                    f"{len(items)} jobs would take the shoot to {others + len(items)}, past the cap of "
+                    f"{self.settings.max_plan_jobs} (CALLSHEET_MAX_PLAN_JOBS)"
+                )
+                await self._set_step(shoot_id, step_id, StepStatus.FAILED, note)
+                return
             available = self.tools
             if step.tool not in available:
                 note = f"{step.tool} is not available now (is its provider off?)"

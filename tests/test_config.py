@@ -51,3 +51,15 @@ async def test_listed_tools_follow_the_modes(tmp_path: Path) -> None:
         names = {t.name for t in (await client.list_tools()).tools}
     assert any(n.startswith("fashn_") for n in names)
     assert not any(n.startswith(("autotoon_", "neofashion_", "genapi_")) for n in names)
+
+
+async def test_the_plan_job_cap_comes_from_the_environment(tmp_path: Path) -> None:
+    assert settings_with(tmp_path).max_plan_jobs == 500
+    with pytest.raises(ConfigError, match="CALLSHEET_MAX_PLAN_JOBS"):
+        settings_with(tmp_path, CALLSHEET_MAX_PLAN_JOBS="lots")
+    app = create_app(settings_with(tmp_path, CALLSHEET_MAX_PLAN_JOBS="2"))
+    steps = [{"id": f"s{n}", "tool": "fashn_model_create", "args": {"prompt": "a model"}} for n in range(3)]
+    async with Client(app) as client:
+        result = await client.call_tool("shoot_validate", {"plan": {"name": "three", "steps": steps}})
+    problems = (result.structured_content or {})["problems"]
+    assert [p["step"] for p in problems] == ["s2"] and "past the cap of 2" in problems[0]["message"]

@@ -170,3 +170,40 @@ def test_auto_toon_and_neo_fashion_steps_are_priced_too() -> None:
     priced = {(j.step, j.item): j.credits_estimate for j in v.jobs}
     assert priced == {("look", None): 50, ("moods", 0): 2, ("moods", 1): 2, ("lineup", None): 150}
     assert v.estimate.by_provider == {"neofashion": 200, "autotoon": 4}
+
+
+def multiplying_plan(steps: int) -> dict[str, Any]:
+    """Each step fans out over every output of the one before, four images a job: 4^n jobs per step."""
+    plan_steps: list[dict[str, Any]] = [
+        {"id": "s0", "tool": "fashn_model_create", "args": {"prompt": "a model", "num_images": 4}}
+    ]
+    for n in range(1, steps):
+        plan_steps.append(
+            {
+                "id": f"s{n}",
+                "tool": "fashn_edit",
+                "for_each": f"@s{n - 1}.outputs",
+                "args": {"image": "@item", "prompt": "warmer light", "num_images": 4},
+            }
+        )
+    return {"name": "fan-out", "steps": plan_steps}
+
+
+def test_fan_out_stops_expanding_at_the_job_cap() -> None:
+    """Six steps would be 1 + 4 + 16 + 64 + 256 + 1024 jobs (and 68,250 with the old expansion): the
+    expansion stops at the step that crosses the cap, and that step is named with the cap."""
+    _, v = validate_plan(multiplying_plan(6), TOOLS)
+    assert not v.ok
+    assert len(v.jobs) == 1 + 4 + 16 + 64 + 256  # s5 would bring 1024 more: never expanded
+    (cap,) = [p for p in v.problems if "cap" in p.message]
+    assert cap.step == "s5" and "1365 jobs" in cap.message and "500" in cap.message
+    assert "CALLSHEET_MAX_PLAN_JOBS" in cap.message
+
+    # Thirty such steps: the expansion still stops at the first one past the cap.
+    _, v = validate_plan(multiplying_plan(30), TOOLS)
+    assert len(v.jobs) == 341 and [p.step for p in v.problems if "cap" in p.message] == ["s5"]
+
+    _, v = validate_plan(multiplying_plan(3), TOOLS, max_jobs=20)
+    assert len(v.jobs) == 5 and [p.step for p in v.problems] == ["s2"]
+    _, v = validate_plan(multiplying_plan(3), TOOLS, max_jobs=21)
+    assert v.ok and len(v.jobs) == 21

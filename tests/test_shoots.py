@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -214,3 +215,28 @@ async def test_no_api_key_reaches_the_shoot_folder(tmp_path: Path, garments) -> 
     folder = Path(done.folder)
     for path in folder.iterdir():
         assert secret.encode() not in path.read_bytes(), path.name
+
+
+async def test_the_job_cap_holds_while_the_shoot_runs(settings, emulator) -> None:
+    """When outputs turn out more than planned, the runner keeps to CALLSHEET_MAX_PLAN_JOBS too."""
+    capped = dataclasses.replace(settings, max_plan_jobs=3)
+    data = {
+        "name": "fan-out",
+        "steps": [
+            {"id": "cast", "tool": "fashn_model_create", "args": {"prompt": "a model", "num_images": 3}},
+            {
+                "id": "crops",
+                "tool": "fashn_reframe",
+                "for_each": "@cast.outputs",
+                "args": {"image": "@item", "aspect_ratio": "4:5"},
+            },
+        ],
+    }
+    async with runner(capped, emulator) as r:
+        record = await start(r, data)  # validated against the default cap, started under a cap of 3
+        done = await r.wait(record.shoot_id, 30)
+    cast, crops = done.steps
+    assert cast.status is StepStatus.SUCCEEDED and len(cast.job_ids) == 1
+    assert crops.status is StepStatus.FAILED and crops.job_ids == []
+    assert crops.note is not None and "past the cap of 3" in crops.note
+    assert emulator.stats.run_calls == 1

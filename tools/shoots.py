@@ -72,7 +72,7 @@ def available_tools(ctx: Context) -> dict[str, tuple[str, OperationSpec]]:
 async def _validate(ctx: Context, plan: dict[str, Any]) -> tuple[ShootPlan | None, Validation]:
     """The plan's own checks, plus the output folder and each provider's balance against its share."""
     svc = services(ctx)
-    parsed, validation = validate_plan(plan, available_tools(ctx))
+    parsed, validation = validate_plan(plan, available_tools(ctx), max_jobs=svc.settings.max_plan_jobs)
     if parsed is not None:
         try:
             svc.shoots.folder_for(parsed, "check")
@@ -114,7 +114,8 @@ async def ask_price(
 
     Only the estimate matters here: the full check (folder, balances) runs once, in shoot_start.
     """
-    _, validation = validate_plan(plan, available_tools(ctx))
+    max_jobs = services(ctx).settings.max_plan_jobs
+    _, validation = validate_plan(plan, available_tools(ctx), max_jobs=max_jobs)
     if confirm or not validation.ok or validation.estimate.total <= CONFIRM_ABOVE_CREDITS:
         return PriceConfirmation(start=True)
     caps = ctx.client_capabilities
