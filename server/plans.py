@@ -9,6 +9,7 @@ prices the expanded jobs; nothing here sends or stores anything.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from server.policy import MAX_PLAN_JOBS
+from server.policy import MAX_PLAN_CHARS, MAX_PLAN_JOBS
 from server.providers.base import OperationSpec
 
 MAX_FAN_OUT = 50
@@ -31,7 +32,7 @@ class Step(BaseModel):
     """One step of a shoot: a generation tool and its arguments, optionally fanned out."""
 
     id: str = Field(pattern=_STEP_ID, description="Unique step name, used in references: @<id>.outputs[n].")
-    tool: str = Field(description="A generation tool, e.g. fashn_tryon_max.")
+    tool: str = Field(max_length=100, description="A generation tool, e.g. fashn_tryon_max.")
     args: dict[str, Any] = Field(
         default_factory=dict,
         description='The tool\'s arguments. "@step.outputs[n]" / "@step.outputs" refer to an earlier '
@@ -148,6 +149,13 @@ def validate_plan(
     outputs multiplies, and a few steps could otherwise expand to tens of thousands of jobs.
     """
     problems: list[Problem] = []
+    size = len(json.dumps(plan_data, default=str))
+    if size > MAX_PLAN_CHARS:
+        message = (
+            f"The plan is {size:,} characters of JSON, more than {MAX_PLAN_CHARS:,}. Pass images as file "
+            "paths, URLs or callsheet:// outputs rather than data: URIs, or split the shoot."
+        )
+        return None, _result([Problem(step=None, field=None, message=message)], [], [], None)
     try:
         plan = ShootPlan.model_validate(plan_data)
     except ValidationError as exc:

@@ -13,6 +13,12 @@ HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 MAX_INPUT_IMAGE_BYTES = 25 * 1024 * 1024
+# Text arguments (prompts, names, ids) are capped: a prompt is a few thousand characters at most.
+MAX_TEXT_CHARS = 8000
+# A shoot plan as JSON (it is stored with the shoot): a hundred steps with long prompts fit.
+MAX_PLAN_CHARS = 1_000_000
+# An image reference may be a data URI of the largest accepted image (base64 is 4/3 of the bytes).
+MAX_IMAGE_REF_CHARS = (MAX_INPUT_IMAGE_BYTES + 2) // 3 * 4 + 100
 # Most jobs one shoot plan may expand to (CALLSHEET_MAX_PLAN_JOBS): fanning out over earlier outputs
 # multiplies, and six steps of four images each would otherwise be tens of thousands of jobs.
 MAX_PLAN_JOBS = 500

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from server.providers.base import ImageRef, ProviderInputs
 
 URL_ONLY = (
     "Auto Toon takes image URLs only: give a public http(s) URL, or an earlier output "
@@ -102,10 +104,8 @@ def _url(purpose: str) -> str:
     return f"{purpose} {URL_ONLY}"
 
 
-class AutoToonInputs(BaseModel):
+class AutoToonInputs(ProviderInputs):
     """Inputs of one Auto Toon operation; unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 class InlineModel(AutoToonInputs):
@@ -115,16 +115,16 @@ class InlineModel(AutoToonInputs):
         min_length=1,
         description="ID of the fashion model this entry describes (as listed by autotoon_models).",
     )
-    clothing_image_urls: list[str] = Field(
+    clothing_image_urls: list[ImageRef] = Field(
         min_length=1, description=_url("Clothing or product images for this model to wear, one per item.")
     )
-    image_url: str | None = Field(
+    image_url: ImageRef | None = Field(
         default=None, description=_url("Optional reference photo of the model (face, body, look).")
     )
     prompt: str | None = Field(
         default=None, description="Optional description of this model or how they wear the clothing."
     )
-    character_sheet_url: str | None = Field(
+    character_sheet_url: ImageRef | None = Field(
         default=None,
         description=_url("Optional character sheet of the model (several views) for a consistent identity."),
     )
@@ -143,7 +143,7 @@ class EditorialInputs(AutoToonInputs):
         description="Models passed inline instead of model_id: each {model_id, clothing_image_urls, "
         "image_url?, prompt?, character_sheet_url?}. Give either model_id or models.",
     )
-    clothing_image_urls: list[str] | None = Field(
+    clothing_image_urls: list[ImageRef] | None = Field(
         default=None,
         min_length=1,
         description=_url(
@@ -196,7 +196,7 @@ class EditorialInputs(AutoToonInputs):
 
 
 class VariationsInputs(AutoToonInputs):
-    base_image_url: str = Field(
+    base_image_url: ImageRef = Field(
         description=_url("The hero image to make campaign variations of (e.g. an autotoon_editorial output).")
     )
     style: VariationStyle | None = Field(
@@ -210,10 +210,10 @@ class VariationsInputs(AutoToonInputs):
         description="Only for style 'fashion-editorial' (sent as styleData.mode): 'user-model' keeps the "
         "face from model_image_urls (the default), 'scratch-model' invents a new model.",
     )
-    model_image_urls: list[str] | None = Field(
+    model_image_urls: list[ImageRef] | None = Field(
         default=None, min_length=1, description=_url("Extra reference photos of the model, for consistency.")
     )
-    clothing_image_urls: list[str] | None = Field(
+    clothing_image_urls: list[ImageRef] | None = Field(
         default=None,
         min_length=1,
         description=_url(
@@ -236,7 +236,9 @@ class VariationsInputs(AutoToonInputs):
 
 
 class RelightInputs(AutoToonInputs):
-    base_image_url: str = Field(description=_url("The image to relight (e.g. an autotoon_editorial output)."))
+    base_image_url: ImageRef = Field(
+        description=_url("The image to relight (e.g. an autotoon_editorial output).")
+    )
     lighting: Lighting | None = Field(
         default=None,
         description="Lighting preset: 'golden-hour', 'blue-hour', 'studio-soft', 'dramatic', 'neon', "
@@ -267,7 +269,7 @@ class RelightInputs(AutoToonInputs):
 
 
 class UpscaleInputs(AutoToonInputs):
-    image_url: str = Field(description=_url("The image to upscale (e.g. a finished autotoon output)."))
+    image_url: ImageRef = Field(description=_url("The image to upscale (e.g. a finished autotoon output)."))
     scale: float | None = Field(
         default=None,
         gt=1,
@@ -277,7 +279,7 @@ class UpscaleInputs(AutoToonInputs):
 
 
 class VideoInputs(AutoToonInputs):
-    image_url: str = Field(
+    image_url: ImageRef = Field(
         description=_url("The editorial image to animate into a short clip (e.g. an autotoon output).")
     )
 

@@ -13,20 +13,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp
 
 from server.errors import InputError
 from server.models import JobError
+from server.policy import MAX_IMAGE_REF_CHARS, MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
     from server.config import Settings
     from server.http import HttpCaller
     from server.media import ImageResolver
     from server.policy import Limits
+
+
+class ProviderInputs(BaseModel):
+    """Base of every tool's typed arguments: unknown fields are refused and every text is capped at
+    MAX_TEXT_CHARS, so no oversized argument is ever stored in a job record."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=MAX_TEXT_CHARS, protected_namespaces=())
+
+
+ImageRef = Annotated[str, Field(max_length=MAX_IMAGE_REF_CHARS)]
+"""An image reference argument (URL, data URI, local path or callsheet:// output); long enough for a
+data URI of the largest accepted image."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from server.providers.base import ImageRef, ProviderInputs
 
 IMAGE_REFERENCE = (
     "Image reference: an http(s) URL, a data:image/...;base64 URI, a local file path inside "
@@ -148,10 +150,8 @@ def _tiered_seconds(
     return seconds
 
 
-class FashnInputs(BaseModel):
+class FashnInputs(ProviderInputs):
     """Inputs of one FASHN model; unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid")
 
     def estimate_credits(self) -> float | None:
         """Credits this call is expected to cost; None when it cannot be told."""
@@ -163,12 +163,12 @@ class FashnInputs(BaseModel):
 
 
 class TryonMaxInputs(FashnInputs):
-    model_image: str = Field(
+    model_image: ImageRef = Field(
         description=_image(
             "Photo of the person who will wear the product; their identity, pose and styling are kept."
         )
     )
-    product_image: str = Field(
+    product_image: ImageRef = Field(
         description=_image(
             "Photo of the product to put on the person: garment, shoes, hat, jewelry, bag or other "
             "wearable item (flat-lay, ghost mannequin or on another model)."
@@ -219,8 +219,8 @@ LEGACY_TRYON = "Documented for FASHN's original try-on endpoint; v1.6 may ignore
 
 
 class TryonV16Inputs(FashnInputs):
-    model_image: str = Field(description=_image("Photo of the person who will wear the garment."))
-    garment_image: str = Field(
+    model_image: ImageRef = Field(description=_image("Photo of the person who will wear the garment."))
+    garment_image: ImageRef = Field(
         description=_image(
             "Photo of the clothing item to try on: flat-lay, ghost mannequin or worn by another model."
         )
@@ -316,7 +316,7 @@ class TryonV16Inputs(FashnInputs):
 
 
 class ProductToModelInputs(FashnInputs):
-    product_image: str = Field(
+    product_image: ImageRef = Field(
         description=_image(
             "Photo of the wearable product (clothing, shoes, hat, jewelry, bag, accessory) to show on a "
             "person."
@@ -327,14 +327,14 @@ class ProductToModelInputs(FashnInputs):
         description="Optional direction for the person, styling and scene, e.g. 'man with tattoos', "
         "'tucked-in', 'studio background', 'professional office setting'. No effect on cost.",
     )
-    image_prompt: str | None = Field(
+    image_prompt: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional inspiration image guiding pose, environment and lighting; the product stays the "
             "focus. No effect on cost."
         ),
     )
-    face_reference: str | None = Field(
+    face_reference: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional face photo: the generated person will look like this person. Adds 3 credits per "
@@ -342,13 +342,13 @@ class ProductToModelInputs(FashnInputs):
         ),
     )
     face_reference_mode: FaceReferenceModeField = None
-    background_reference: str | None = Field(
+    background_reference: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional photo of the background or location to place the person in. No effect on cost."
         ),
     )
-    model_image: str | None = Field(
+    model_image: ImageRef | None = Field(
         default=None,
         description=_image(
             "Deprecated try-on mode: a photo of an existing person to dress in the product (prefer "
@@ -376,7 +376,7 @@ class ProductToModelInputs(FashnInputs):
 
 
 class FaceToModelInputs(FashnInputs):
-    face_image: str = Field(
+    face_image: ImageRef = Field(
         description=_image(
             "Headshot or selfie whose face, hair and skin tone become an upper-body model photo."
         )
@@ -415,7 +415,7 @@ class ModelCreateInputs(FashnInputs):
         description="Description of the fashion model to create: look, age, hair, clothing, pose and "
         "scene, e.g. 'full body shot, woman in a white t-shirt and dark blue biker shorts, studio'."
     )
-    image_reference: str | None = Field(
+    image_reference: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional image guiding composition and pose (say in the prompt whether to copy just the "
@@ -423,7 +423,7 @@ class ModelCreateInputs(FashnInputs):
             "set. No effect on cost."
         ),
     )
-    face_reference: str | None = Field(
+    face_reference: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional face photo that keeps one identity across generations (model consistency without "
@@ -452,7 +452,7 @@ class ModelCreateInputs(FashnInputs):
 
 
 class ModelSwapInputs(FashnInputs):
-    model_image: str = Field(
+    model_image: ImageRef = Field(
         description=_image(
             "Photo of a model whose outfit and pose are kept while the person (face, skin, hair) is replaced."
         )
@@ -462,7 +462,7 @@ class ModelSwapInputs(FashnInputs):
         description="Who the new person should be: ethnicity, facial features, hair colour, other "
         "physical traits. Default: empty (a random new identity). No effect on cost.",
     )
-    face_reference: str | None = Field(
+    face_reference: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional face photo: the new person will look like this person. Adds 3 credits per image "
@@ -486,19 +486,19 @@ class ModelSwapInputs(FashnInputs):
 
 
 class EditInputs(FashnInputs):
-    image: str = Field(description=_image("Image to edit; its composition and identity are preserved."))
+    image: ImageRef = Field(description=_image("Image to edit; its composition and identity are preserved."))
     prompt: str = Field(
         description="The edit to make, specific and in plain words, e.g. 'change the dress to red', "
         "'add sunglasses', 'make the background a beach sunset', 'turn the model slightly to the left'."
     )
-    mask: str | None = Field(
+    mask: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional black-and-white mask the size of the image: white areas are edited, black areas "
             "stay unchanged (for precise local edits). No effect on cost."
         ),
     )
-    image_context: str | None = Field(
+    image_context: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional context image that guides the edit, e.g. the accessory or fabric to add. "
@@ -521,7 +521,7 @@ class EditInputs(FashnInputs):
 
 
 class ReframeInputs(FashnInputs):
-    image: str = Field(
+    image: ImageRef = Field(
         description=_image(
             "Image to reframe. FASHN decides per image whether to expand (outpaint) or crop to reach the "
             "target ratio."
@@ -547,7 +547,7 @@ class ReframeInputs(FashnInputs):
 
 
 class BackgroundChangeInputs(FashnInputs):
-    image: str = Field(
+    image: ImageRef = Field(
         description=_image(
             "Image whose foreground subject is kept (detected automatically) while the background is "
             "replaced."
@@ -572,7 +572,7 @@ class BackgroundChangeInputs(FashnInputs):
 
 
 class BackgroundRemoveInputs(FashnInputs):
-    image: str = Field(
+    image: ImageRef = Field(
         description=_image("Image whose main subject is cut out onto a transparent background (PNG).")
     )
     return_base64: ReturnBase64Field = None
@@ -585,7 +585,7 @@ class BackgroundRemoveInputs(FashnInputs):
 
 
 class ImageToVideoInputs(FashnInputs):
-    image: str = Field(description=_image("Image to animate; it becomes the first frame of the clip."))
+    image: ImageRef = Field(description=_image("Image to animate; it becomes the first frame of the clip."))
     prompt: str | None = Field(
         default=None,
         description="Optional motion guidance. Usually best left empty so FASHN plans the motion; if "
@@ -595,7 +595,7 @@ class ImageToVideoInputs(FashnInputs):
         default=None,
         description="Optional motion or framing to avoid, e.g. 'camera shake, zoom'. No effect on cost.",
     )
-    end_image: str | None = Field(
+    end_image: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional last frame: the clip moves smoothly from image to end_image. Only with resolution "
@@ -629,7 +629,7 @@ class ImageToVideoInputs(FashnInputs):
 
 
 class PackshotInputs(FashnInputs):
-    product_image: str = Field(
+    product_image: ImageRef = Field(
         description=_image(
             "Product photo to turn into a clean commercial packshot; the product's identity and detail "
             "are kept."
@@ -641,7 +641,7 @@ class PackshotInputs(FashnInputs):
         "light on a beige pedestal', 'on a marble surface'. Empty: a sensible commercial default. "
         "No effect on cost.",
     )
-    image_context: str | None = Field(
+    image_context: ImageRef | None = Field(
         default=None,
         description=_image(
             "Optional style reference for staging, background and lighting; it does not override the "

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, Field, create_model, field_validator
 from starlette.types import ASGIApp
 
 from server.errors import AuthError, BadResponse, InputError, ProviderError, ProviderRejected
@@ -46,9 +46,11 @@ from server.media import ImageResolver
 from server.models import JobError, utcnow
 from server.policy import GENAPI_LIMITS
 from server.providers.base import (
+    ImageRef,
     OperationSpec,
     Prepared,
     Provider,
+    ProviderInputs,
     QuerySpec,
     Registration,
     RemoteOutput,
@@ -122,13 +124,11 @@ TOOLS_DESCRIPTION = (
 # --- Tool arguments -----------------------------------------------------------------------------
 
 
-class GenerateInputs(BaseModel):
+class GenerateInputs(ProviderInputs):
     """`genapi_generate`'s arguments. Once tools are discovered, `tool` becomes an enum of them."""
 
-    model_config = ConfigDict(extra="forbid")
-
     tool: str = Field(description="The tool to run: a `tool` value listed by genapi_tools.")
-    images: dict[str, str] = Field(
+    images: dict[str, ImageRef] = Field(
         min_length=1,
         description="Image files to upload, by the API's multipart field name, e.g. "
         '{"clothes": "~/shoots/dress.png", "person": "~/shoots/model.png"} for fashion_swap. Each value '
@@ -160,9 +160,7 @@ class GenerateInputs(BaseModel):
         return value
 
 
-class ToolsQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ToolsQuery(ProviderInputs):
     refresh: bool = Field(
         default=False, description="Fetch the tool list from the API now instead of the cached copy."
     )

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from server.providers.base import QuerySpec
+from server.providers.base import ImageRef, ProviderInputs, QuerySpec
 
 # --- Prices (credits) and typical durations (seconds) --------------------------------------------
 
@@ -53,10 +53,8 @@ VideoAspectRatio = Literal["9:16", "16:9", "1:1", "4:5"]
 GenerationStatus = Literal["queued", "processing", "completed", "failed"]
 
 
-class NeoFashionInputs(BaseModel):
+class NeoFashionInputs(ProviderInputs):
     """Arguments of one neo-fashion call; unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 PersonaIdField = Annotated[
@@ -90,7 +88,7 @@ class ImageInputs(NeoFashionInputs):
         description="What to photograph, in plain words: product, model, pose, setting, light and mood, "
         "e.g. 'linen shirt dress on a model walking through a sunlit courtyard, soft morning light'.",
     )
-    image_url: str | None = Field(
+    image_url: ImageRef | None = Field(
         default=None,
         description="Optional photo of the product (garment, shoes, bag, accessory) to feature. "
         + IMAGE_URL_NOTE,
@@ -120,7 +118,7 @@ class VideoInputs(NeoFashionInputs):
         description="The clip to make: subject, motion and camera, e.g. 'model turns slowly to show the "
         "back of the coat, gentle push-in, studio light'.",
     )
-    image_url: str | None = Field(
+    image_url: ImageRef | None = Field(
         default=None,
         description="Optional still to animate (it becomes the first frame), e.g. an earlier "
         "neofashion_image output. " + IMAGE_URL_NOTE,
@@ -140,7 +138,7 @@ class VideoInputs(NeoFashionInputs):
 
 
 class SketchToPhotoInputs(NeoFashionInputs):
-    sketch_url: str = Field(
+    sketch_url: ImageRef = Field(
         description="The design sketch or flat drawing to turn into a campaign-quality photo. "
         + IMAGE_URL_NOTE,
     )
