@@ -38,7 +38,7 @@ from server.errors import (
 )
 from server.media import CallerImages, Media
 from server.models import ACTIVE, TERMINAL, Job, JobError, JobRecord, JobStatus, new_job_id, utcnow
-from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
+from server.policy import DOWNLOAD, PREPARE_AT_ONCE, PollPolicy, RetryPolicy
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
 from server.store import Store
 
@@ -584,7 +584,11 @@ class Engine:
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 outputs = await self.media.save_outputs(
-                    record, report.outputs, provider.http.client, trusted_hosts=provider.trusted_hosts
+                    record,
+                    report.outputs,
+                    provider.http.client,
+                    trusted=provider.trusted_origins,
+                    deadline=provider.http.deadline(DOWNLOAD),
                 )
                 break
             except ProviderError as exc:

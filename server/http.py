@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 
 from server.errors import BadResponse, RateLimited, TransportError, error_for_status
 from server.limiter import Limiter
-from server.policy import HTTP_TIMEOUT
+from server.policy import HTTP, Timing
 
 log = logging.getLogger("callsheet.http")
 
@@ -36,6 +37,7 @@ class HttpCaller:
         headers: dict[str, str],
         key_var: str,
         error_message: Callable[[httpx.Response], str] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.client = client
         self.provider = provider
@@ -44,18 +46,35 @@ class HttpCaller:
         self._headers = headers
         self.key_var = key_var
         self._error_message = error_message or _default_error_message
+        self.time_scale = time_scale
+        """Sandbox emulators answer faster than real providers: deadlines shrink with them."""
+
+    def deadline(self, timing: Timing) -> float:
+        return timing.deadline * self.time_scale
 
     def url(self, path: str) -> str:
         """Join a path to the base URL, keeping the base URL's own path prefix."""
         return self.base_url + "/" + path.lstrip("/")
 
-    async def request(self, kind: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self, kind: str, method: str, path: str, *, timing: Timing = HTTP, **kwargs: Any
+    ) -> httpx.Response:
         """Send one request; return the response if 2xx, else raise the mapped ProviderError."""
         stamp = await self.limiter.acquire(kind)
-        kwargs.setdefault("timeout", HTTP_TIMEOUT)
         headers = {**self._headers, **kwargs.pop("headers", {})}
+        deadline = self.deadline(timing)
         try:
-            response = await self.client.request(method, self.url(path), headers=headers, **kwargs)
+            with anyio.fail_after(deadline):
+                response = await self.client.request(
+                    method, self.url(path), headers=headers, timeout=timing.timeout, **kwargs
+                )
+        except TimeoutError:
+            raise TransportError(
+                f"{self.provider} did not finish answering within {deadline:g} s; the request may have "
+                "arrived.",
+                maybe_sent=True,
+                provider=self.provider,
+            ) from None
         except _NOT_SENT as exc:
             raise TransportError(
                 f"Could not connect to {self.provider} ({type(exc).__name__}).",

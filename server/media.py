@@ -50,7 +50,7 @@ from server.errors import (
     error_for_status,
 )
 from server.models import JobRecord, JobStatus, Output
-from server.policy import DOWNLOAD_TIMEOUT, MAX_DOWNLOAD_BYTES, MAX_INPUT_IMAGE_BYTES
+from server.policy import DOWNLOAD, MAX_DOWNLOAD_BYTES, MAX_INPUT_IMAGE_BYTES
 
 if TYPE_CHECKING:
     # Only for annotations: the provider package imports this module (ImageResolver) at run time.
@@ -301,15 +301,18 @@ class Media:
         outputs: list[RemoteOutput],
         client: httpx.AsyncClient,
         *,
-        trusted_hosts: frozenset[str] = frozenset(),
+        trusted: frozenset[str] = frozenset(),
+        deadline: float = DOWNLOAD.deadline,
     ) -> list[Output]:
         """Store every output of a finished job under `media_dir/<job_id>/`, hashed, measured, thumbnailed.
+
+        `trusted` are the origins (`origin()`: scheme, host and port) that may be private: the
+        provider's own. Each download must end within `deadline` seconds.
 
         Raises ProviderError subclasses only: `TransportError(maybe_sent=False)` and 5xx errors
         are retryable (the engine downloads again), refusals (host, size, type) are not.
         """
         job_dir = self._job_dir(job)
-        trusted = frozenset(h.lower().strip("[]") for h in trusted_hosts)
         saved: list[Output] = []
         for n, remote in enumerate(outputs):
             tmp = job_dir / f".output_{n}.{uuid.uuid4().hex}.part"
@@ -318,7 +321,9 @@ class Media:
                     mime, digest, size = await self._write_inline(job, n, remote, tmp)
                     source_url = None
                 elif remote.url:
-                    mime, digest, size = await self._download(job, n, remote.url, client, trusted, tmp)
+                    mime, digest, size = await self._download(
+                        job, n, remote.url, client, trusted, tmp, deadline
+                    )
                     source_url = remote.url
                 else:
                     raise BadResponse(
@@ -403,6 +408,7 @@ class Media:
         client: httpx.AsyncClient,
         trusted: frozenset[str],
         tmp: Path,
+        deadline: float,
     ) -> tuple[str, str, int]:
         """Stream one output to `tmp`, following redirects by hand so every hop is checked."""
         provider = job.provider
@@ -411,23 +417,30 @@ class Media:
             host = await check_url(
                 url,
                 allow_private=self.settings.allow_private_urls,
-                trusted_hosts=trusted,
+                trusted=trusted,
                 fail=_output_failure(what, provider),
             )
             try:
-                async with client.stream(
-                    "GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=False
-                ) as response:
-                    if response.is_redirect and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    if not response.is_success:
-                        raise error_for_status(
-                            response.status_code,
-                            f"downloading {what} from {host} failed.",
-                            provider=provider,
-                        )
-                    return await _stream_to_file(response, tmp, what, provider)
+                with anyio.fail_after(deadline):
+                    async with client.stream(
+                        "GET", url, timeout=DOWNLOAD.timeout, follow_redirects=False
+                    ) as response:
+                        if response.is_redirect and "location" in response.headers:
+                            url = urljoin(url, response.headers["location"])
+                            continue
+                        if not response.is_success:
+                            raise error_for_status(
+                                response.status_code,
+                                f"downloading {what} from {host} failed.",
+                                provider=provider,
+                            )
+                        return await _stream_to_file(response, tmp, what, provider)
+            except TimeoutError:
+                raise TransportError(
+                    f"Downloading {what} from {host} did not finish within {deadline:g} s.",
+                    maybe_sent=False,
+                    provider=provider,
+                ) from None
             except httpx.RequestError as exc:
                 raise TransportError(
                     f"Could not download {what} from {host} ({type(exc).__name__}).",
@@ -534,13 +547,14 @@ async def check_url(
     *,
     allow_private: bool,
     fail: _Fail,
-    trusted_hosts: frozenset[str] = frozenset(),
+    trusted: frozenset[str] = frozenset(),
 ) -> str:
     """Check an http(s) URL and return its host; raises `fail(...)` when it must not be fetched.
 
     Refused: other schemes, credentials in the URL, and hosts that are or resolve to a
     non-public address (loopback, private, link-local, reserved, multicast, unspecified), unless
-    `allow_private` or the host is one of `trusted_hosts` (the provider's own).
+    `allow_private` or the URL's origin (scheme, host and port) is one of `trusted` (the
+    provider's own: its host on another port or scheme is not trusted).
     """
     if any(c.isspace() or ord(c) < 32 or c == "\\" for c in url):
         raise fail("the URL contains spaces, control characters or backslashes.", "Percent-encode them.")
@@ -558,7 +572,7 @@ async def check_url(
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise fail("the URL has no host.", _URL_FIX)
-    if host in trusted_hosts or parts.netloc.lower() in trusted_hosts or allow_private:
+    if allow_private or origin(url) in trusted:
         return host
     literal = _literal_ip(host)
     if literal is not None:
@@ -597,6 +611,22 @@ async def _lookup(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddres
 
 def _default_port(parts: SplitResult) -> int:
     return 443 if parts.scheme.lower() == "https" else 80
+
+
+def origin(url: str) -> str | None:
+    """`scheme://host:port` of an http(s) URL, normalized (case, default port, trailing dot); else None."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".").lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port or _default_port(parts)}"
 
 
 def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -7,10 +7,23 @@ from dataclasses import dataclass, replace
 
 import httpx
 
-# Every request has a timeout. Connect failures are safe to retry (nothing was sent);
-# a read timeout on a submission may mean it landed, so the engine never resends it.
-HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
-DOWNLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
+
+@dataclass(frozen=True)
+class Timing:
+    """How long one request may take: per phase (`timeout`) and in all, answer included (`deadline`).
+
+    Per-read timeouts alone let a provider that sends one byte every few seconds hold a request for
+    ever; the deadline ends it. Connect failures are safe to retry (nothing was sent); a request cut
+    short after sending may have landed, so the engine never resends a submission that was.
+    """
+
+    timeout: httpx.Timeout
+    deadline: float
+
+
+HTTP = Timing(httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0), deadline=120.0)
+# Outputs up to MAX_DOWNLOAD_BYTES: the deadline allows about 256 KB/s for the largest.
+DOWNLOAD = Timing(httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0), deadline=900.0)
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 MAX_INPUT_IMAGE_BYTES = 25 * 1024 * 1024
 # Text arguments (prompts, names, ids) are capped: a prompt is a few thousand characters at most.
@@ -133,14 +146,14 @@ AUTOTOON_LIMITS = Limits(
     },
     max_in_flight=4,
 )
-SYNC_GENERATION_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0)
+SYNC_GENERATION = Timing(httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0), deadline=360.0)
 
 # neo-fashion: one rolling 60 s window per workspace for every request; Starter 60/min by default,
 # NEOFASHION_RATE_PER_MINUTE for Pro (300) or a custom plan. X-RateLimit-* headers refine it live.
 # A short image may be answered synchronously (the POST returns the finished result), so generation
 # POSTs get a long read timeout: a read timeout on a POST could mean a charge without a result.
 NEOFASHION_DEFAULT_RATE = 60
-NEOFASHION_GENERATE_TIMEOUT = httpx.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0)
+NEOFASHION_GENERATE = Timing(httpx.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0), deadline=240.0)
 
 # Generation API (self-hosted): no documented numbers; poll with backoff as its notes advise.
 GENAPI_LIMITS = Limits(

@@ -23,7 +23,7 @@ from server.engine import Engine
 from server.http import HttpCaller
 from server.limiter import Limiter
 from server.media import Media
-from server.policy import HTTP_TIMEOUT, PollPolicy, RetryPolicy
+from server.policy import HTTP, PollPolicy, RetryPolicy
 from server.providers import REGISTRY
 from server.providers.base import OperationSpec, Provider
 from server.shoots import ShootRunner, ShootStore
@@ -95,7 +95,7 @@ async def open_services(
         async with AsyncExitStack() as stack:
             headers = {"User-Agent": f"callsheet/{__version__}"}
             live = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=HTTP_TIMEOUT, headers=headers, transport=live_transport)
+                httpx.AsyncClient(timeout=HTTP.timeout, headers=headers, transport=live_transport)
             )
             providers: dict[str, Provider] = {}
             for name, conf in settings.providers.items():
@@ -110,7 +110,7 @@ async def open_services(
                     )
                     client = await stack.enter_async_context(
                         httpx.AsyncClient(
-                            transport=httpx.ASGITransport(app=app), timeout=HTTP_TIMEOUT, headers=headers
+                            transport=httpx.ASGITransport(app=app), timeout=HTTP.timeout, headers=headers
                         )
                     )
                 else:
@@ -123,6 +123,7 @@ async def open_services(
                     headers=registration.auth_headers("sandbox" if sandbox else conf.api_key or ""),
                     key_var=conf.key_var,
                     error_message=registration.error_message,
+                    time_scale=scale,
                 )
                 providers[name] = registration.adapter(http, sandbox=sandbox, time_scale=scale)
             engine = Engine(

@@ -10,6 +10,7 @@ import pytest
 from server.config import Settings
 from server.errors import InputError
 from server.models import JobStatus, utcnow
+from server.policy import HTTP
 from server.sandbox.fashn import FashnEmulator, FashnFaults
 from server.store import DiskStore
 from tests.conftest import TIME_SCALE, sandbox_services
@@ -378,3 +379,30 @@ async def test_leases_are_renewed_while_a_job_runs_longer_than_their_ttl(
         assert not await svc.store.acquire_lease(job.job_id, "intruder", 5.0)
         done = await finish(svc, job.job_id)
     assert done.status is JobStatus.SUCCEEDED
+
+
+async def trickle(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """A provider that accepts the request, then answers one byte at a time and never finishes."""
+    if scope["type"] != "http":
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    while True:
+        await send({"type": "http.response.body", "body": b" ", "more_body": True})
+        await anyio.sleep(0.01)
+
+
+async def test_a_provider_that_never_finishes_answering_meets_the_request_deadline(
+    settings, model_photo, garment
+) -> None:
+    """Per-read timeouts never fire while bytes trickle in: the whole request has a deadline (here
+    120 s scaled by the sandbox's time scale), and a submission cut short may have landed."""
+    async with sandbox_services(settings, FashnEmulator(), sandbox_apps={"fashn": trickle}) as svc:
+        job = await svc.engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
+        done = await finish(svc, job.job_id)
+        deadline = svc.providers["fashn"].http.deadline(HTTP)
+    assert deadline == pytest.approx(120 * TIME_SCALE)
+    assert done.status is JobStatus.FAILED and done.error is not None
+    assert done.error.code == "submission_lost"
+    assert f"did not finish answering within {deadline:g} s" in done.error.message

@@ -192,7 +192,7 @@ async def test_earlier_output_reference(media: Media, store: FakeStore) -> None:
 
     async with client_for(handler) as client:
         outputs = await media.save_outputs(
-            job, [RemoteOutput(url=url)], client, trusted_hosts=frozenset({CDN})
+            job, [RemoteOutput(url=url)], client, trusted=frozenset({f"https://{CDN}:443"})
         )
     store.jobs[job.job_id] = job.model_copy(update={"status": JobStatus.SUCCEEDED, "outputs": outputs})
 
@@ -267,7 +267,7 @@ async def test_save_outputs_from_url(media: Media, settings: Settings) -> None:
     url = f"https://{CDN}/outputs/abc.png"
     async with client_for(handler) as client:
         [output] = await media.save_outputs(
-            job, [RemoteOutput(url=url)], client, trusted_hosts=frozenset({CDN})
+            job, [RemoteOutput(url=url)], client, trusted=frozenset({f"https://{CDN}:443"})
         )
     assert [str(r.url) for r in seen] == [url]
     assert output.uri == f"callsheet://jobs/{job.job_id}/outputs/0"
@@ -312,7 +312,7 @@ async def test_save_video_output(media: Media, settings: Settings) -> None:
 
     async with client_for(handler) as client:
         [output] = await media.save_outputs(
-            job, [RemoteOutput(url=f"https://{CDN}/v.mp4")], client, trusted_hosts=frozenset({CDN})
+            job, [RemoteOutput(url=f"https://{CDN}/v.mp4")], client, trusted=frozenset({f"https://{CDN}:443"})
         )
     assert (output.mime_type, output.width, output.height) == ("video/mp4", None, None)
     assert assert_in_media(settings, job, output, 0).suffix == ".mp4"
@@ -328,7 +328,7 @@ async def test_octet_stream_is_accepted_when_it_is_an_image(media: Media) -> Non
 
     async with client_for(handler) as client:
         [output] = await media.save_outputs(
-            job, [RemoteOutput(url=f"https://{CDN}/blob")], client, trusted_hosts=frozenset({CDN})
+            job, [RemoteOutput(url=f"https://{CDN}/blob")], client, trusted=frozenset({f"https://{CDN}:443"})
         )
     assert output.mime_type == "image/png"
 
@@ -346,7 +346,7 @@ async def test_redirect_to_a_public_cdn_is_followed(media: Media) -> None:
             job,
             [RemoteOutput(url="https://api.provider.test/image/1")],
             client,
-            trusted_hosts=frozenset({"api.provider.test"}),
+            trusted=frozenset({"https://api.provider.test:443"}),
         )
     assert output.source_url == "https://api.provider.test/image/1"
     assert output.mime_type == "image/png"
@@ -363,7 +363,10 @@ async def test_http_errors_map_to_provider_errors(
     async with client_for(lambda r: httpx.Response(status, text="nope")) as client:
         with pytest.raises(error) as info:
             await media.save_outputs(
-                job, [RemoteOutput(url=f"https://{CDN}/x.png")], client, trusted_hosts=frozenset({CDN})
+                job,
+                [RemoteOutput(url=f"https://{CDN}/x.png")],
+                client,
+                trusted=frozenset({f"https://{CDN}:443"}),
             )
     exc = info.value
     assert getattr(exc, "status_code", None) == status
@@ -380,7 +383,10 @@ async def test_transport_errors_are_retryable(media: Media) -> None:
     async with client_for(handler) as client:
         with pytest.raises(TransportError) as info:
             await media.save_outputs(
-                make_job(), [RemoteOutput(url=f"https://{CDN}/x.png")], client, trusted_hosts=frozenset({CDN})
+                make_job(),
+                [RemoteOutput(url=f"https://{CDN}/x.png")],
+                client,
+                trusted=frozenset({f"https://{CDN}:443"}),
             )
     assert info.value.maybe_sent is False
     assert info.value.retryable is True
@@ -478,7 +484,10 @@ async def test_streamed_download_without_content_length(media: Media) -> None:
 
     async with client_for(handler) as client:
         [output] = await media.save_outputs(
-            make_job(), [RemoteOutput(url=f"https://{CDN}/s.png")], client, trusted_hosts=frozenset({CDN})
+            make_job(),
+            [RemoteOutput(url=f"https://{CDN}/s.png")],
+            client,
+            trusted=frozenset({f"https://{CDN}:443"}),
         )
     assert output.sha256 == hashlib.sha256(data).hexdigest()
     assert output.bytes == len(data)

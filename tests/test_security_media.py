@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from PIL import Image
@@ -415,28 +417,63 @@ async def test_untrusted_private_download_is_refused(media: Media, url: str) -> 
     async with recorder.client() as client:
         with pytest.raises(ProviderError) as info:
             await media.save_outputs(
-                make_job(), [RemoteOutput(url=url)], client, trusted_hosts=frozenset({"api.provider.test"})
+                make_job(),
+                [RemoteOutput(url=url)],
+                client,
+                trusted=frozenset({"https://api.provider.test:443"}),
             )
     assert info.value.code == "download_refused"
     assert info.value.retryable is False
     assert recorder.requests == []
 
 
-async def test_trusted_provider_host_may_be_private(media: Media, open_media: Media) -> None:
+@pytest.mark.parametrize(
+    ("provider", "output", "trusted"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000/image/a.png", True),
+        ("http://127.0.0.1:8000/api/v1", "HTTP://127.0.0.1:8000/image/a.png", True),
+        ("http://genapi.internal:8000", "http://GENAPI.internal.:8000/image/a.png", True),
+        ("https://api.internal", "https://api.internal:443/out.png", True),
+        ("http://[::1]:8000", "http://[::1]:8000/a.png", True),
+        # The provider's host on another port or scheme is not the provider.
+        ("http://127.0.0.1:8000", "http://127.0.0.1:6379/a.png", False),
+        ("http://127.0.0.1:8000", "http://127.0.0.1/a.png", False),
+        ("https://api.internal", "http://api.internal/out.png", False),
+        ("https://api.internal", "https://api.internal:8443/out.png", False),
+        ("http://[::1]:8000", "http://[::1]:22/a.png", False),
+    ],
+)
+async def test_trust_is_the_providers_origin_not_its_host(
+    media: Media, monkeypatch: pytest.MonkeyPatch, provider: str, output: str, trusted: bool
+) -> None:
+    """A private address is fetched only from the provider's own origin: scheme, host and port."""
+
+    async def private(host: str, port: int) -> list[ipaddress.IPv4Address]:
+        return [ipaddress.IPv4Address("10.1.2.3")]
+
+    monkeypatch.setattr(media_module, "_lookup", private)  # the DNS answer, not callsheet's logic
     recorder = Recorder()
     async with recorder.client() as client:
-        [output] = await media.save_outputs(
-            make_job(),
-            [RemoteOutput(url="http://127.0.0.1:8000/image/a.png")],
-            client,
-            trusted_hosts=frozenset({"127.0.0.1"}),
-        )
-        assert output.mime_type == "image/png"
+        own = media_module.origin(provider)
+        assert own is not None
+        if trusted:
+            [saved] = await media.save_outputs(make_job(), [RemoteOutput(url=output)], client, trusted={own})
+            assert saved.mime_type == "image/png"
+        else:
+            with pytest.raises(ProviderError) as info:
+                await media.save_outputs(make_job(), [RemoteOutput(url=output)], client, trusted={own})
+            assert info.value.code == "download_refused"
+    assert len(recorder.requests) == int(trusted)
+
+
+async def test_private_addresses_may_be_fetched_when_allowed(open_media: Media) -> None:
+    recorder = Recorder()
+    async with recorder.client() as client:
         [output] = await open_media.save_outputs(
             make_job(), [RemoteOutput(url="http://10.0.0.7/image/b.png")], client
         )
         assert output.mime_type == "image/png"
-    assert len(recorder.requests) == 2
+    assert len(recorder.requests) == 1
 
 
 async def test_redirect_to_private_address_is_refused(media: Media) -> None:
@@ -450,7 +487,7 @@ async def test_redirect_to_private_address_is_refused(media: Media) -> None:
                 make_job(),
                 [RemoteOutput(url="https://api.provider.test/out/1")],
                 client,
-                trusted_hosts=frozenset({"api.provider.test"}),
+                trusted=frozenset({"https://api.provider.test:443"}),
             )
     assert info.value.code == "download_refused"
     assert [r.url.host for r in recorder.requests] == ["api.provider.test"]
@@ -578,3 +615,24 @@ async def test_tampered_output_paths_are_not_read(media: Media, store: FakeStore
     assert media.thumbnail(job.outputs[0]) is None
     with pytest.raises(InputError, match="missing"):
         await media.resolve("image", f"callsheet://jobs/{job.job_id}/outputs/0")
+
+
+class Trickle(httpx.AsyncByteStream):
+    """An output body that arrives one byte every 10 ms and never ends."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            yield b"\x89"
+            await anyio.sleep(0.01)
+
+
+async def test_a_download_that_never_ends_meets_its_deadline(media: Media) -> None:
+    recorder = Recorder(
+        lambda r: httpx.Response(200, stream=Trickle(), headers={"content-type": "image/png"})
+    )
+    async with recorder.client() as client:
+        with pytest.raises(TransportError, match=r"did not finish within 0\.2 s") as info:
+            await media.save_outputs(
+                make_job(), [RemoteOutput(url=f"https://{PUBLIC_IP}/slow.png")], client, deadline=0.2
+            )
+    assert info.value.retryable and not info.value.maybe_sent

@@ -9,7 +9,7 @@
     models      GET  /api/fashion-model/list                (query tool autotoon_models)
 
 The image calls answer only when the image is done, so `submit` sends them with the long
-`SYNC_GENERATION_TIMEOUT` and returns a `Submission` that is already `done`: they are still
+`SYNC_GENERATION` and returns a `Submission` that is already `done`: they are still
 durable, idempotent jobs whose outputs are downloaded and thumbnailed. Their provider job id is
 synthetic (`sync:` + the output URLs as JSON), so a server that stops between storing it and
 downloading the outputs finds them again on restart, without a second (paid) call.
@@ -38,7 +38,7 @@ from server.errors import BadResponse, InputError
 from server.http import error_body, json_object
 from server.media import ImageInput, ImageResolver
 from server.models import JobError
-from server.policy import AUTOTOON_LIMITS, HTTP_TIMEOUT, SYNC_GENERATION_TIMEOUT
+from server.policy import AUTOTOON_LIMITS, HTTP, SYNC_GENERATION
 from server.providers.autotoon_models import (
     IMAGE_FIELDS,
     IMAGE_LIST_FIELDS,
@@ -156,11 +156,11 @@ class AutoToon(Provider):
     async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
         spec = lookup_operation(OPERATIONS, "Auto Toon", operation)
         # Synchronous calls answer when the image is done: they get the long read timeout.
-        timeout = HTTP_TIMEOUT if spec.asynchronous else SYNC_GENERATION_TIMEOUT
+        timing = HTTP if spec.asynchronous else SYNC_GENERATION
         self._calls += 1
         started, before = self._calls, self._baseline
         try:
-            response = await self.http.request("generate", "POST", spec.path, json=payload, timeout=timeout)
+            response = await self.http.request("generate", "POST", spec.path, json=payload, timing=timing)
         finally:
             self._calls += 1
         body = _json(response)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp
 
 from server.errors import InputError
+from server.media import origin
 from server.models import JobError
 from server.policy import MAX_IMAGE_REF_CHARS, MAX_TEXT_CHARS
 
@@ -138,10 +139,11 @@ class Provider(abc.ABC):
         """Sandbox emulators run faster than real providers; typical durations are scaled to match."""
 
     @property
-    def trusted_hosts(self) -> frozenset[str]:
-        """Hosts outputs may be downloaded from without the public-address check: the provider's own."""
-        host = httpx.URL(self.http.base_url).host
-        return frozenset({host}) if host else frozenset()
+    def trusted_origins(self) -> frozenset[str]:
+        """Where outputs may be downloaded from without the public-address check: the provider's own
+        base URL, by scheme, host and port (its host on another port is not the provider)."""
+        own = origin(self.http.base_url)
+        return frozenset({own}) if own else frozenset()
 
     @classmethod
     @abc.abstractmethod

@@ -37,7 +37,7 @@ from server.errors import (
 from server.http import error_body, json_body, rate_limit_headers
 from server.media import ImageInput, ImageResolver
 from server.models import JobError
-from server.policy import NEOFASHION_GENERATE_TIMEOUT, neofashion_limits
+from server.policy import NEOFASHION_GENERATE, neofashion_limits
 from server.providers.base import (
     Balance,
     OperationSpec,
@@ -319,9 +319,7 @@ class NeoFashion(Provider):
 
     async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
         endpoint = REQUEST_FIELDS[operation]
-        answer = await self._call(
-            endpoint.method, endpoint.path, json=payload, timeout=NEOFASHION_GENERATE_TIMEOUT
-        )
+        answer = await self._call(endpoint.method, endpoint.path, json=payload, timing=NEOFASHION_GENERATE)
         data = _object(answer.data, "data")
         charged = _number(answer.meta.get("credits_used"))
         if charged is None:
