@@ -12,6 +12,7 @@ When it may have been accepted but its id is unknown, the job fails with `submis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ from server.errors import (
     NotFound,
     ProviderError,
     ProviderRejected,
+    StorageError,
     TransportError,
 )
 from server.media import CallerImages, Media
@@ -112,7 +114,10 @@ class Engine:
     async def _sweep_forever(self) -> None:
         while True:
             await anyio.sleep(self.lease_ttl / 2)
-            await self.resume()
+            try:
+                await self.resume()
+            except StorageError as exc:
+                log.warning("unfinished jobs not swept: %s", exc.message)
 
     def _spawn(self, job_id: str) -> None:
         if self._tg is None:
@@ -152,6 +157,7 @@ class Engine:
             prepared = await provider.prepare(operation, args, CallerImages(self.media, owner))
         key = job_key(provider_name, operation, prepared.key_material, owner)
         now = utcnow()
+        finished = None if force else await self._finished_elsewhere(key)
         record = JobRecord(
             job_id=new_job_id(),
             provider=provider_name,
@@ -168,6 +174,18 @@ class Engine:
             owner=owner,
             typical_seconds=prepared.typical_seconds,
         )
+        if finished is not None:
+            # The provider finished this very call before and only its outputs were lost: follow that
+            # provider job again instead of paying for a new one.
+            record = record.model_copy(
+                update={
+                    "status": JobStatus.SUBMITTED,
+                    "provider_job_id": finished.provider_job_id,
+                    "submitted_at": now,
+                    "credits_used": finished.credits_used,
+                    "payload": None,
+                }
+            )
         await self.store.put(record)
         holder = await self.store.claim_key(key, record.job_id, force=force)
         if holder is not None:
@@ -183,6 +201,21 @@ class Engine:
         self._notify()
         self._spawn(record.job_id)
         return record
+
+    async def _finished_elsewhere(self, key: str) -> JobRecord | None:
+        """The earlier job of this call, when the provider finished it and only saving its outputs failed."""
+        holder_id = await self.store.key_holder(key)
+        holder = await self.store.get(holder_id) if holder_id else None
+        if (
+            holder is not None
+            and holder.status is JobStatus.FAILED
+            and holder.error is not None
+            and holder.error.code in REFETCHABLE
+            and holder.provider_job_id
+            and not holder.children
+        ):
+            return holder
+        return None
 
     async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         record = await self.store.get(job_id)
@@ -316,6 +349,10 @@ class Engine:
                 async with self._lease(job_id) as held:
                     if held:
                         await self._run(job_id)
+        except StorageError as exc:
+            # The store cannot be written (a full disk): the job keeps its last stored state and is
+            # taken up again by the sweep once its lease lapses. One job's trouble, not the server's.
+            log.warning("job %s paused: %s", job_id, exc.message)
         finally:
             if self._drivers.get(job_id) is scope:
                 del self._drivers[job_id]
@@ -331,17 +368,20 @@ class Engine:
             yield True
         finally:
             self._leased.discard(job_id)
-            with anyio.CancelScope(shield=True):
-                await self.store.release_lease(job_id, self.owner)
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self.store.release_lease(job_id, self.owner)  # else it lapses by itself
 
     async def _renew_forever(self) -> None:
         """One loop renews every lease this engine holds (not a task per job: thousands may run)."""
         while True:
             await anyio.sleep(self.lease_ttl / 3)
             for job_id in list(self._leased):
-                if job_id in self._leased and not await self.store.acquire_lease(
-                    job_id, self.owner, self.lease_ttl
-                ):
+                try:
+                    renewed = await self.store.acquire_lease(job_id, self.owner, self.lease_ttl)
+                except StorageError as exc:
+                    log.warning("lease of %s not renewed: %s", job_id, exc.message)
+                    continue
+                if job_id in self._leased and not renewed:
                     log.warning("lost the lease on %s; another process drives it now", job_id)
                     self._leased.discard(job_id)
                     scope = self._drivers.get(job_id)
@@ -364,6 +404,8 @@ class Engine:
                         await self._follow_children(record)
                     else:
                         await self._follow(provider, record)
+            except StorageError:
+                raise  # the job's state cannot be written: `_drive` pauses it
             except CallsheetError as exc:
                 # Anything not handled below ends the job with the error, so nothing is left hanging.
                 log.info("job %s failed: %s", job_id, exc.code)
@@ -581,6 +623,7 @@ class Engine:
                 JobStatus.CANCELED,
                 error=JobError(code="canceled", message="Canceled at the provider.", retryable=True),
             )
+        urls = ", ".join(o.url for o in report.outputs if o.url) or "none (inline data)"
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 outputs = await self.media.save_outputs(
@@ -591,18 +634,26 @@ class Engine:
                     deadline=provider.http.deadline(DOWNLOAD),
                 )
                 break
+            except StorageError as exc:
+                # Nothing to gain from trying again at once: the disk must have room first.
+                return await self.transition(
+                    record,
+                    JobStatus.FAILED,
+                    credits_used=credits,
+                    error=JobError(
+                        code=exc.code, message=_outputs_lost(provider.name, record, exc, urls), retryable=True
+                    ),
+                )
             except ProviderError as exc:
                 if not exc.retryable or attempt == self.retry.attempts:
-                    urls = ", ".join(o.url for o in report.outputs if o.url) or "none (inline data)"
                     return await self.transition(
                         record,
                         JobStatus.FAILED,
                         credits_used=credits,
                         error=JobError(
                             code="download_failed",
-                            message=f"The job succeeded but its outputs could not be downloaded "
-                            f"({exc.message}). Provider URLs: {urls}",
-                            retryable=False,
+                            message=_outputs_lost(provider.name, record, exc, urls),
+                            retryable=exc.retryable,
                         ),
                     )
                 await anyio.sleep(self.retry.delay(attempt))
@@ -614,6 +665,22 @@ def job_key(provider: str, operation: str, inputs: dict[str, Any], owner: str | 
     material = {"provider": provider, "operation": operation, "inputs": inputs, "owner": owner}
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+REFETCHABLE = frozenset({"download_failed", "disk_full", "storage_error"})
+"""Failures after the provider finished the job: a repeat fetches its outputs again, paying nothing."""
+
+
+def _outputs_lost(provider: str, record: JobRecord, exc: CallsheetError, urls: str) -> str:
+    again = (
+        "Repeat the same call (without force) to fetch them again from the provider, paying nothing, "
+        "while the provider keeps them."
+        if record.provider_job_id
+        else "They can be fetched from the provider's URLs while the provider keeps them."
+    )
+    return (
+        f"The job succeeded at {provider} but its outputs were not saved: {exc.message} {again} URLs: {urls}"
+    )
 
 
 def _job_error(exc: CallsheetError) -> JobError:

@@ -4,6 +4,7 @@
     ├── InputError                 bad argument: names the field and the fix; nothing stored or charged
     ├── NotFound                   unknown job, output or shoot id
     ├── ConfigError                missing or contradictory configuration
+    ├── StorageError               callsheet's own files or store cannot be written or read (disk_full)
     └── ProviderError              the provider said no, or could not be reached
         ├── AuthError              401/403: key missing, invalid or not allowed
         ├── InsufficientCredits    402 (or FASHN's 429 out-of-credits)
@@ -18,6 +19,7 @@ Status codes map to exceptions in `error_for_status`; MCP errors are produced on
 
 from __future__ import annotations
 
+import errno
 import re
 
 
@@ -63,6 +65,25 @@ class NotFound(CallsheetError):
 
 class ConfigError(CallsheetError):
     code = "config_error"
+
+
+class StorageError(CallsheetError):
+    """callsheet's own data folder or store failed: a full disk, a read-only or damaged file."""
+
+    code = "storage_error"
+    retryable = True
+
+
+def storage_failure(exc: BaseException, what: str) -> StorageError:
+    """`what` could not be written or read because of `exc` (an OSError or a database error)."""
+    full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in str(exc)
+    if full:
+        return StorageError(
+            f"{what}: the disk holding callsheet's data folder is full. Free space on it, then call again.",
+            code="disk_full",
+        )
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return StorageError(f"{what}: {reason}. Check the data folder (callsheet doctor), then call again.")
 
 
 class ProviderError(CallsheetError):

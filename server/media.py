@@ -48,6 +48,7 @@ from server.errors import (
     ProviderError,
     TransportError,
     error_for_status,
+    storage_failure,
 )
 from server.models import JobRecord, JobStatus, Output
 from server.policy import DOWNLOAD, MAX_DOWNLOAD_BYTES, MAX_INPUT_IMAGE_BYTES
@@ -309,10 +310,14 @@ class Media:
         `trusted` are the origins (`origin()`: scheme, host and port) that may be private: the
         provider's own. Each download must end within `deadline` seconds.
 
-        Raises ProviderError subclasses only: `TransportError(maybe_sent=False)` and 5xx errors
-        are retryable (the engine downloads again), refusals (host, size, type) are not.
+        Raises ProviderError subclasses for what the provider sent: `TransportError(maybe_sent=False)`
+        and 5xx errors are retryable (the engine downloads again), refusals (host, size, type) are
+        not; StorageError when the file cannot be written here (disk_full when the disk is full).
         """
-        job_dir = self._job_dir(job)
+        try:
+            job_dir = self._job_dir(job)
+        except OSError as exc:
+            raise storage_failure(exc, f"The media folder of job {job.job_id} could not be made") from None
         saved: list[Output] = []
         for n, remote in enumerate(outputs):
             tmp = job_dir / f".output_{n}.{uuid.uuid4().hex}.part"
@@ -334,12 +339,7 @@ class Media:
                 final = job_dir / f"output_{n}.{_extension(mime)}"
                 width, height = await anyio.to_thread.run_sync(self._finish, tmp, final, mime)
             except OSError as exc:
-                raise ProviderError(
-                    f"Could not store output {n} in {job_dir}: {exc.strerror or type(exc).__name__}.",
-                    code="storage_error",
-                    retryable=False,
-                    provider=job.provider,
-                ) from None
+                raise storage_failure(exc, f"Output {n} could not be saved in {job_dir}") from None
             finally:
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)

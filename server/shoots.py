@@ -30,7 +30,7 @@ from server import paths
 from server.config import Settings
 from server.contact_sheet import write_contact_sheet
 from server.engine import Engine
-from server.errors import CallsheetError, InputError, NotFound
+from server.errors import CallsheetError, InputError, NotFound, StorageError
 from server.models import TERMINAL, Job, JobRecord, JobStatus, new_job_id, utcnow
 from server.plans import (
     OUTPUT_PLACEHOLDER,
@@ -43,8 +43,12 @@ from server.plans import (
     with_item,
 )
 from server.providers.base import OperationSpec
+from server.store import guarded
 
 log = logging.getLogger("callsheet.shoots")
+
+STORAGE_RETRY_SECONDS = 15.0
+"""How long a shoot whose state could not be written waits before it runs again."""
 
 
 class ShootStatus(StrEnum):
@@ -126,13 +130,16 @@ class ShootStore:
         directory.mkdir(parents=True, exist_ok=True)
         self._cache = diskcache.Cache(str(directory), eviction_policy="none")
 
+    @guarded("The shoot store")
     async def get(self, shoot_id: str) -> ShootRecord | None:
         raw = self._cache.get(f"shoot:{shoot_id}")
         return ShootRecord.model_validate_json(raw) if isinstance(raw, str) else None
 
+    @guarded("The shoot store")
     async def put(self, record: ShootRecord) -> None:
         self._cache.set(f"shoot:{record.shoot_id}", record.model_dump_json())
 
+    @guarded("The shoot store")
     async def list(
         self,
         *,
@@ -349,15 +356,27 @@ class ShootRunner:
     async def _run(self, shoot_id: str, scope: anyio.CancelScope) -> None:
         try:
             with scope:
-                record = await self.get(shoot_id)
-                plan = ShootPlan.model_validate(record.plan)
-                events = {s.id: anyio.Event() for s in plan.steps}
-                async with anyio.create_task_group() as tg:
-                    for step in plan.steps:
-                        tg.start_soon(self._run_step, shoot_id, plan, step, events)
-                await self._finish(shoot_id)
+                while True:
+                    try:
+                        await self._run_once(shoot_id)
+                        return
+                    except* StorageError as group:
+                        # The store cannot be written (a full disk): the shoot keeps its last stored state
+                        # and runs again a little later. Its jobs are found again by their keys, so
+                        # nothing is paid twice.
+                        log.warning("shoot %s paused: %s", shoot_id, group.exceptions[0])
+                    await anyio.sleep(STORAGE_RETRY_SECONDS)
         finally:
             self._running.pop(shoot_id, None)
+
+    async def _run_once(self, shoot_id: str) -> None:
+        record = await self.get(shoot_id)
+        plan = ShootPlan.model_validate(record.plan)
+        events = {s.id: anyio.Event() for s in plan.steps}
+        async with anyio.create_task_group() as tg:
+            for step in plan.steps:
+                tg.start_soon(self._run_step, shoot_id, plan, step, events)
+        await self._finish(shoot_id)
 
     async def _run_step(
         self, shoot_id: str, plan: ShootPlan, step: Step, events: dict[str, anyio.Event]
@@ -422,6 +441,8 @@ class ShootRunner:
             else:
                 await self._set_step(shoot_id, step_id, StepStatus.SUCCEEDED)
                 await self._collect(shoot_id, step_id, result.jobs)
+        except StorageError:
+            raise  # the shoot's state cannot be written: `_run` pauses it
         except (CallsheetError, OSError) as exc:
             # One step's trouble ends that step, never the shoot's other steps or the server.
             log.warning("shoot %s step %s failed: %s", shoot_id, step_id, exc)

@@ -12,15 +12,18 @@ beside the records for both (see its docstring; `benchmarks/README.md` has the f
 from __future__ import annotations
 
 import builtins
+import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from diskcache import Cache
+from diskcache import Timeout as CacheTimeout
 
+from server.errors import storage_failure
 from server.models import ACTIVE, HOLDS_KEY, JobRecord, JobStatus
 
 Entry = tuple[str, str, str, str, str]
@@ -48,6 +51,9 @@ class Store(Protocol):
         replaces. The caller has already `put` the record of `job_id`.
         """
 
+    async def key_holder(self, key: str) -> str | None:
+        """The id of the job that holds idempotency `key` now, whatever its state; None if none."""
+
     async def list(
         self,
         *,
@@ -72,6 +78,34 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release file handles."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
+
+BACKEND_ERRORS = (sqlite3.Error, OSError, CacheTimeout)
+"""What SQLite and diskcache raise when a file cannot be read or written (a full disk, say)."""
+
+
+Op = Callable[Concatenate[S, P], Coroutine[Any, Any, R]]
+
+
+def guarded(what: str) -> Callable[[Op[S, P, R]], Op[S, P, R]]:
+    """A store operation whose backend failures become one StorageError naming `what` (and disk_full
+    when the disk is full): the call that meets it fails clearly, never the server."""
+
+    def wrap(fn: Op[S, P, R]) -> Op[S, P, R]:
+        @functools.wraps(fn)
+        async def run(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(store, *args, **kwargs)
+            except BACKEND_ERRORS as exc:
+                raise storage_failure(exc, what) from exc
+
+        return run
+
+    return wrap
 
 
 class DiskStore:
@@ -104,9 +138,11 @@ class DiskStore:
         if not self._catalog.built():
             self._build_catalog()
 
+    @guarded("The job store")
     async def get(self, job_id: str) -> JobRecord | None:
         return self._load(job_id)
 
+    @guarded("The job store")
     async def put(self, record: JobRecord) -> None:
         data = record.model_dump_json()
         entry = _entry(record)
@@ -115,11 +151,13 @@ class DiskStore:
             self._jobs.set(record.job_id, data, retry=True)
             self._catalog.keep_only(entry)
 
+    @guarded("The job store")
     async def delete(self, job_id: str) -> None:
         with self._jobs.transact(retry=True):
             self._jobs.delete(job_id, retry=True)
             self._catalog.forget(job_id)
 
+    @guarded("The job store")
     async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
         if not force and self._keys.add(key, job_id, retry=True):
             return None
@@ -132,6 +170,11 @@ class DiskStore:
             self._keys.set(key, job_id, retry=True)
             return None
 
+    @guarded("The job store")
+    async def key_holder(self, key: str) -> str | None:
+        return cast("str | None", self._keys.get(key))
+
+    @guarded("The job store")
     async def list(
         self,
         *,
@@ -169,6 +212,7 @@ class DiskStore:
                 return page, None
             cursor = batch[-1]
 
+    @guarded("The job store")
     async def unfinished(self) -> builtins.list[JobRecord]:
         records = []
         for job_id in self._catalog.with_status(ACTIVE):
@@ -179,9 +223,11 @@ class DiskStore:
                 self._heal(job_id)
         return records
 
+    @guarded("The job store")
     async def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
         return self._catalog.lease(job_id, owner, ttl)
 
+    @guarded("The job store")
     async def release_lease(self, job_id: str, owner: str) -> None:
         self._catalog.release(job_id, owner)
 
