@@ -19,8 +19,9 @@ from server import __version__
 from server.config import Mode, Settings
 from server.errors import CallsheetError
 from server.models import JobStatus
-from server.services import open_services
+from server.services import check_store, open_services
 from server.shoots import ShootStatus
+from server.store import damaged_records
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -70,16 +71,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             shoot_args = (settings, args.action, args.shoot_id, args.status, args.limit)
             return int(anyio.run(shoots_command, *shoot_args))
         return int(anyio.run(jobs_command, settings, args.action, args.job_id, args.status, args.limit))
-    except CallsheetError as exc:
-        print(f"callsheet: {exc.message}", file=sys.stderr)
+    except (CallsheetError, BaseExceptionGroup) as exc:
+        # A task group wraps what its tasks raise: report callsheet's own errors as one line each.
+        errors = _callsheet_errors(exc)
+        if errors is None:
+            raise
+        for error in errors:
+            print(f"callsheet: {error.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
+def _callsheet_errors(exc: BaseException) -> list[CallsheetError] | None:
+    """The CallsheetErrors in `exc` (a group's too), or None if anything else is in it."""
+    if isinstance(exc, CallsheetError):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[CallsheetError] = []
+        for inner in exc.exceptions:
+            errors = _callsheet_errors(inner)
+            if errors is None:
+                return None
+            found += errors
+        return found
+    return None
+
+
 def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> int:
     from server.app import create_app
 
+    check_store(settings)  # a damaged data folder is one clear line now, not a traceback later
     app = create_app(settings)
     if not http:
         anyio.run(app.run_stdio_async)
@@ -111,6 +133,17 @@ async def doctor(settings: Settings) -> int:
     print(f"  writable: {'yes' if writable else 'NO - set CALLSHEET_HOME to a folder you can write'}")
     print(f"input roots: {', '.join(str(r) for r in settings.input_roots)}")
     print(f"private input URLs allowed: {'yes' if settings.allow_private_urls else 'no'}")
+    print(f"store: embedded, {settings.store_dir}")
+    try:
+        check_store(settings)
+    except CallsheetError as exc:
+        print(f"  NOT usable: {exc.message}")
+        return 1
+    damaged = damaged_records(settings.store_dir)
+    if damaged:
+        print(f"  {len(damaged)} damaged record(s) set aside in {damaged[0].parent}:")
+        for path in damaged[:20]:
+            print(f"    {path.name}")
     print("providers:")
     problems = 0
     async with open_services(settings, start_engine=False) as svc:

@@ -76,6 +76,14 @@ def operation_specs(providers: dict[str, Provider]) -> dict[str, tuple[str, Oper
     return out
 
 
+def check_store(settings: Settings) -> None:
+    """Open and close the stores once: a damaged file raises StorageError saying what to do, a damaged
+    index is rebuilt, a damaged record is set aside."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    DiskStore(settings.store_dir).close()
+    ShootStore(settings.store_dir / "shoots").close()
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings,

@@ -19,10 +19,9 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
-import diskcache
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, Field, ValidationError
 
@@ -43,7 +42,7 @@ from server.plans import (
     with_item,
 )
 from server.providers.base import OperationSpec
-from server.store import guarded
+from server.store import guarded, open_cache, set_aside
 
 log = logging.getLogger("callsheet.shoots")
 
@@ -128,12 +127,21 @@ class ShootStore:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._cache = diskcache.Cache(str(directory), eviction_policy="none")
+        self.directory = directory
+        self._cache = open_cache(directory, "shoot records", "the shoots in it are lost")
 
     @guarded("The shoot store")
     async def get(self, shoot_id: str) -> ShootRecord | None:
-        raw = self._cache.get(f"shoot:{shoot_id}")
-        return ShootRecord.model_validate_json(raw) if isinstance(raw, str) else None
+        key = f"shoot:{shoot_id}"
+        raw = self._cache.get(key)
+        if raw is None:
+            return None
+        try:
+            return ShootRecord.model_validate_json(cast(str, raw))
+        except (ValidationError, ValueError, TypeError):
+            set_aside(self.directory.parent, "shoot", shoot_id, raw)
+            self._cache.delete(key)
+            return None
 
     @guarded("The shoot store")
     async def put(self, record: ShootRecord) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import builtins
 import functools
+import logging
+import re
 import sqlite3
 import threading
 import time
@@ -22,8 +24,10 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from diskcache import Cache
 from diskcache import Timeout as CacheTimeout
+from pydantic import ValidationError
 
-from server.errors import storage_failure
+from server import paths
+from server.errors import StorageError, storage_failure
 from server.models import ACTIVE, HOLDS_KEY, JobRecord, JobStatus
 
 Entry = tuple[str, str, str, str, str]
@@ -84,6 +88,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
 
+log = logging.getLogger("callsheet.store")
+
 BACKEND_ERRORS = (sqlite3.Error, OSError, CacheTimeout)
 """What SQLite and diskcache raise when a file cannot be read or written (a full disk, say)."""
 
@@ -132,11 +138,21 @@ class DiskStore:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._jobs = _open(directory / "jobs")
-        self._keys = _open(directory / "keys")
-        self._catalog = _Catalog(directory / "catalog.sqlite3")
+        self.directory = directory
+        self._jobs = open_cache(directory / "jobs", "job records", "the jobs in it are lost")
+        try:
+            self._catalog = _Catalog(directory / "catalog.sqlite3")
+        except sqlite3.DatabaseError:
+            # The catalog is an index of the records: set the damaged file aside and build it again.
+            self._catalog = _Catalog(_set_file_aside(directory / "catalog.sqlite3"))
         if not self._catalog.built():
             self._build_catalog()
+        try:
+            self._keys = open_cache(directory / "keys", "idempotency keys", "")
+        except StorageError:
+            # The keys can be told again from the records: set the file aside and rebuild them.
+            self._keys = open_cache(_set_file_aside(directory / "keys" / "cache.db").parent, "", "")
+            self._rebuild_keys()
 
     @guarded("The job store")
     async def get(self, job_id: str) -> JobRecord | None:
@@ -237,8 +253,24 @@ class DiskStore:
         self._catalog.close()
 
     def _load(self, job_id: str) -> JobRecord | None:
-        data = cast("str | None", self._jobs.get(job_id))
-        return None if data is None else JobRecord.model_validate_json(data)
+        data = self._jobs.get(job_id)
+        if data is None:
+            return None
+        try:
+            return JobRecord.model_validate_json(cast(str, data))
+        except (ValidationError, ValueError, TypeError):
+            # One damaged record must not stop the others: keep it aside, named, and go on.
+            set_aside(self.directory, "job", job_id, data)
+            self._jobs.delete(job_id, retry=True)
+            self._catalog.forget(job_id)
+            return None
+
+    def _rebuild_keys(self) -> None:
+        """Tell the idempotency keys again from the records: the newest job holding each one."""
+        for job_id in cast("Iterator[str]", self._jobs.iterkeys()):
+            record = self._load(job_id)
+            if record is not None and record.key and record.status in HOLDS_KEY:
+                self._keys.set(record.key, job_id, retry=True)
 
     def _heal(self, job_id: str) -> None:
         """Make the job's rows match its record again. Under the `jobs/` write lock no put is half done,
@@ -390,6 +422,49 @@ def _entry(record: JobRecord) -> Entry:
     return (record.job_id, record.status.value, record.provider, record.shoot_id or "", record.owner or "")
 
 
-def _open(directory: Path) -> Cache:
-    # eviction_policy="none": diskcache otherwise culls the oldest items past its 1 GB default limit.
-    return Cache(str(directory), eviction_policy="none")
+def open_cache(directory: Path, holds: str, lost: str) -> Cache:
+    """A diskcache folder of records; a damaged database is a StorageError saying what to do."""
+    try:
+        # eviction_policy="none": diskcache otherwise culls the oldest items past its 1 GB default limit.
+        return Cache(str(directory), eviction_policy="none")
+    except sqlite3.DatabaseError as exc:
+        path = directory / "cache.db"
+        raise StorageError(
+            f"The file {path} ({holds}) is damaged: {exc}. Move it aside (mv {path} {path}.damaged; "
+            f"{lost}) or restore it from a backup, then start callsheet again.",
+            code="store_damaged",
+            retryable=False,
+        ) from None
+
+
+DAMAGED = "damaged"
+"""The store's folder of records set aside because they could not be read."""
+
+
+def set_aside(directory: Path, kind: str, key: str, raw: object) -> Path:
+    """Keep a record that cannot be read in `directory/damaged/` and say so in the log."""
+    folder = directory / DAMAGED
+    folder.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", key)[:80] or "record"
+    target = folder / f"{kind}-{name}.txt"
+    text = raw if isinstance(raw, str) else repr(raw)
+    paths.write_atomic(directory.resolve(), target.resolve(), text.encode("utf-8", "replace"))
+    log.warning("the %s record %s is damaged; it was set aside in %s", kind, key, target)
+    return target
+
+
+def damaged_records(directory: Path) -> builtins.list[Path]:
+    """The records set aside in the store folder, for `callsheet doctor`."""
+    folder = directory / DAMAGED
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def _set_file_aside(path: Path) -> Path:
+    """Rename a damaged database file (and its journal files) out of the way; returns `path`."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(source.with_name(f"{source.name}.damaged-{stamp}"))
+    log.warning("%s was damaged; it was set aside and is being rebuilt from the records", path)
+    return path
