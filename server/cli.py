@@ -19,6 +19,7 @@ from server import __version__
 from server.config import Mode, Settings
 from server.errors import CallsheetError
 from server.models import JobStatus
+from server.redact import RedactingFilter, Redactor
 from server.services import check_store, open_services
 from server.shoots import ShootStatus
 from server.store import damaged_records
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter(Redactor(settings.secrets())))
         if args.command == "serve":
             return serve_command(settings, http=args.http, host=args.host, port=args.port)
         if args.command == "demo":
@@ -107,7 +110,7 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
         anyio.run(app.run_stdio_async)
         return 0
     # One token, or several separated by commas: one per caller, each seeing only its own jobs.
-    tokens = [t.strip() for t in os.environ.get("CALLSHEET_HTTP_TOKEN", "").split(",") if t.strip()]
+    tokens = settings.http_tokens
     if host not in LOOPBACK and not tokens:
         print(
             f"callsheet: refusing to serve on {host} without a bearer token. Set CALLSHEET_HTTP_TOKEN "

@@ -70,6 +70,8 @@ class Settings:
     """How often the Generation API's tool list is fetched again: GENAPI_TOOLS_REFRESH_SECONDS."""
     max_plan_jobs: int = MAX_PLAN_JOBS
     """Most jobs one shoot plan may expand to: CALLSHEET_MAX_PLAN_JOBS."""
+    http_tokens: tuple[str, ...] = field(default=(), repr=False)
+    """CALLSHEET_HTTP_TOKEN: bearer tokens for `serve --http`, one per caller."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,6 +112,9 @@ class Settings:
                 _positive_int(env, "GENAPI_TOOLS_REFRESH_SECONDS", int(cls.genapi_tools_refresh_seconds))
             ),
             max_plan_jobs=_positive_int(env, "CALLSHEET_MAX_PLAN_JOBS", cls.max_plan_jobs),
+            http_tokens=tuple(
+                t.strip() for t in (env.get("CALLSHEET_HTTP_TOKEN") or "").split(",") if t.strip()
+            ),
         )
 
     def describe(self) -> dict[str, object]:
@@ -123,6 +128,11 @@ class Settings:
                 for name, p in self.providers.items()
             },
         }
+
+    def secrets(self) -> list[str]:
+        """Every configured secret (provider keys, bearer tokens): what `Redactor` removes from texts."""
+        keys = [p.api_key for p in self.providers.values() if p.api_key]
+        return [*keys, *self.http_tokens]
 
     @property
     def media_dir(self) -> Path:

@@ -19,8 +19,12 @@ import httpx
 from server.errors import BadResponse, RateLimited, TransportError, error_for_status
 from server.limiter import Limiter
 from server.policy import HTTP, Timing
+from server.redact import Redactor
 
 log = logging.getLogger("callsheet.http")
+
+AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
+"""Headers that carry a provider key: their values are secrets whatever else is configured."""
 
 # Exceptions raised before any byte of the request could have reached the server.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -38,6 +42,7 @@ class HttpCaller:
         key_var: str,
         error_message: Callable[[httpx.Response], str] | None = None,
         time_scale: float = 1.0,
+        redactor: Redactor | None = None,
     ) -> None:
         self.client = client
         self.provider = provider
@@ -48,6 +53,10 @@ class HttpCaller:
         self._error_message = error_message or _default_error_message
         self.time_scale = time_scale
         """Sandbox emulators answer faster than real providers: deadlines shrink with them."""
+        if redactor is None:
+            redactor = Redactor(v.split(" ", 1)[-1] for k, v in headers.items() if k.lower() in AUTH_HEADERS)
+        self.redactor = redactor
+        """Removes every secret from what the provider answers, before anything reads it."""
 
     def deadline(self, timing: Timing) -> float:
         return timing.deadline * self.time_scale
@@ -89,6 +98,7 @@ class HttpCaller:
             ) from None
         finally:
             self.limiter.settle(stamp)
+        response = self._redacted(response)
         self._observe_rate_headers(kind, response)
         if response.status_code >= 400:
             retry_after = _retry_after(response)
@@ -104,6 +114,18 @@ class HttpCaller:
             log.info("%s %s %s -> %s", self.provider, method, path, response.status_code)
             raise error
         return response
+
+    def _redacted(self, response: httpx.Response) -> httpx.Response:
+        """The response with every secret removed from its body and headers (a copy, when needed)."""
+        if not self.redactor:
+            return response
+        content = self.redactor.bytes(response.content)
+        headers = [(k, self.redactor.text(v)) for k, v in response.headers.multi_items()]
+        if content == response.content and headers == response.headers.multi_items():
+            return response
+        return httpx.Response(
+            response.status_code, headers=headers, content=content, request=response.request
+        )
 
     def _observe_rate_headers(self, kind: str, response: httpx.Response) -> None:
         """Providers that announce `X-RateLimit-Remaining: 0` get no more requests until the reset."""

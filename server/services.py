@@ -26,6 +26,7 @@ from server.media import Media
 from server.policy import HTTP, PollPolicy, RetryPolicy
 from server.providers import REGISTRY
 from server.providers.base import OperationSpec, Provider
+from server.redact import Redactor
 from server.shoots import ShootRunner, ShootStore
 from server.store import DiskStore
 
@@ -106,6 +107,7 @@ async def open_services(
                 httpx.AsyncClient(timeout=HTTP.timeout, headers=headers, transport=live_transport)
             )
             providers: dict[str, Provider] = {}
+            redactor = Redactor(settings.secrets())
             for name, conf in settings.providers.items():
                 registration = REGISTRY.get(name)
                 if registration is None or conf.mode is Mode.OFF:
@@ -132,6 +134,7 @@ async def open_services(
                     key_var=conf.key_var,
                     error_message=registration.error_message,
                     time_scale=scale,
+                    redactor=redactor,
                 )
                 providers[name] = registration.adapter(http, sandbox=sandbox, time_scale=scale)
             engine = Engine(

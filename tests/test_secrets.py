@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
+import httpx
 import pytest
+from mcp import Client
 
+from server.app import create_app
 from server.config import Settings
+from server.policy import PollPolicy
 from server.sandbox.fashn import FashnEmulator
+from tests.conftest import FAST_RETRY
 from tests.test_live_fashn import (
     CALL_TIMEOUT,
     EMULATOR_SCALE,
@@ -24,6 +31,8 @@ from tests.test_live_fashn import (
 )
 
 pytestmark = pytest.mark.anyio
+
+EAGER = PollPolicy(looks=(), step=0.0, floor=0.01, ceiling=0.05)
 
 SECRET = "fa-SECRET-9f8e7d"
 
@@ -108,3 +117,90 @@ async def test_api_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixt
     leaked = [r for r in caplog.records if SECRET in r.getMessage() or SECRET in str(r.args)]
     assert leaked == [], [r.getMessage() for r in leaked]
     assert SECRET not in caplog.text
+
+
+KEYS = {
+    "FASHN_API_KEY": "fa-SECRET-111aaa",
+    "AUTOTOON_API_KEY": "toon_SECRET222bbb",
+    "NEOFASHION_API_KEY": "ne_live_SECRET333ccc",
+    "GENAPI_API_KEY": "gen-SECRET/444+ddd",  # '/' and '+' change under JSON and URL escaping
+}
+TOKEN = "tok-SECRET-555eee"
+
+
+def echo(request: httpx.Request) -> httpx.Response:
+    """Every provider at once, each echoing the key it was sent in every answer it can."""
+    auth = request.headers.get("authorization") or request.headers.get("x-api-key") or ""
+    key = auth.removeprefix("Bearer ")
+    said = {"x-echo": key, "x-request-key": quote(key, safe="")}
+    path = request.url.path
+    if path == "/v1/run":
+        prompt = json.loads(request.content)["inputs"].get("prompt", "")
+        if "refused" in prompt:
+            error = {"name": "BadRequest", "message": f"Invalid API key: Bearer {key}"}
+            return httpx.Response(400, json={"error": error}, headers=said)
+        if "broken" in prompt:
+            return httpx.Response(500, text=f"upstream error for {quote(key)}", headers=said)
+        return httpx.Response(200, json={"id": "p1", "error": None}, headers=said)
+    if path == "/v1/status/p1":
+        error = {"name": "PipelineError", "message": f"upstream refused {json.dumps(key)}"}
+        return httpx.Response(200, json={"id": "p1", "status": "failed", "error": error}, headers=said)
+    if path == "/v1/credits":
+        return httpx.Response(200, json={"credits": {"total": 10, "note": f"key={key}"}}, headers=said)
+    if request.url.host == "autotoon.test":
+        return httpx.Response(400, json={"error": f"bad key {key}", "code": "INVALID_REQUEST"}, headers=said)
+    if request.url.host == "neo.test":
+        envelope = {
+            "data": None,
+            "meta": {},
+            "error": {"code": "unauthorized", "message": f"{key} is invalid"},
+        }
+        return httpx.Response(401, json=envelope, headers=said)
+    return httpx.Response(500, json={"detail": f"cannot use {key}"}, headers=said)
+
+
+async def test_a_provider_echoing_its_key_in_every_answer_leaks_it_nowhere(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    (tmp_path / "in").mkdir()
+    env = {
+        "CALLSHEET_HOME": str(tmp_path / "home"),
+        "CALLSHEET_INPUT_ROOTS": str(tmp_path / "in"),
+        "CALLSHEET_ALLOW_PRIVATE_URLS": "1",
+        "CALLSHEET_HTTP_TOKEN": TOKEN,
+        "FASHN_BASE_URL": "https://fashn.test/v1",
+        "AUTOTOON_BASE_URL": "https://autotoon.test",
+        "NEOFASHION_BASE_URL": "https://neo.test/api/v1",
+        "GENAPI_BASE_URL": "https://genapi.test",
+        **KEYS,
+    }
+    settings = Settings.from_env(env)
+    app = create_app(settings, live_transport=httpx.MockTransport(echo), retry=FAST_RETRY, poll=EAGER)
+    calls = [
+        ("fashn_model_create", {"prompt": "refused"}),
+        ("fashn_model_create", {"prompt": "a model"}),
+        ("fashn_model_create", {"prompt": "broken"}),
+        ("autotoon_upscale", {"image_url": "http://127.0.0.1/x.png"}),
+        ("autotoon_models", {}),
+        ("neofashion_image", {"prompt": "a dress"}),
+        ("neofashion_personas", {}),
+        ("genapi_tools", {}),
+        ("credits", {}),
+        ("jobs_list", {}),
+    ]
+    dumps = []
+    async with Client(app) as client:
+        for tool, args in calls:
+            dumps.append((await client.call_tool(tool, {**args})).model_dump_json())
+        jobs = (await client.call_tool("jobs_list", {})).structured_content or {}
+        for job in jobs["jobs"]:
+            dumps.append((await client.read_resource(f"callsheet://jobs/{job['job_id']}")).model_dump_json())
+    seen = "\n".join(dumps)
+    for secret in [*KEYS.values(), TOKEN]:
+        for form in (secret, json.dumps(secret)[1:-1], quote(secret, safe="")):
+            assert form not in seen
+            assert files_containing(settings.home, form.encode()) == []
+            assert form not in caplog.text
+    assert seen.count("[redacted]") >= 8  # the echoes arrived, with the keys taken out
+    assert len(jobs["jobs"]) == 5 and all(j["status"] == "failed" for j in jobs["jobs"])
