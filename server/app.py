@@ -23,10 +23,11 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus, ToolsListChanged
-from mcp_types import CallToolResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -36,7 +37,7 @@ from prompts import register_prompts
 from server import __version__
 from server.access import CALLER_KEY, AccessGate, Caller, StaticTokens
 from server.config import Mode, Settings
-from server.errors import CallsheetError, InputError
+from server.errors import CallsheetError, InputError, NotFound
 from server.providers import REGISTRY
 from server.providers.base import OperationSpec, QuerySpec, input_error_from
 from server.services import DiscoveredOperations, Services, open_services
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     register_shoot_tools(app)
     register_prompts(app)
     _register_resources(app)
-    app.middleware.append(_ArgumentCheck(tools))
+    app.middleware.append(_ArgumentCheck(app, tools))
     if tool_list.enabled:
         app.middleware.append(tool_list)
 
@@ -113,36 +114,81 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
 
 
 class _ArgumentCheck:
-    """Refuse unknown or invalid generation arguments before anything runs, naming field and fix.
+    """Refuse a call with unknown, missing or invalid arguments before anything runs, naming each
+    field and the fix, for every tool; and a prompt request that names no prompt or leaves out a
+    required argument, as the protocol's invalid-params error (-32602) naming them.
 
-    The SDK ignores unknown arguments and reports invalid ones in pydantic's words; the provider's
-    own input model (extra fields forbidden) says it in the assistant's terms instead. For a provider
-    that discovers its inputs (the Generation API's tools), a refused call first lets the adapter look
-    again, once: a tool added since the last refresh is then accepted.
+    The SDK ignores unknown arguments and reports invalid ones in pydantic's words (with links); for
+    a generation tool the provider's own input model (extra fields forbidden) is the check. For a
+    provider that discovers its inputs (the Generation API's tools), a refused call first lets the
+    adapter look again, once: a tool added since the last refresh is then accepted.
     """
 
-    def __init__(self, tools: dict[str, tuple[str, OperationSpec]]) -> None:
+    def __init__(self, app: MCPServer, tools: dict[str, tuple[str, OperationSpec]]) -> None:
+        self.app = app
         self.tools = tools
         """Generation tool name -> (provider, operation spec); rebuilt specs replace the old ones."""
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params or {}
-        if ctx.method == "tools/call" and params.get("name") in self.tools:
-            tool = str(params["name"])
-            args = dict(params.get("arguments") or {})
-            args.pop("wait_seconds", None)
-            args.pop("force", None)
-            error = self._problem(tool, args)
-            if error is not None and await self._rediscovered(ctx, tool, args):
-                error = self._problem(tool, args)  # checked again against the rebuilt model
+        if ctx.method == "tools/call":
+            error = await self._tool_problem(
+                ctx, str(params.get("name")), dict(params.get("arguments") or {})
+            )
             if error is not None:
                 return CallToolResult(
                     content=[TextContent(type="text", text=f"{error.message} [{error.code}]")], is_error=True
                 )
+        elif ctx.method == "prompts/get":
+            await self._check_prompt(str(params.get("name")), dict(params.get("arguments") or {}))
         result = await call_next(ctx)
         if ctx.method == "resources/read" and isinstance(result, dict):
             await _fix_output_mime(ctx, result)
         return result
+
+    async def _tool_problem(
+        self, ctx: ServerRequestContext[Any, Any], name: str, args: dict[str, Any]
+    ) -> InputError | None:
+        if name in self.tools:
+            given = {k: v for k, v in args.items() if k not in ("wait_seconds", "force")}
+            error = self._problem(name, given)
+            if error is not None and await self._rediscovered(ctx, name, given):
+                error = self._problem(name, given)  # checked again against the rebuilt model
+            if error is not None:
+                return error
+        # The SDK's own model of the tool's parameters (mcp 2.3.0 keeps it on the registered tool),
+        # looked up after a rediscovery may have rebuilt the tool.
+        tool = self.app._tool_manager.get_tool(name)
+        if tool is None:
+            return None  # the SDK answers an unknown tool itself
+        model = tool.fn_metadata.arg_model
+        known = {field.alias or field_name for field_name, field in model.model_fields.items()}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            return InputError(
+                ", ".join(unknown),
+                f"unknown argument{'s' if len(unknown) > 1 else ''}.",
+                f"{name} takes {', '.join(sorted(known)) or 'no arguments'}.",
+            )
+        try:
+            tool.fn_metadata.validate_arguments(args)
+        except ValidationError as exc:
+            return input_error_from(exc, name)
+        return None
+
+    async def _check_prompt(self, name: str, args: dict[str, Any]) -> None:
+        prompts = {p.name: p for p in await self.app.list_prompts()}
+        prompt = prompts.get(name)
+        if prompt is None:
+            raise MCPError(
+                INVALID_PARAMS, f"Unknown prompt {name!r}. The prompts are: {', '.join(sorted(prompts))}."
+            )
+        missing = [a.name for a in prompt.arguments or [] if a.required and not str(args.get(a.name) or "")]
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            raise MCPError(
+                INVALID_PARAMS, f"The prompt {name} needs the argument{plural} {', '.join(missing)}."
+            )
 
     def _problem(self, tool: str, args: dict[str, Any]) -> InputError | None:
         try:
@@ -225,9 +271,11 @@ async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: dict[str
 
 
 async def _found(lookup: Awaitable[T]) -> T:
-    """A job or shoot for a resource read; an unknown id is a resource error naming it."""
+    """A job or shoot for a resource read; an unknown id is the protocol's not-found error naming it."""
     try:
         return await lookup
+    except NotFound as exc:
+        raise ResourceNotFoundError(exc.message) from None
     except CallsheetError as exc:
         raise ResourceError(exc.message) from None
 
@@ -267,7 +315,7 @@ def _register_resources(app: MCPServer) -> None:
         record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx).id))
         path = Path(record.folder) / "contact-sheet.png"
         if not path.exists():
-            raise ResourceError(
+            raise ResourceNotFoundError(
                 f"Shoot {shoot_id} has no contact sheet yet; it is written when the shoot ends."
             )
         return await anyio.Path(path).read_bytes()
@@ -283,8 +331,10 @@ def _register_resources(app: MCPServer) -> None:
         try:
             record = await svc.engine.get(job_id, owner=caller(ctx).id)
             path, _ = svc.media.output_file(record, int(n))
-        except (CallsheetError, ValueError) as exc:
-            raise ResourceError(f"No output {n} for job {job_id}: {exc}") from None
+        except (NotFound, ValueError) as exc:
+            raise ResourceNotFoundError(f"No output {n} for job {job_id}: {exc}") from None
+        except CallsheetError as exc:
+            raise ResourceError(exc.message) from None
         return await anyio.Path(path).read_bytes()
 
 

@@ -18,7 +18,7 @@ import anyio
 from server import __version__
 from server.config import Mode, Settings
 from server.errors import CallsheetError
-from server.models import JobStatus
+from server.models import JobStatus, credits_text
 from server.redact import RedactingFilter, Redactor
 from server.services import check_store, open_services
 from server.shoots import ShootStatus
@@ -163,7 +163,9 @@ async def doctor(settings: Settings) -> int:
                 with anyio.fail_after(15):
                     balance = await adapter.balance()
                 status = (
-                    f"reachable, {balance.credits:g} credits" if balance.credits is not None else "reachable"
+                    f"reachable, {credits_text(balance.credits)}"
+                    if balance.credits is not None
+                    else "reachable"
                 )
             except (CallsheetError, TimeoutError) as exc:
                 problems += 1

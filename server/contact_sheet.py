@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from server import paths
 from server.media import thumb_path
+from server.models import credits_text
 
 if TYPE_CHECKING:
     from server.shoots import Shoot
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
 CELL = 256
 CAPTION = 40
 COLUMNS = 4
+HEADER_AT = (12, 12)
+CAPTION_SIZE = 13
+
+
+def header_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The shoot name's font: Pillow's own scalable font at a legible size, so that every character of
+    the name (hyphens, spaces) is drawn as typed."""
+    return ImageFont.load_default(size=20)
 
 
 def _tiles(shoot: Shoot) -> list[dict[str, Any]]:
@@ -73,16 +82,18 @@ def _thumb(path: Path) -> Image.Image | None:
 def render(shoot: Shoot, prompts: dict[str, str]) -> tuple[str, bytes]:
     """(HTML, PNG bytes) for the shoot's outputs, in plan order."""
     tiles = _tiles(shoot)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=CAPTION_SIZE)
     rows = max(1, -(-len(tiles) // COLUMNS))
     header = 48
     grid = Image.new("RGB", (COLUMNS * CELL, header + rows * (CELL + CAPTION)), "white")
     draw = ImageDraw.Draw(grid)
+    draw.text(HEADER_AT, shoot.name, fill="black", font=header_font())
     draw.text(
-        (12, 14),
-        f"{shoot.name} - {shoot.status.value} - {shoot.credits_used:g} credits",
-        fill="black",
+        (COLUMNS * CELL - 12, HEADER_AT[1] + 4),
+        f"{shoot.status.value} | {credits_text(shoot.credits_used)}",
+        fill="dimgray",
         font=font,
+        anchor="ra",
     )
     cards = []
     for k, tile in enumerate(tiles):
@@ -111,7 +122,7 @@ def render(shoot: Shoot, prompts: dict[str, str]) -> tuple[str, bytes]:
             )
             + f"</a><figcaption><b>{html.escape(tile['step'])}</b> #{tile['item']}.{tile['n']} "
             f"<code>{html.escape(tile['tool'])}</code> {html.escape(tile['size'])}"
-            + (f" - {tile['credits']:g} credits" if tile["credits"] is not None else "")
+            + (f" - {credits_text(tile['credits'])}" if tile["credits"] is not None else "")
             + (f"<br><i>{html.escape(prompt)}</i>" if prompt else "")
             + "</figcaption></figure>"
         )
@@ -128,7 +139,7 @@ figure{{width:{CELL}px;margin:0}}img{{max-width:{CELL}px;max-height:{CELL}px;dis
 .ph{{width:{CELL}px;height:{CELL}px;border:1px solid #ccc;display:grid;place-items:center}}
 figcaption{{font-size:12px}}</style></head>
 <body><h1>{html.escape(shoot.name)}</h1>
-<p>Status <b>{shoot.status.value}</b> - {shoot.credits_used:g} credits used
+<p>Status <b>{shoot.status.value}</b> - {credits_text(shoot.credits_used)} used
 (estimate {shoot.credits_estimate:g}) - {len(tiles)} outputs - shoot {html.escape(shoot.shoot_id)}</p>
 <ul>{steps}</ul><main>{"".join(cards)}</main></body></html>
 """

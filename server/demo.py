@@ -19,6 +19,7 @@ from mcp import Client
 
 from server.app import create_app
 from server.config import PROVIDERS, Settings
+from server.models import credits_text
 from server.sandbox.images import placeholder_png
 
 GARMENTS = {
@@ -135,7 +136,7 @@ async def run_demo() -> int:
         estimate = validation["estimate"]
         print(
             f"1. shoot_validate: {len(validation['jobs'])} jobs in {len(validation['waves'])} waves, "
-            f"about {estimate['total']:g} credits {estimate['by_provider']}"
+            f"about {credits_text(estimate['total'])} {estimate['by_provider']}"
         )
         start = await client.call_tool("shoot_start", {"plan": plan, "confirm": True})
         if start.is_error or start.structured_content is None:
@@ -160,7 +161,9 @@ async def run_demo() -> int:
     outputs = sum(len(j["outputs"]) for j in jobs)
     elapsed = time.monotonic() - started
     credits = shoot["credits_used"]
-    print(f"\nshoot {shoot['status']}: {len(jobs)} jobs, {outputs} outputs, {credits:g} credits, ", end="")
+    print(
+        f"\nshoot {shoot['status']}: {len(jobs)} jobs, {outputs} outputs, {credits_text(credits)}, ", end=""
+    )
     print(f"{elapsed:.1f} s")
     print(f"shoot folder:  {shoot['folder']}")
     print(f"contact sheet: {shoot['contact_sheet']['path']}")

@@ -311,9 +311,10 @@ class Engine:
         """Estimated progress: from the time since submission against the model's typical duration."""
         if record.status in TERMINAL:
             return 1.0 if record.status is JobStatus.SUCCEEDED else record.progress
-        started = record.submitted_at or record.submit_started_at  # synchronous calls: since sending
-        if started is None:
-            return 0.0
+        if record.status is JobStatus.QUEUED:
+            # Not accepted yet: waiting for its turn, or being sent (a synchronous call while it runs).
+            return 0.0 if record.submit_started_at is None else 0.05
+        started = record.submitted_at or record.created_at
         elapsed = (utcnow() - started).total_seconds()
         return round(min(0.95, 0.05 + 0.9 * elapsed / max(record.typical_seconds * 1.2, 0.001)), 3)
 

@@ -30,6 +30,11 @@ TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
 HOLDS_KEY = frozenset({*ACTIVE, JobStatus.SUCCEEDED})
 
 
+def credits_text(amount: float) -> str:
+    """`1 credit`, `2 credits`, `0.5 credits`: an amount of credits as a user reads it."""
+    return f"{amount:g} credit{'' if amount == 1 else 's'}"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from server.models import credits_text
 from server.policy import MAX_PLAN_CHARS, MAX_PLAN_JOBS
 from server.providers.base import OperationSpec
 
@@ -374,7 +375,7 @@ def _result(
             Problem(
                 step=None,
                 field="budget_credits",
-                message=f"The plan is estimated at {total:g} credits, above its budget of {budget:g}: "
+                message=f"The plan is estimated at {credits_text(total)}, above its budget of {budget:g}: "
                 "raise the budget or cut steps.",
             )
         )

@@ -30,7 +30,7 @@ from server.config import Settings
 from server.contact_sheet import write_contact_sheet
 from server.engine import Engine
 from server.errors import CallsheetError, InputError, NotFound, StorageError
-from server.models import TERMINAL, Job, JobRecord, JobStatus, new_job_id, utcnow
+from server.models import TERMINAL, Job, JobRecord, JobStatus, credits_text, new_job_id, utcnow
 from server.plans import (
     OUTPUT_PLACEHOLDER,
     ShootPlan,
@@ -492,7 +492,7 @@ class ShootRunner:
             return True
         record.status = ShootStatus.OVER_BUDGET
         record.note = (
-            f"Stopped before a job that would cross the budget of {budget:g} credits "
+            f"Stopped before a job that would cross the budget of {credits_text(budget)} "
             f"({committed:g} committed, next job ~{estimate or 0:g}). Raise budget_credits and start again: "
             "finished jobs are reused at no cost."
         )

@@ -112,7 +112,7 @@ async def test_tools_are_listed_with_costs_schemas_and_annotations(
     assert {t for t in tools if t.startswith("autotoon_")} == AUTOTOON_TOOLS
     for name in AUTOTOON_TOOLS - {"autotoon_models"}:
         description = (tools[name].description or "").lower()
-        assert "credits" in description and "estimate" in description, name
+        assert "credit" in description and "estimate" in description, name
         assert "url" in description, name
     editorial = tools["autotoon_editorial"].input_schema
     props = editorial["properties"]

@@ -17,7 +17,7 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, 
 
 from server.access import CALLER_KEY, LOCAL, Caller
 from server.errors import CallsheetError
-from server.models import TERMINAL, JobRecord, JobStatus
+from server.models import TERMINAL, JobRecord, JobStatus, credits_text
 from server.services import Services
 
 P = ParamSpec("P")
@@ -99,7 +99,7 @@ def summary(job: JobRecord, progress: float, note: str = "") -> str:
     """One short human sentence or two about the job."""
     head = f"Job {job.job_id} ({job.provider} {job.operation}{', sandbox' if job.sandbox else ''})"
     if job.status is JobStatus.SUCCEEDED:
-        credits = f", {job.credits_used:g} credits" if job.credits_used is not None else ""
+        credits = f", {credits_text(job.credits_used)}" if job.credits_used is not None else ""
         paths = "; ".join(f"{o.uri} -> {o.path}" for o in job.outputs)
         text = f"{head} succeeded: {len(job.outputs)} output(s){credits}. {paths}"
     elif job.status is JobStatus.FAILED:
@@ -112,7 +112,7 @@ def summary(job: JobRecord, progress: float, note: str = "") -> str:
             f"{head} is {job.status.value} ({progress:.0%}). It keeps running on the server: "
             f'call job_wait with job_ids ["{job.job_id}"] to wait for it.'
         )
-    return f"{text} {note}".strip()
+    return f"{text} {note}".strip() if note not in text else text
 
 
 def job_content(svc: Services, job: JobRecord, note: str = "") -> list[ContentBlock]:

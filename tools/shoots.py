@@ -10,6 +10,7 @@ from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from server.errors import CallsheetError
+from server.models import credits_text
 from server.plans import Problem, ShootPlan, Validation, validate_plan
 from server.providers.base import OperationSpec
 from server.shoots import Shoot, ShootRecord, ShootStatus
@@ -91,8 +92,8 @@ async def _validate(ctx: Context, plan: dict[str, Any]) -> tuple[ShootPlan | Non
                 Problem(
                     step=None,
                     field=f"balance.{provider}",
-                    message=f"{provider} has {balance:g} credits; this plan needs about {amount:g} there. "
-                    "Top up, or cut steps.",
+                    message=f"{provider} has {credits_text(balance)}; this plan needs about "
+                    f"{amount:g} there. Top up, or cut steps.",
                 )
             )
     validation.ok = not validation.problems
@@ -122,7 +123,7 @@ async def ask_price(
     if caps is not None and caps.elicitation is not None:
         return Elicit(
             f"Start shoot {plan.get('name')!r}: {len(validation.jobs)} jobs, about "
-            f"{validation.estimate.total:g} credits ({validation.estimate.by_provider})?",
+            f"{credits_text(validation.estimate.total)} ({validation.estimate.by_provider})?",
             PriceConfirmation,
         )
     return PriceConfirmation(start=False)
@@ -137,7 +138,7 @@ async def shoot_start(
         bool,
         Field(
             description=f"Set true after the user agreed to the price. Needed for shoots above "
-            f"{CONFIRM_ABOVE_CREDITS:g} credits when the client cannot ask the user itself."
+            f"{credits_text(CONFIRM_ABOVE_CREDITS)} when the client cannot ask the user itself."
         ),
     ] = False,
 ) -> StartResult:
@@ -152,7 +153,7 @@ async def shoot_start(
         raise ToolError(f"The plan cannot start: {lines}")
     if not approval.start:
         raise ToolError(
-            f"This shoot is estimated at {validation.estimate.total:g} credits "
+            f"This shoot is estimated at {credits_text(validation.estimate.total)} "
             f"({validation.estimate.by_provider}). Show the price to the user and, once they agree, call "
             "shoot_start again with confirm: true."
         )
@@ -170,7 +171,7 @@ async def _shoot_result(ctx: Context, record: ShootRecord) -> CallToolResult:
         counts[step.status.value] = counts.get(step.status.value, 0) + 1
     text = (
         f"Shoot {view.shoot_id} ({view.name}) is {view.status.value} ({view.progress:.0%}): "
-        f"{', '.join(f'{n} {s}' for s, n in counts.items())}; {view.credits_used:g} credits used. "
+        f"{', '.join(f'{n} {s}' for s, n in counts.items())}; {credits_text(view.credits_used)} used. "
         f"Folder: {view.folder}."
     )
     if view.note:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from server.models import credits_text
 from server.providers.base import ImageRef, ProviderInputs
 
 URL_ONLY = (
@@ -315,12 +316,12 @@ class AutoToonOperation:
     @property
     def price_text(self) -> str:
         unit = "per set of variations" if self.operation == "variations" else "per call"
-        return f"about {self.credits:g} credits {unit} ({PRICE_NOTE})"
+        return f"about {credits_text(self.credits)} {unit} ({PRICE_NOTE})"
 
 
 def _cost(operation: str) -> str:
     unit = " per set" if operation == "variations" else ""
-    return f"Cost: about {CREDITS[operation]:g} credits{unit} ({PRICE_NOTE})."
+    return f"Cost: about {credits_text(CREDITS[operation])}{unit} ({PRICE_NOTE})."
 
 
 _URL_NOTE = (
