@@ -122,7 +122,6 @@ async def test_streamable_http_runs_a_job(tmp_path: Path) -> None:
 
 
 def test_non_loopback_host_without_token_is_refused(tmp_path: Path) -> None:
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "server", "serve", "--http", "--host", "0.0.0.0", "--port", str(free_port())],
         env=server_env(tmp_path),
@@ -135,7 +134,6 @@ def test_non_loopback_host_without_token_is_refused(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "CALLSHEET_HTTP_TOKEN" in done.stderr, done.stderr
     assert done.stdout == ""
-    assert time.monotonic() - started < 15
 
 
 async def test_token_guards_mcp_but_not_health(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -67,16 +69,27 @@ def test_poll_interval_spreads_the_status_budget_over_the_jobs_followed() -> Non
 @pytest.mark.anyio
 async def test_the_engine_spreads_polls_over_the_status_budget(tmp_path: Path) -> None:
     """A policy that would ask every millisecond still asks each of six running jobs only once per
-    six status-window slots: together they keep within FASHN's /status window."""
+    six status-window slots: together they keep within FASHN's /status window.
+
+    Checked on what the engine decides, not on how long anything took: while all six jobs run, the
+    gap between two status calls for one job is at least the interval (a busy machine can only make
+    the gaps longer)."""
     scale = 0.05  # FASHN's /status window: 50 calls per 0.5 s, so six jobs get one call each per 60 ms
     (tmp_path / "inputs").mkdir()
     settings = make_settings(tmp_path / "home", tmp_path / "inputs", CALLSHEET_SANDBOX_TIME_SCALE=str(scale))
     model = tmp_path / "inputs" / "model.png"
     model.write_bytes(png_bytes())
     emulator = FashnEmulator(time_scale=0.01, seed=3)  # the predictions take 0.1-1.2 s
+    calls: list[tuple[float, str]] = []
+
+    async def recorded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            calls.append((time.monotonic(), scope["path"]))
+        await emulator.app(scope, receive, send)
+
     impatient = PollPolicy(looks=(), step=0.0, floor=0.001, ceiling=0.01)
     async with open_services(
-        settings, sandbox_apps={"fashn": emulator.app}, retry=FAST_RETRY, poll=impatient
+        settings, sandbox_apps={"fashn": recorded}, retry=FAST_RETRY, poll=impatient
     ) as svc:
         jobs = [
             await svc.engine.submit("fashn", "model_swap", {"model_image": str(model), "seed": n})
@@ -87,9 +100,18 @@ async def test_the_engine_spreads_polls_over_the_status_budget(tmp_path: Path) -
         interval = svc.providers["fashn"].http.limiter.limits.poll_interval(6)
     assert interval == pytest.approx(0.06)
     assert all(j.status is JobStatus.SUCCEEDED for j in result.jobs)
-    for job in result.jobs:
-        prediction = emulator.stats.predictions[job.provider_job_id or ""]
-        calls = emulator.stats.status_calls_by_id[prediction.id]
-        # Every 1 ms would be hundreds of calls; the budget allows one per interval (plus the last).
-        assert calls <= prediction.duration / interval + 2
     assert emulator.stats.sent_429 == 0
+    all_sent = max(t for t, path in calls if path.endswith("/run"))
+    polls: dict[str, list[float]] = {}
+    for t, path in calls:
+        if "/status/" in path:
+            polls.setdefault(path, []).append(t)
+    first_end = min(times[-1] for times in polls.values())  # after it, fewer jobs share the window
+    gaps = [
+        b - a
+        for times in polls.values()
+        for a, b in itertools.pairwise(times)
+        if a >= all_sent and b < first_end
+    ]
+    assert gaps, "six jobs were followed together for a while"
+    assert min(gaps) >= interval * 0.999  # every 1 ms would have been asked

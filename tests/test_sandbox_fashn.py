@@ -601,10 +601,8 @@ async def test_served_by_uvicorn() -> None:
 # --- Placeholder media --------------------------------------------------------------------------
 
 
-def test_placeholder_png_is_fast_and_seeded() -> None:
-    started = time.perf_counter()
+def test_placeholder_png_is_sized_and_seeded() -> None:
     big = placeholder_png(2048, 2048, ["fashn · tryon-max", "output 0", "2048x2048"], seed=1)
-    assert time.perf_counter() - started < 1.5  # ~0.25 s here; generous for slow CI
     assert png_size(big) == (2048, 2048)
     assert placeholder_png(64, 32, ["a"], seed=1) == placeholder_png(64, 32, ["a"], seed=1)
     assert placeholder_png(64, 32, ["a"], seed=1) != placeholder_png(64, 32, ["a"], seed=2)
