@@ -167,6 +167,8 @@ async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp
     port = free_port()
     base = f"http://127.0.0.1:{port}/mcp"
     env = server_env(tmp_path, CALLSHEET_HTTP_TOKEN="alice-token-1, bob-token-2")
+    # The default roots include the data folder: its files must not be a side door between callers.
+    env["CALLSHEET_INPUT_ROOTS"] += os.pathsep + env["CALLSHEET_HOME"]
 
     @asynccontextmanager
     async def as_caller(token: str) -> AsyncIterator[Client]:
@@ -213,6 +215,10 @@ async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp
                     "fashn_model_swap", {"model_image": job.outputs[0].uri, "wait_seconds": 0}
                 )
                 assert chained.is_error and "unknown job" in text(chained), text(chained)
+                by_path = await bob.call_tool(
+                    "fashn_model_swap", {"model_image": job.outputs[0].path, "wait_seconds": 0}
+                )
+                assert by_path.is_error and "not one of your files" in text(by_path), text(by_path)
                 # ... and the same call as Alice's is Bob's own job, not hers.
                 own = await bob.call_tool("fashn_model_create", cast)
                 assert Job.model_validate(own.structured_content).job_id != job.job_id
