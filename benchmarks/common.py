@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.config import Settings
 from server.policy import PollPolicy, RetryPolicy
-from server.sandbox.fashn import COMPLETED, FashnEmulator
+from server.providers.fashn.emulator import COMPLETED, FashnEmulator
 
 SEED = 0
 """The FASHN emulator's default seed: prediction n's duration is drawn from `random.Random(f"{SEED}:{n}")`."""

@@ -33,7 +33,7 @@ from benchmarks.common import (
 from server.engine import Engine
 from server.models import TERMINAL, JobRecord, JobStatus
 from server.policy import FASHN_LIMITS, PollPolicy
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 from server.services import open_services
 
 BATCH = 60

@@ -38,7 +38,7 @@ from benchmarks.common import (
     write_inputs,
 )
 from server.app import create_app
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 
 TIME_SCALE = 0.01
 """Only the first job's duration depends on it: these figures are about the MCP layer."""

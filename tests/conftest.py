@@ -13,7 +13,7 @@ from PIL import Image
 
 from server.config import Settings
 from server.policy import PollPolicy, RetryPolicy
-from server.sandbox.fashn import FashnEmulator, FashnFaults
+from server.providers.fashn.emulator import FashnEmulator, FashnFaults
 from server.services import Services, open_services
 
 

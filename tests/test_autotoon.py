@@ -16,15 +16,15 @@ from mcp import Client
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from PIL import Image
 
-import server.sandbox.autotoon as emulation
+import server.providers.autotoon.emulator as emulation
 from server.app import create_app
 from server.config import Settings
 from server.errors import InputError
 from server.models import Job, JobRecord, JobStatus
 from server.policy import AUTOTOON_LIMITS
-from server.providers.autotoon import SYNC_PREFIX
-from server.sandbox.autotoon import AutoToonEmulator, AutoToonFaults
-from server.sandbox.fashn import FashnEmulator
+from server.providers.autotoon.adapter import SYNC_PREFIX
+from server.providers.autotoon.emulator import AutoToonEmulator, AutoToonFaults
+from server.providers.fashn.emulator import FashnEmulator
 from server.services import Services, open_services
 from server.store import DiskStore
 from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes, sandbox_services
@@ -658,8 +658,8 @@ async def test_models_query_accepts_a_bare_list_and_402_text_names_the_numbers(s
     from server.errors import InsufficientCredits
     from server.http import HttpCaller
     from server.limiter import Limiter
-    from server.providers.autotoon import AutoToon, autotoon_error_message
-    from server.providers.autotoon_models import ModelsQuery
+    from server.providers.autotoon.adapter import AutoToon, autotoon_error_message
+    from server.providers.autotoon.operations import ModelsQuery
 
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["x-api-key"] == "toon_live_key"

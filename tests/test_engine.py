@@ -12,7 +12,7 @@ from server.engine import Engine
 from server.errors import InputError
 from server.models import JobStatus, utcnow
 from server.policy import HTTP
-from server.sandbox.fashn import FashnEmulator, FashnFaults
+from server.providers.fashn.emulator import FashnEmulator, FashnFaults
 from server.store import DiskStore
 from tests.conftest import FAST_POLL, TIME_SCALE, sandbox_services
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from server.providers.fashn_models import (
+from server.providers.fashn.operations import (
     IMAGE_REFERENCE,
     MODELS,
     BackgroundRemoveInputs,

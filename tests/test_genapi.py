@@ -32,8 +32,8 @@ from server.http import HttpCaller
 from server.limiter import Limiter
 from server.models import Job, JobStatus
 from server.policy import GENAPI_LIMITS
-from server.providers.genapi import GenApi, genapi_error_message, parse_generation_types
-from server.sandbox.genapi import DEFAULT_TOOLS, GenApiEmulator, GenApiFaults
+from server.providers.genapi.adapter import GenApi, genapi_error_message, parse_generation_types
+from server.providers.genapi.emulator import DEFAULT_TOOLS, GenApiEmulator, GenApiFaults
 from server.services import open_services
 from server.store import DiskStore
 from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes, sandbox_services

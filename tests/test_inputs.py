@@ -82,7 +82,7 @@ def test_a_plan_too_large_is_one_problem_naming_the_cap() -> None:
 
 def test_image_arguments_are_the_ones_that_take_a_whole_image() -> None:
     """Only image references may be as long as a data URI; FASHN's lists of image fields agree."""
-    from server.providers.fashn_models import MODELS
+    from server.providers.fashn.operations import MODELS
 
     for op, spec in MODELS.items():
         props = spec.inputs.model_json_schema()["properties"]

@@ -25,7 +25,7 @@ from server.app import create_app
 from server.config import Settings
 from server.models import Job
 from server.policy import PollPolicy
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 from tests.conftest import FAST_RETRY, make_settings, png_bytes
 
 pytestmark = pytest.mark.anyio

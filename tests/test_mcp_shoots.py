@@ -15,7 +15,7 @@ from PIL import Image
 
 from server.app import create_app
 from server.config import Settings
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 from tests.conftest import FAST_POLL, FAST_RETRY, png_bytes
 
 pytestmark = pytest.mark.anyio
@@ -178,7 +178,7 @@ async def test_prompts_are_listed_rendered_and_completed(settings, emulator, mod
 
 
 async def test_validation_checks_the_balance(settings, mode) -> None:
-    from server.sandbox.fashn import FashnFaults
+    from server.providers.fashn.emulator import FashnFaults
 
     poor = FashnEmulator(time_scale=0.002, faults=FashnFaults(credits=3))
     async with connect(settings, poor, mode) as client:

@@ -18,7 +18,7 @@ from PIL import Image
 from server.app import create_app
 from server.config import Settings
 from server.models import Job
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 from tests.conftest import FAST_POLL, FAST_RETRY
 
 pytestmark = pytest.mark.anyio

@@ -19,7 +19,7 @@ from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from server.app import create_app
 from server.config import Settings
 from server.models import Job, JobRecord, JobStatus
-from server.sandbox.neofashion import NeoFashionEmulator, NeoFashionFaults
+from server.providers.neofashion.emulator import NeoFashionEmulator, NeoFashionFaults
 from server.services import Services, open_services
 from server.store import DiskStore
 from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes

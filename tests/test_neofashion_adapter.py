@@ -27,14 +27,14 @@ from server.http import HttpCaller
 from server.limiter import Limiter
 from server.policy import neofashion_limits
 from server.providers.base import RemoteState
-from server.providers.neofashion import (
+from server.providers.neofashion.adapter import (
     IMAGE_URL_ARGUMENTS,
     REGISTRATION,
     REQUEST_FIELDS,
     NeoFashion,
 )
-from server.providers.neofashion_models import OPERATIONS, BulkItem, GenerationsQuery, NoArguments
-from server.sandbox.neofashion import NeoFashionEmulator, NeoFashionFaults
+from server.providers.neofashion.emulator import NeoFashionEmulator, NeoFashionFaults
+from server.providers.neofashion.operations import OPERATIONS, BulkItem, GenerationsQuery, NoArguments
 from tests.conftest import TIME_SCALE
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,7 @@ from typing import Any
 
 from server.plans import validate_plan
 from server.providers.base import OperationSpec
-from server.providers.fashn import Fashn
+from server.providers.fashn.adapter import Fashn
 
 TOOLS: dict[str, tuple[str, OperationSpec]] = {
     f"fashn_{op.operation}": ("fashn", op) for op in Fashn.operations()
@@ -142,8 +142,8 @@ def test_fan_out_over_all_outputs_counts_images() -> None:
 
 
 def test_auto_toon_and_neo_fashion_steps_are_priced_too() -> None:
-    from server.providers.autotoon import AutoToon
-    from server.providers.neofashion import NeoFashion
+    from server.providers.autotoon.adapter import AutoToon
+    from server.providers.neofashion.adapter import NeoFashion
 
     tools = dict(TOOLS)
     tools.update({f"autotoon_{op.operation}": ("autotoon", op) for op in AutoToon.operations()})

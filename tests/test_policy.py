@@ -12,7 +12,7 @@ import pytest
 
 from server.models import JobStatus
 from server.policy import FASHN_LIMITS, GENAPI_LIMITS, PollPolicy, neofashion_limits
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 from server.services import open_services
 from tests.conftest import FAST_RETRY, make_settings, png_bytes
 

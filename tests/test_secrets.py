@@ -17,7 +17,7 @@ from mcp import Client
 from server.app import create_app
 from server.config import Settings
 from server.policy import PollPolicy
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.emulator import FashnEmulator
 from tests.conftest import FAST_RETRY
 from tests.test_live_fashn import (
     CALL_TIMEOUT,

@@ -16,8 +16,8 @@ from PIL import Image
 from server.config import Settings
 from server.errors import InputError
 from server.plans import ShootPlan, validate_plan
-from server.providers.fashn import Fashn
-from server.sandbox.fashn import FashnEmulator
+from server.providers.fashn.adapter import Fashn
+from server.providers.fashn.emulator import FashnEmulator
 from server.shoots import ShootRecord, ShootRunner, ShootStatus, ShootStore, StepStatus
 from tests.conftest import TIME_SCALE, sandbox_services
 

@@ -1,10 +1,9 @@
-"""Provider registry: adding a provider touches its own module (which defines `REGISTRATION`)
-plus its name in `PROVIDER_MODULES` here."""
+"""Provider registry: adding a provider touches its own folder (whose adapter module defines
+`REGISTRATION`) plus its name in `PROVIDER_MODULES` here."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from server.providers.base import Registration
 
@@ -12,13 +11,10 @@ PROVIDER_MODULES = ("fashn", "autotoon", "neofashion", "genapi")
 
 
 def _load() -> dict[str, Registration]:
-    registry: dict[str, Registration] = {}
-    for name in PROVIDER_MODULES:
-        if importlib.util.find_spec(f"server.providers.{name}") is None:
-            continue  # not built yet
-        module = importlib.import_module(f"server.providers.{name}")
-        registry[name] = module.REGISTRATION
-    return registry
+    return {
+        name: importlib.import_module(f"server.providers.{name}.adapter").REGISTRATION
+        for name in PROVIDER_MODULES
+    }
 
 
 REGISTRY: dict[str, Registration] = _load()

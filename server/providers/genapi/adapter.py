@@ -564,7 +564,7 @@ def genapi_error_message(response: httpx.Response) -> str:
 
 
 def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.sandbox.genapi import GenApiEmulator
+    from server.providers.genapi.emulator import GenApiEmulator
 
     app: ASGIApp = GenApiEmulator(time_scale=time_scale, state_dir=state_dir).app
     return app

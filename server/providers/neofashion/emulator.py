@@ -62,8 +62,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import SlidingWindow, load_state, public_base, retry_after, save_state
 from server.sandbox.images import placeholder_png, placeholder_video
+from server.sandbox.kit import SlidingWindow, load_state, public_base, retry_after, save_state
 
 # --- The documented contract, and the emulator's reading of what it leaves open -----------------
 

@@ -59,7 +59,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import (
+from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
+from server.sandbox.kit import (
     DroppedConnection,
     SlidingWindow,
     fit,
@@ -68,7 +69,6 @@ from server.sandbox.common import (
     retry_after,
     save_state,
 )
-from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
 
 # --- The documented contract -------------------------------------------------------------------
 

@@ -64,7 +64,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import (
+from server.sandbox.images import placeholder_png, placeholder_video
+from server.sandbox.kit import (
     DroppedConnection,
     SlidingWindow,
     fit,
@@ -73,7 +74,6 @@ from server.sandbox.common import (
     retry_after,
     save_state,
 )
-from server.sandbox.images import placeholder_png, placeholder_video
 
 # --- The documented contract, and what the emulator chooses where the document is silent ---------
 

@@ -39,7 +39,7 @@ from server.http import error_body, json_object
 from server.media import ImageInput, ImageResolver
 from server.models import JobError
 from server.policy import AUTOTOON_LIMITS, HTTP, SYNC_GENERATION
-from server.providers.autotoon_models import (
+from server.providers.autotoon.operations import (
     IMAGE_FIELDS,
     IMAGE_LIST_FIELDS,
     OPERATIONS,
@@ -334,7 +334,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 
 def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.sandbox.autotoon import AutoToonEmulator
+    from server.providers.autotoon.emulator import AutoToonEmulator
 
     app: ASGIApp = AutoToonEmulator(time_scale=time_scale, state_dir=state_dir).app
     return app

@@ -43,7 +43,7 @@ from server.providers.base import (
     lookup_operation,
     validate_inputs,
 )
-from server.providers.fashn_models import MODELS, FashnInputs, FashnModel
+from server.providers.fashn.operations import MODELS, FashnInputs, FashnModel
 
 _STATES = {
     "starting": RemoteState.PENDING,
@@ -223,7 +223,7 @@ def _output(item: str) -> RemoteOutput:
 
 
 def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.sandbox.fashn import FashnEmulator
+    from server.providers.fashn.emulator import FashnEmulator
 
     app: ASGIApp = FashnEmulator(time_scale=time_scale, state_dir=state_dir).app
     return app

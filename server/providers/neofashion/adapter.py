@@ -52,7 +52,7 @@ from server.providers.base import (
     lookup_operation,
     validate_inputs,
 )
-from server.providers.neofashion_models import (
+from server.providers.neofashion.operations import (
     OPERATIONS,
     QUERIES,
     BulkInputs,
@@ -544,7 +544,7 @@ def _number(value: object) -> float | None:
 
 
 def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.sandbox.neofashion import NeoFashionEmulator
+    from server.providers.neofashion.emulator import NeoFashionEmulator
 
     app: ASGIApp = NeoFashionEmulator(time_scale=time_scale, state_dir=state_dir).app
     return app

@@ -50,8 +50,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.common import save_state
 from server.sandbox.images import placeholder_png, placeholder_webp
+from server.sandbox.kit import save_state
 
 log = logging.getLogger("callsheet.sandbox")
 

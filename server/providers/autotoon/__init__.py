@@ -1,0 +1,1 @@
+"""autotoon: adapter, operations and prices, sandbox emulator."""

@@ -1,0 +1,1 @@
+"""fashn: adapter, operations and prices, sandbox emulator."""

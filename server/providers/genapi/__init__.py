@@ -1,0 +1,1 @@
+"""genapi: adapter, operations and prices, sandbox emulator."""

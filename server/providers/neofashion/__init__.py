@@ -1,0 +1,1 @@
+"""neofashion: adapter, operations and prices, sandbox emulator."""
