@@ -20,8 +20,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from server.providers.fashn.emulator import KEEP_FINISHED, FashnEmulator, FashnFaults
 from server.providers.fashn import emulator as fashn
+from server.providers.fashn.emulator import KEEP_FINISHED, FashnEmulator, FashnFaults
 from server.sandbox.images import placeholder_png, placeholder_video
 
 pytestmark = pytest.mark.anyio  # at collection time, so parametrized async tests keep their arguments
