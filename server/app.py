@@ -36,11 +36,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from prompts import register_prompts
 from server import __version__
 from server.access import CALLER_KEY, AccessGate, Caller, StaticTokens
-from server.config import Mode, Settings
+from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
-from server.providers import REGISTRY
-from server.providers.base import OperationSpec, QuerySpec, input_error_from
-from server.services import DiscoveredOperations, Services, open_services
+from server.providers.base import OperationSpec, Provider, input_error_from
+from server.services import Services, make_providers, open_services, operation_specs
 from tools.account import register_account_tools
 from tools.common import caller, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
@@ -64,16 +63,11 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     settings = settings or Settings.from_env()
     bus = InMemorySubscriptionBus()
     tool_list = _ToolListChanged(bus)
-    tools: dict[str, tuple[str, OperationSpec]] = {}
+    providers = make_providers(settings)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
-        async with open_services(settings, **service_options) as svc:
-            for name, adapter in svc.providers.items():
-                if isinstance(adapter, DiscoveredOperations):
-                    adapter.on_operations_changed(
-                        functools.partial(_operations_changed, app, name, adapter, tools, tool_list)
-                    )
+        async with open_services(settings, providers=providers, **service_options) as svc:
             yield svc
 
     app: MCPServer = MCPServer(
@@ -84,17 +78,13 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         log_level=settings.log_level,
         subscriptions=bus,
     )
-    specs: list[tuple[str, OperationSpec]] = []
-    queries: list[tuple[str, QuerySpec]] = []
-    for name, conf in settings.providers.items():
-        registration = REGISTRY.get(name)
-        if registration is None or conf.mode is Mode.OFF:
-            continue
-        for op in registration.adapter.operations():
-            tools[f"{name}_{op.operation}"] = (name, op)
-            specs.append((name, op))
-        queries += [(name, q) for q in registration.adapter.queries()]
-        tool_list.enabled |= issubclass(registration.adapter, DiscoveredOperations)
+    tools = operation_specs(providers)
+    specs = list(tools.values())
+    queries = [(name, q) for name, adapter in providers.items() for q in adapter.queries()]
+    for name, adapter in providers.items():
+        adapter.on_operations_changed(
+            functools.partial(_operations_changed, app, name, adapter, tools, tool_list)
+        )
     register_generation_tools(app, specs)
     register_query_tools(app, queries)
     register_job_tools(app)
@@ -103,8 +93,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     register_prompts(app)
     _register_resources(app)
     app.middleware.append(_ArgumentCheck(app, tools))
-    if tool_list.enabled:
-        app.middleware.append(tool_list)
+    app.middleware.append(tool_list)
 
     @app.custom_route("/health", methods=["GET"])  # type: ignore[untyped-decorator]  # SDK decorator is untyped
     async def health(_: Request) -> JSONResponse:
@@ -203,20 +192,18 @@ class _ArgumentCheck:
         svc = ctx.lifespan_context
         provider, spec = self.tools[tool]
         adapter = svc.providers.get(provider) if isinstance(svc, Services) else None
-        if not isinstance(adapter, DiscoveredOperations):
-            return False
-        return await adapter.rediscover(spec.operation, args)
+        return adapter is not None and await adapter.rediscover(spec.operation, args)
 
 
 async def _operations_changed(
     app: MCPServer,
     provider: str,
-    adapter: DiscoveredOperations,
+    adapter: Provider,
     tools: dict[str, tuple[str, OperationSpec]],
     tool_list: _ToolListChanged,
 ) -> None:
     """A provider discovered other inputs: rebuild its tools (schema and argument check), tell clients."""
-    for op in adapter.current_operations():
+    for op in adapter.operations():
         tools[f"{provider}_{op.operation}"] = (provider, op)
         replace_generation_tool(app, provider, op)
     await tool_list.send()
@@ -239,7 +226,6 @@ class _ToolListChanged:
 
     def __init__(self, bus: SubscriptionBus) -> None:
         self.bus = bus
-        self.enabled = False
         self.sessions: deque[ServerSession] = deque(maxlen=_MAX_LEGACY_SESSIONS)
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -264,7 +250,7 @@ async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: dict[str
     for content in result.get("contents") or []:
         match = _OUTPUT_URI.match(str(content.get("uri")))
         if match and isinstance(svc, Services):
-            record = await svc.store.get(match.group(1))
+            record = await svc.engine.find(match.group(1))
             n = int(match.group(2))
             if record is not None and n < len(record.outputs):
                 content["mimeType"] = record.outputs[n].mime_type
@@ -289,7 +275,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def job_resource(job_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        record = await _found(svc.engine.get(job_id, owner=caller(ctx).id))
+        record = await _found(svc.engine.get(job_id, caller=caller(ctx).id))
         return json.dumps(svc.engine.public(record).model_dump(mode="json"), indent=2)
 
     @app.resource(
@@ -300,7 +286,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def shoot_resource(shoot_id: str, ctx: Context) -> str:
         svc = services(ctx)
-        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx).id))
+        record = await _found(svc.shoots.get(shoot_id, caller=caller(ctx).id))
         view = await svc.shoots.view(record)
         return json.dumps({"shoot": view.model_dump(mode="json"), "plan": record.plan}, indent=2)
 
@@ -312,7 +298,7 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def contact_sheet_resource(shoot_id: str, ctx: Context) -> bytes:
         svc = services(ctx)
-        record = await _found(svc.shoots.get(shoot_id, owner=caller(ctx).id))
+        record = await _found(svc.shoots.get(shoot_id, caller=caller(ctx).id))
         path = Path(record.folder) / "contact-sheet.png"
         if not path.exists():
             raise ResourceNotFoundError(
@@ -329,7 +315,7 @@ def _register_resources(app: MCPServer) -> None:
     async def output_resource(job_id: str, n: str, ctx: Context) -> bytes:
         svc = services(ctx)
         try:
-            record = await svc.engine.get(job_id, owner=caller(ctx).id)
+            record = await svc.engine.get(job_id, caller=caller(ctx).id)
             path, _ = svc.media.output_file(record, int(n))
         except (NotFound, ValueError) as exc:
             raise ResourceNotFoundError(f"No output {n} for job {job_id}: {exc}") from None

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import anyio
 
 from server import __version__
-from server.config import Mode, Settings
+from server.config import Settings
 from server.errors import CallsheetError
-from server.models import JobStatus, credits_text
+from server.models import JobStatus, ShootStatus, credits_text
+from server.providers.base import Mode
 from server.redact import RedactingFilter, Redactor
 from server.services import check_store, open_services
-from server.shoots import ShootStatus
 from server.store import damaged_records
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -204,7 +204,7 @@ async def shoots_command(
     async with open_services(settings, start_engine=False) as svc:
         if action == "list":
             wanted = ShootStatus(status) if status else None
-            records, _ = await svc.shoots.store.list(status=wanted, limit=limit)
+            records, _ = await svc.shoots.list(status=wanted, limit=limit)
             if not records:
                 print("no shoots")
             for r in records:

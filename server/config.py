@@ -10,49 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal, cast, get_args
 
 import platformdirs
 
 from server.errors import ConfigError
-from server.policy import MAX_PLAN_JOBS, NEOFASHION_DEFAULT_RATE
+from server.policy import MAX_PLAN_JOBS
+from server.providers import REGISTRY
+from server.providers.base import Mode, ProviderSettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-
-
-class Mode(StrEnum):
-    LIVE = "live"
-    SANDBOX = "sandbox"
-    OFF = "off"
-
-
-@dataclass(frozen=True)
-class ProviderDefaults:
-    name: str
-    key_var: str
-    url_var: str
-    base_url: str
-
-
-PROVIDERS: tuple[ProviderDefaults, ...] = (
-    ProviderDefaults("fashn", "FASHN_API_KEY", "FASHN_BASE_URL", "https://api.fashn.ai/v1"),
-    ProviderDefaults("autotoon", "AUTOTOON_API_KEY", "AUTOTOON_BASE_URL", "https://auto-toon.com"),
-    ProviderDefaults(
-        "neofashion", "NEOFASHION_API_KEY", "NEOFASHION_BASE_URL", "https://app.neofashion.ai/api/v1"
-    ),
-    ProviderDefaults("genapi", "GENAPI_API_KEY", "GENAPI_BASE_URL", "http://localhost:8000"),
-)
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    name: str
-    mode: Mode
-    base_url: str
-    key_var: str
-    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -64,10 +32,6 @@ class Settings:
     sandbox_time_scale: float = 0.05
     """Sandbox provider latencies (and the limit windows that go with them) are scaled by this."""
     log_level: LogLevel = "WARNING"
-    neofashion_rate_per_minute: int = NEOFASHION_DEFAULT_RATE
-    """The neo-fashion plan's rate (Starter 60, Pro 300): NEOFASHION_RATE_PER_MINUTE."""
-    genapi_tools_refresh_seconds: float = 300.0
-    """How often the Generation API's tool list is fetched again: GENAPI_TOOLS_REFRESH_SECONDS."""
     max_plan_jobs: int = MAX_PLAN_JOBS
     """Most jobs one shoot plan may expand to: CALLSHEET_MAX_PLAN_JOBS."""
     http_tokens: tuple[str, ...] = field(default=(), repr=False)
@@ -78,17 +42,18 @@ class Settings:
         env = os.environ if env is None else env
         home = Path(env.get("CALLSHEET_HOME") or platformdirs.user_data_dir("callsheet")).expanduser()
         home = home.resolve()
-        keys = {p.name: (env.get(p.key_var) or "").strip() or None for p in PROVIDERS}
+        keys = {p.name: (env.get(p.key_var) or "").strip() or None for p in REGISTRY.values()}
         sandbox_flag = env.get("CALLSHEET_SANDBOX")
         sandbox = _flag(sandbox_flag) if sandbox_flag is not None else not any(keys.values())
         providers: dict[str, ProviderSettings] = {}
-        for p in PROVIDERS:
+        for p in REGISTRY.values():
             key = keys[p.name]
             mode = Mode.LIVE if key else (Mode.SANDBOX if sandbox else Mode.OFF)
-            base = (env.get(p.url_var) or p.base_url).strip().rstrip("/")
+            base = (env.get(p.url_var) or p.default_base_url).strip().rstrip("/")
             if not base.startswith(("http://", "https://")):
                 raise ConfigError(f"{p.url_var} must be an http(s) URL, got {base!r}.")
-            providers[p.name] = ProviderSettings(p.name, mode, base, p.key_var, key)
+            options = {o.var: _positive_number(env, o.var, o.default) for o in p.options}
+            providers[p.name] = ProviderSettings(p.name, mode, base, p.key_var, key, options)
         roots_env = env.get("CALLSHEET_INPUT_ROOTS")
         if roots_env:
             roots = tuple(Path(r).expanduser().resolve() for r in roots_env.split(os.pathsep) if r.strip())
@@ -105,12 +70,6 @@ class Settings:
             allow_private_urls=_flag(env.get("CALLSHEET_ALLOW_PRIVATE_URLS")),
             sandbox_time_scale=scale,
             log_level=cast(LogLevel, level),
-            neofashion_rate_per_minute=_positive_int(
-                env, "NEOFASHION_RATE_PER_MINUTE", cls.neofashion_rate_per_minute
-            ),
-            genapi_tools_refresh_seconds=float(
-                _positive_int(env, "GENAPI_TOOLS_REFRESH_SECONDS", int(cls.genapi_tools_refresh_seconds))
-            ),
             max_plan_jobs=_positive_int(env, "CALLSHEET_MAX_PLAN_JOBS", cls.max_plan_jobs),
             http_tokens=tuple(
                 t.strip() for t in (env.get("CALLSHEET_HTTP_TOKEN") or "").split(",") if t.strip()
@@ -149,6 +108,19 @@ class Settings:
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw}.")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -6,16 +6,13 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
 from server import paths
 from server.media import thumb_path
-from server.models import credits_text
-
-if TYPE_CHECKING:
-    from server.shoots import Shoot
+from server.models import Shoot, credits_text
 
 CELL = 256
 CAPTION = 40

@@ -18,8 +18,9 @@ from typing import Any
 from mcp import Client
 
 from server.app import create_app
-from server.config import PROVIDERS, Settings
+from server.config import Settings
 from server.models import credits_text
+from server.providers import REGISTRY
 from server.sandbox.images import placeholder_png
 
 GARMENTS = {
@@ -32,7 +33,7 @@ GARMENTS = {
 def demo_settings() -> Settings:
     """Sandbox for every provider, whatever keys the shell has: the demo never spends credits."""
     env = dict(os.environ)
-    for p in PROVIDERS:
+    for p in REGISTRY.values():
         env.pop(p.key_var, None)
         env.pop(p.url_var, None)
     env["CALLSHEET_SANDBOX"] = "1"

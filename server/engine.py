@@ -4,7 +4,13 @@ A call becomes a `JobRecord` stored as `queued` *before* anything is sent. A dri
 in the engine's own task group (never in the tool call, so a client timeout cannot kill it),
 takes the job's lease, submits it within the provider's limits, stores the provider's id the
 moment it arrives, polls with backoff from the model's typical duration, downloads the outputs
-and ends the job. Every change goes through `transition`, which stamps the time and persists.
+and ends the job.
+
+Every change of a job goes through one function (`_write`), which refuses to leave a terminal
+state, stamps the time, persists and wakes waiters. It is reached by one method per transition,
+named for what happened (`_sending`, `_not_sent`, `_submitted`, `_running`, `_succeed`, `_fail`,
+`_canceled`) and by `_update` for changes that are not transitions (a poll counted, a batch's
+items recorded).
 
 Never pay twice: a submission is retried only when the provider surely did not accept it.
 When it may have been accepted but its id is unknown, the job fails with `submission_lost`.
@@ -39,8 +45,18 @@ from server.errors import (
     TransportError,
 )
 from server.media import CallerImages, Media
-from server.models import ACTIVE, TERMINAL, Job, JobError, JobRecord, JobStatus, new_job_id, utcnow
-from server.policy import DOWNLOAD, PREPARE_AT_ONCE, PollPolicy, RetryPolicy
+from server.models import (
+    ACTIVE,
+    TERMINAL,
+    Job,
+    JobError,
+    JobRecord,
+    JobStatus,
+    Output,
+    new_job_id,
+    utcnow,
+)
+from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
 from server.store import Store
 
@@ -53,6 +69,8 @@ SUBMISSION_LOST = (
     "have been charged. callsheet will not resend it by itself. Check the provider's dashboard; "
     "to generate again anyway, repeat the call with force: true."
 )
+REFETCHABLE = frozenset({"download_failed", "disk_full", "storage_error"})
+"""Failures after the provider finished the job: a repeat fetches its outputs again, paying nothing."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +96,8 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.lease_ttl = lease_ttl
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.lease_holder = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
+        """Who this engine is when it holds a job's lease (one per process)."""
         self._tg: TaskGroup | None = None
         self._drivers: dict[str, anyio.CancelScope] = {}
         self._slot_release: dict[str, Callable[[], None]] = {}
@@ -126,7 +145,7 @@ class Engine:
         self._drivers[job_id] = scope
         self._tg.start_soon(self._drive, job_id, scope)
 
-    # -- the public operations -------------------------------------------------------------
+    # -- what tools, the shoot runner and the command line call ----------------------------
 
     def provider(self, name: str) -> Provider:
         try:
@@ -144,7 +163,7 @@ class Engine:
         *,
         force: bool = False,
         shoot_id: str | None = None,
-        owner: str | None = None,
+        caller: str | None = None,
     ) -> JobRecord:
         """Validate, store and start a job; an identical earlier call returns its job instead.
 
@@ -154,10 +173,9 @@ class Engine:
         # A burst of calls is prepared a few at a time, in arrival order: the first job reaches the
         # provider after its own input files are read, not after those of the sixty behind it.
         async with self._preparing:
-            prepared = await provider.prepare(operation, args, CallerImages(self.media, owner))
-        key = job_key(provider_name, operation, prepared.key_material, owner)
+            prepared = await provider.prepare(operation, args, CallerImages(self.media, caller))
+        key = job_key(provider_name, operation, prepared.key_material, caller)
         now = utcnow()
-        finished = None if force else await self._finished_elsewhere(key)
         record = JobRecord(
             job_id=new_job_id(),
             provider=provider_name,
@@ -171,9 +189,10 @@ class Engine:
             payload=prepared.payload,
             summary=prepared.summary,
             shoot_id=shoot_id,
-            owner=owner,
-            typical_seconds=prepared.typical_seconds,
+            caller=caller,
+            typical_seconds=prepared.typical_seconds * provider.time_scale,
         )
+        finished = None if force else await self._finished_elsewhere(key)
         if finished is not None:
             # The provider finished this very call before and only its outputs were lost: follow that
             # provider job again instead of paying for a new one.
@@ -202,63 +221,20 @@ class Engine:
         self._spawn(record.job_id)
         return record
 
-    async def _finished_elsewhere(self, key: str) -> JobRecord | None:
-        """The earlier job of this call, when the provider finished it and only saving its outputs failed."""
-        holder_id = await self.store.key_holder(key)
-        holder = await self.store.get(holder_id) if holder_id else None
-        if (
-            holder is not None
-            and holder.status is JobStatus.FAILED
-            and holder.error is not None
-            and holder.error.code in REFETCHABLE
-            and holder.provider_job_id
-            and not holder.children
-        ):
-            return holder
-        return None
-
-    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+    async def get(self, job_id: str, *, caller: str | None = None) -> JobRecord:
+        """The job, if it exists and `caller` (None: the local user) may see it; else NotFound."""
         record = await self.store.get(job_id)
-        if record is None or (owner is not None and record.owner != owner):
+        if record is None or (caller is not None and record.caller != caller):
             raise NotFound(f"Unknown job id {job_id!r}. jobs_list shows the jobs there are.")
         return record
 
-    async def cancel(self, job_id: str, *, owner: str | None = None) -> tuple[JobRecord, str]:
-        """Cancel at the provider where it can; returns the job and a sentence saying what happened."""
-        return await self._cancel(await self.get(job_id, owner=owner))
+    async def find(self, job_id: str) -> JobRecord | None:
+        """The job or None, whoever it belongs to (for the runner and the app, which check callers)."""
+        return await self.store.get(job_id)
 
-    async def _cancel(self, record: JobRecord) -> tuple[JobRecord, str]:
-        job_id = record.job_id
-        if record.status in TERMINAL:
-            return record, f"Job {job_id} had already {record.status.value}; nothing to cancel."
-        note = "Canceled before it was sent to the provider; nothing was charged."
-        if record.provider_job_id:
-            provider = self.provider(record.provider)
-            try:
-                done = await provider.cancel(record.provider_job_id, record.operation)
-            except ProviderError as exc:
-                done = False
-                log.info("cancel of %s at %s failed: %s", job_id, record.provider, exc)
-            note = (
-                f"Canceled at {record.provider} too."
-                if done
-                else f"{record.provider} offers no way to cancel a running job: it may still finish and be "
-                "charged; callsheet stops following it."
-            )
-        scope = self._drivers.get(job_id)
-        if scope is not None:
-            scope.cancel()
-        record = await self.transition(
-            record,
-            JobStatus.CANCELED,
-            error=JobError(code="canceled", message=note, retryable=True),
-        )
-        # A batch is marked canceled before its items, so no driver sees the items end first.
-        for child_id in record.children:
-            child = await self.store.get(child_id)
-            if child is not None and child.status not in TERMINAL:
-                await self._cancel(child)
-        return record, note
+    async def cancel(self, job_id: str, *, caller: str | None = None) -> tuple[JobRecord, str]:
+        """Cancel at the provider where it can; returns the job and a sentence saying what happened."""
+        return await self._cancel(await self.get(job_id, caller=caller))
 
     async def list_jobs(
         self,
@@ -266,12 +242,12 @@ class Engine:
         status: JobStatus | None = None,
         provider: str | None = None,
         shoot_id: str | None = None,
-        owner: str | None = None,
+        caller: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[JobRecord], str | None]:
         return await self.store.list(
-            status=status, provider=provider, shoot_id=shoot_id, owner=owner, limit=limit, cursor=cursor
+            status=status, provider=provider, shoot_id=shoot_id, caller=caller, limit=limit, cursor=cursor
         )
 
     async def wait(
@@ -281,14 +257,14 @@ class Engine:
         wait_seconds: float,
         until: Literal["all", "any"] = "all",
         on_progress: ProgressFn | None = None,
-        owner: str | None = None,
+        caller: str | None = None,
     ) -> WaitResult:
         """Wait up to `wait_seconds` for the jobs, reporting progress; returns early when done."""
         deadline = time.monotonic() + wait_seconds
         finished: dict[str, JobRecord] = {}  # a finished job never changes: it is not read again
         while True:
             changed = self._changed
-            records = [finished.get(j) or await self.get(j, owner=owner) for j in job_ids]
+            records = [finished.get(j) or await self.get(j, caller=caller) for j in job_ids]
             finished.update((r.job_id, r) for r in records if r.status in TERMINAL)
             done = [r.status in TERMINAL for r in records]
             if (all(done) if until == "all" else any(done)) or time.monotonic() >= deadline:
@@ -318,13 +294,47 @@ class Engine:
         elapsed = (utcnow() - started).total_seconds()
         return round(min(0.95, 0.05 + 0.9 * elapsed / max(record.typical_seconds * 1.2, 0.001)), 3)
 
-    # -- the one transition function ---------------------------------------------------------
+    # -- transitions: one method each, all through `_write` ------------------------------------
 
-    async def transition(self, record: JobRecord, status: JobStatus, **changes: Any) -> JobRecord:
-        """Move a job to `status` (or update it in place), stamp the time, persist, wake waiters.
+    async def _sending(self, record: JobRecord) -> JobRecord:
+        """About to send the submission: from now on it may reach the provider."""
+        return await self._write(record, JobStatus.QUEUED, submit_started_at=utcnow())
 
-        A job that reached a terminal state stays there: a late poll never overwrites a cancel.
-        """
+    async def _not_sent(self, record: JobRecord) -> JobRecord:
+        """The submission surely did not reach the provider (refused connection, 429, 5xx)."""
+        return await self._write(record, JobStatus.QUEUED, submit_started_at=None)
+
+    async def _submitted(self, record: JobRecord, submission: Submission) -> JobRecord:
+        return await self._write(
+            record,
+            JobStatus.SUBMITTED,
+            provider_job_id=submission.provider_job_id,
+            submitted_at=utcnow(),
+            credits_used=submission.credits_used,
+            payload=None,
+        )
+
+    async def _running(self, record: JobRecord, **changes: Any) -> JobRecord:
+        return await self._write(record, JobStatus.RUNNING, **changes)
+
+    async def _succeed(self, record: JobRecord, outputs: list[Output], credits: float | None) -> JobRecord:
+        return await self._write(record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+
+    async def _fail(self, record: JobRecord, error: JobError, **changes: Any) -> JobRecord:
+        return await self._write(record, JobStatus.FAILED, error=error, **changes)
+
+    async def _canceled(self, record: JobRecord, note: str) -> JobRecord:
+        return await self._write(
+            record, JobStatus.CANCELED, error=JobError(code="canceled", message=note, retryable=True)
+        )
+
+    async def _update(self, record: JobRecord, **changes: Any) -> JobRecord:
+        """A change that is not a transition (a poll counted, an id kept): the state stays."""
+        return await self._write(record, record.status, **changes)
+
+    async def _write(self, record: JobRecord, status: JobStatus, **changes: Any) -> JobRecord:
+        """The one function that changes a job: refuse to leave a terminal state (a late poll never
+        overwrites a cancel), stamp the time, persist, wake waiters."""
         current = await self.store.get(record.job_id)
         if current is not None and current.status in TERMINAL and current.status is not status:
             return current
@@ -341,6 +351,45 @@ class Engine:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+
+    # -- cancel ------------------------------------------------------------------------------
+
+    async def _cancel(self, record: JobRecord) -> tuple[JobRecord, str]:
+        job_id = record.job_id
+        if record.status in TERMINAL:
+            return record, f"Job {job_id} had already {record.status.value}; nothing to cancel."
+        note = "Canceled before it was sent to the provider; nothing was charged."
+        if record.provider_job_id:
+            provider = self.provider(record.provider)
+            try:
+                done = await provider.cancel(record.provider_job_id, record.operation)
+            except ProviderError as exc:
+                done = False
+                log.info("cancel of %s at %s failed: %s", job_id, record.provider, exc)
+            note = (
+                f"Canceled at {record.provider} too."
+                if done
+                else f"{record.provider} offers no way to cancel a running job: it may still finish and be "
+                "charged; callsheet stops following it."
+            )
+        scope = self._drivers.get(job_id)
+        if scope is not None:
+            scope.cancel()
+        record = await self._canceled(record, note)
+        # A batch is marked canceled before its items, so no driver sees the items end first.
+        for child_id in record.children:
+            child = await self.store.get(child_id)
+            if child is not None and child.status not in TERMINAL:
+                await self._cancel(child)
+        return record, note
+
+    async def _cancel_late(self, provider: Provider, record: JobRecord, provider_job_id: str) -> None:
+        """The user canceled while the submission was in flight: cancel it at the provider too."""
+        await self._update(record, provider_job_id=provider_job_id)
+        try:
+            await provider.cancel(provider_job_id, record.operation)
+        except ProviderError as exc:
+            log.info("late cancel of %s failed: %s", record.job_id, exc)
 
     # -- the driver --------------------------------------------------------------------------
 
@@ -361,7 +410,7 @@ class Engine:
     @asynccontextmanager
     async def _lease(self, job_id: str) -> AsyncIterator[bool]:
         """Hold the job's lease while driving it; `_renew_forever` keeps every held lease alive."""
-        if not await self.store.acquire_lease(job_id, self.owner, self.lease_ttl):
+        if not await self.store.acquire_lease(job_id, self.lease_holder, self.lease_ttl):
             yield False
             return
         self._leased.add(job_id)
@@ -370,7 +419,7 @@ class Engine:
         finally:
             self._leased.discard(job_id)
             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
-                await self.store.release_lease(job_id, self.owner)  # else it lapses by itself
+                await self.store.release_lease(job_id, self.lease_holder)  # else it lapses by itself
 
     async def _renew_forever(self) -> None:
         """One loop renews every lease this engine holds (not a task per job: thousands may run)."""
@@ -378,7 +427,7 @@ class Engine:
             await anyio.sleep(self.lease_ttl / 3)
             for job_id in list(self._leased):
                 try:
-                    renewed = await self.store.acquire_lease(job_id, self.owner, self.lease_ttl)
+                    renewed = await self.store.acquire_lease(job_id, self.lease_holder, self.lease_ttl)
                 except StorageError as exc:
                     log.warning("lease of %s not renewed: %s", job_id, exc.message)
                     continue
@@ -395,7 +444,7 @@ class Engine:
             return
         provider = self.providers[record.provider]
         queued = record.status is JobStatus.QUEUED
-        async with provider.http.limiter.slot(wait=queued and record.submit_started_at is None) as release:
+        async with provider.limiter.slot(wait=queued and record.submit_started_at is None) as release:
             self._slot_release[job_id] = release
             try:
                 if record.status is JobStatus.QUEUED:
@@ -412,56 +461,32 @@ class Engine:
                 log.info("job %s failed: %s", job_id, exc.code)
                 latest = await self.store.get(job_id)
                 if latest is not None and latest.status in ACTIVE:
-                    await self.transition(latest, JobStatus.FAILED, error=_job_error(exc))
+                    await self._fail(latest, _job_error(exc))
             finally:
                 self._slot_release.pop(job_id, None)
 
     async def _submit(self, provider: Provider, record: JobRecord) -> JobRecord:
         if record.submit_started_at is not None:
             # We died while sending: it may have been accepted, so it must not be sent again.
-            return await self.transition(
-                record,
-                JobStatus.FAILED,
-                error=JobError(
-                    code="submission_lost",
-                    message=SUBMISSION_LOST.format(
-                        provider=provider.name, why="the server stopped while sending it"
-                    ),
-                    retryable=True,
-                ),
-            )
+            why = "the server stopped while sending it"
+            return await self._fail(record, _submission_lost(provider, why))
         if record.payload is None:
             raise BadResponse("The stored request is missing; repeat the call.", retryable=True)
         for attempt in range(1, self.retry.attempts + 1):
-            record = await self.transition(record, record.status, submit_started_at=utcnow())
+            record = await self._sending(record)
             if record.status in TERMINAL:
                 return record  # canceled while it waited for its turn: send nothing
             try:
                 # Shielded: a cancel arriving mid-send must not lose the id of a job that was accepted.
                 with anyio.CancelScope(shield=True):
                     submission = await provider.submit(record.operation, record.payload or {})
-                    submitted = await self.transition(
-                        record,
-                        JobStatus.SUBMITTED,
-                        provider_job_id=submission.provider_job_id,
-                        submitted_at=utcnow(),
-                        credits_used=submission.credits_used,
-                        payload=None,
-                    )
+                    submitted = await self._submitted(record, submission)
                     if submitted.status is JobStatus.CANCELED and submission.provider_job_id:
                         await self._cancel_late(provider, submitted, submission.provider_job_id)
                         return submitted
             except (TransportError, BadResponse) as exc:
                 if isinstance(exc, BadResponse) or exc.maybe_sent:
-                    return await self.transition(
-                        record,
-                        JobStatus.FAILED,
-                        error=JobError(
-                            code="submission_lost",
-                            message=SUBMISSION_LOST.format(provider=provider.name, why=exc.message),
-                            retryable=True,
-                        ),
-                    )
+                    return await self._fail(record, _submission_lost(provider, exc.message))
                 error: ProviderError = exc
             except ProviderError as exc:
                 if not exc.retryable:
@@ -472,10 +497,10 @@ class Engine:
                 if submission.children:
                     return await self._adopt_children(provider, record, submission)
                 if submission.done is not None:
-                    return await self._settle(provider, record, submission.done)
+                    return await self._end(provider, record, submission.done)
                 return record
             # Surely not accepted (connection refused, 429, 5xx): clear the marker and try again.
-            record = await self.transition(record, record.status, submit_started_at=None)
+            record = await self._not_sent(record)
             if attempt == self.retry.attempts:
                 raise error
             await anyio.sleep(self.retry.delay(attempt, getattr(error, "retry_after", None)))
@@ -499,7 +524,7 @@ class Engine:
                 submitted_at=now,
                 summary={"batch": parent.job_id, "item": n},
                 shoot_id=parent.shoot_id,
-                owner=parent.owner,
+                caller=parent.caller,
                 typical_seconds=parent.typical_seconds,
                 parent_job_id=parent.job_id,
             )
@@ -507,7 +532,7 @@ class Engine:
         ]
         for child in children:
             await self.store.put(child)
-        parent = await self.transition(parent, JobStatus.RUNNING, children=[c.job_id for c in children])
+        parent = await self._running(parent, children=[c.job_id for c in children])
         for child in children:
             self._spawn(child.job_id)
         return parent
@@ -532,30 +557,16 @@ class Engine:
         credits = sum(c.credits_used or 0 for c in done)
         failed = [c for c in done if c.status is not JobStatus.SUCCEEDED]
         if not failed:
-            await self.transition(latest, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+            await self._succeed(latest, outputs, credits)
             return
         reasons = "; ".join(f"{c.job_id}: {c.error.code if c.error else c.status.value}" for c in failed)
-        await self.transition(
-            latest,
-            JobStatus.FAILED,
-            outputs=outputs,
-            credits_used=credits,
-            error=JobError(
-                code="batch_incomplete",
-                message=f"{len(failed)} of {len(done)} items did not succeed ({reasons}); the outputs of "
-                "the others are kept. Repeat the failed items on their own.",
-                retryable=True,
-            ),
+        error = JobError(
+            code="batch_incomplete",
+            message=f"{len(failed)} of {len(done)} items did not succeed ({reasons}); the outputs of "
+            "the others are kept. Repeat the failed items on their own.",
+            retryable=True,
         )
-
-    async def _cancel_late(self, provider: Provider, record: JobRecord, provider_job_id: str) -> None:
-        """The user canceled while the submission was in flight: cancel it at the provider too."""
-        record.provider_job_id = provider_job_id
-        await self.store.put(record)
-        try:
-            await provider.cancel(provider_job_id, record.operation)
-        except ProviderError as exc:
-            log.info("late cancel of %s failed: %s", record.job_id, exc)
+        await self._fail(latest, error, outputs=outputs, credits_used=credits)
 
     async def _follow(self, provider: Provider, record: JobRecord) -> None:
         """Poll until the job ends, starting near its typical duration and backing off."""
@@ -567,7 +578,6 @@ class Engine:
                 retryable=False,
                 provider=provider.name,
             )
-        limiter = provider.http.limiter
         failures = 0
         while True:
             # The provider's clock starts when the request arrives: closer to sending than to the answer.
@@ -575,7 +585,7 @@ class Engine:
             elapsed = (utcnow() - started).total_seconds()
             delay = max(
                 self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls),
-                limiter.limits.poll_interval(limiter.in_flight),
+                provider.limiter.poll_interval(),
             )
             if failures:
                 delay = max(delay, self.retry.delay(failures))
@@ -587,7 +597,7 @@ class Engine:
             try:
                 report = await provider.status(provider_job_id, record.operation)
             except ProviderError as exc:
-                record = await self.transition(record, record.status, status_calls=record.status_calls + 1)
+                record = await self._update(record, status_calls=record.status_calls + 1)
                 if isinstance(exc, AuthError | InsufficientCredits | ProviderRejected) or (
                     not exc.retryable and failures >= 2
                 ):
@@ -596,14 +606,15 @@ class Engine:
                 continue
             failures = 0
             record = record.model_copy(update={"status_calls": record.status_calls + 1})
-            if report.state in (RemoteState.PENDING, RemoteState.RUNNING):
-                status = JobStatus.RUNNING if report.state is RemoteState.RUNNING else record.status
-                record = await self.transition(record, status)
-                continue
-            await self._settle(provider, record, report)
-            return
+            if report.state is RemoteState.RUNNING:
+                record = await self._running(record)
+            elif report.state is RemoteState.PENDING:
+                record = await self._update(record)
+            else:
+                await self._end(provider, record, report)
+                return
 
-    async def _settle(self, provider: Provider, record: JobRecord, report: StatusReport) -> JobRecord:
+    async def _end(self, provider: Provider, record: JobRecord, report: StatusReport) -> JobRecord:
         """End the job from a terminal report: download outputs the moment it succeeds.
 
         The job no longer runs at the provider, so its in-flight slot is freed before the download.
@@ -611,68 +622,67 @@ class Engine:
         self._slot_release.pop(record.job_id, _nothing)()
         credits = report.credits_used if report.credits_used is not None else record.credits_used
         if report.state is RemoteState.FAILED:
-            return await self.transition(
-                record,
-                JobStatus.FAILED,
-                credits_used=0 if credits is None else credits,
-                error=report.error
-                or JobError(code="job_failed", message="The provider reported a failure.", retryable=True),
+            error = report.error or JobError(
+                code="job_failed", message="The provider reported a failure.", retryable=True
             )
+            return await self._fail(record, error, credits_used=0 if credits is None else credits)
         if report.state is RemoteState.CANCELED:
-            return await self.transition(
-                record,
-                JobStatus.CANCELED,
-                error=JobError(code="canceled", message="Canceled at the provider.", retryable=True),
-            )
+            return await self._canceled(record, "Canceled at the provider.")
         urls = ", ".join(o.url for o in report.outputs if o.url) or "none (inline data)"
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                outputs = await self.media.save_outputs(
-                    record,
-                    report.outputs,
-                    provider.http.client,
-                    trusted=provider.trusted_origins,
-                    deadline=provider.http.deadline(DOWNLOAD),
-                )
+                outputs = await provider.save_outputs(self.media, record, report.outputs)
                 break
             except StorageError as exc:
                 # Nothing to gain from trying again at once: the disk must have room first.
-                return await self.transition(
-                    record,
-                    JobStatus.FAILED,
-                    credits_used=credits,
-                    error=JobError(
-                        code=exc.code, message=_outputs_lost(provider.name, record, exc, urls), retryable=True
-                    ),
+                error = JobError(
+                    code=exc.code, message=_outputs_lost(provider, record, exc, urls), retryable=True
                 )
+                return await self._fail(record, error, credits_used=credits)
             except ProviderError as exc:
                 if not exc.retryable or attempt == self.retry.attempts:
-                    return await self.transition(
-                        record,
-                        JobStatus.FAILED,
-                        credits_used=credits,
-                        error=JobError(
-                            code="download_failed",
-                            message=_outputs_lost(provider.name, record, exc, urls),
-                            retryable=exc.retryable,
-                        ),
+                    error = JobError(
+                        code="download_failed",
+                        message=_outputs_lost(provider, record, exc, urls),
+                        retryable=exc.retryable,
                     )
+                    return await self._fail(record, error, credits_used=credits)
                 await anyio.sleep(self.retry.delay(attempt))
-        return await self.transition(record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+        return await self._succeed(record, outputs, credits)
+
+    async def _finished_elsewhere(self, key: str) -> JobRecord | None:
+        """The earlier job of this call, when the provider finished it and only saving its outputs failed."""
+        holder_id = await self.store.key_holder(key)
+        holder = await self.store.get(holder_id) if holder_id else None
+        if (
+            holder is not None
+            and holder.status is JobStatus.FAILED
+            and holder.error is not None
+            and holder.error.code in REFETCHABLE
+            and holder.provider_job_id
+            and not holder.children
+        ):
+            return holder
+        return None
 
 
-def job_key(provider: str, operation: str, inputs: dict[str, Any], owner: str | None = None) -> str:
+def job_key(provider: str, operation: str, inputs: dict[str, Any], caller: str | None = None) -> str:
     """Hash of provider, operation and normalized inputs (files by content hash): identical calls share it."""
-    material = {"provider": provider, "operation": operation, "inputs": inputs, "owner": owner}
+    # "owner" is the caller's name in keys made before it was renamed: identical calls stay one job.
+    material = {"provider": provider, "operation": operation, "inputs": inputs, "owner": caller}
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-REFETCHABLE = frozenset({"download_failed", "disk_full", "storage_error"})
-"""Failures after the provider finished the job: a repeat fetches its outputs again, paying nothing."""
+def _submission_lost(provider: Provider, why: str) -> JobError:
+    return JobError(
+        code="submission_lost",
+        message=SUBMISSION_LOST.format(provider=provider.name, why=why),
+        retryable=True,
+    )
 
 
-def _outputs_lost(provider: str, record: JobRecord, exc: CallsheetError, urls: str) -> str:
+def _outputs_lost(provider: Provider, record: JobRecord, exc: CallsheetError, urls: str) -> str:
     again = (
         "Repeat the same call (without force) to fetch them again from the provider, paying nothing, "
         "while the provider keeps them."
@@ -680,7 +690,8 @@ def _outputs_lost(provider: str, record: JobRecord, exc: CallsheetError, urls: s
         else "They can be fetched from the provider's URLs while the provider keeps them."
     )
     return (
-        f"The job succeeded at {provider} but its outputs were not saved: {exc.message} {again} URLs: {urls}"
+        f"The job succeeded at {provider.name} but its outputs were not saved: {exc.message} {again} "
+        f"URLs: {urls}"
     )
 
 
@@ -696,4 +707,4 @@ def _progress_message(records: Iterable[JobRecord]) -> str:
 
 
 def _nothing() -> None:
-    """No slot to free (a child of a batch, or a job settled twice)."""
+    """No slot to free (a child of a batch, or a job ended twice)."""

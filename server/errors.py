@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import re
+from dataclasses import dataclass
 
 
 class CallsheetError(Exception):
@@ -86,8 +87,32 @@ def storage_failure(exc: BaseException, what: str) -> StorageError:
     return StorageError(f"{what}: {reason}. Check the data folder (callsheet doctor), then call again.")
 
 
+@dataclass(frozen=True)
+class ErrorText:
+    """A provider's error answer as one line, and its own code for it when it gives one."""
+
+    message: str
+    code: str | None = None
+
+
 class ProviderError(CallsheetError):
+    """`provider_code` is the provider's own code for the error (FASHN's error name, neo-fashion's
+    envelope code...), so callers branch on a field, never on message text."""
+
     code = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool | None = None,
+        provider: str | None = None,
+        status_code: int | None = None,
+        provider_code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, retryable=retryable, provider=provider, status_code=status_code)
+        self.provider_code = provider_code
 
 
 class AuthError(ProviderError):
@@ -108,8 +133,9 @@ class RateLimited(ProviderError):
         *,
         retry_after: float | None = None,
         provider: str | None = None,
+        provider_code: str | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, status_code=429)
+        super().__init__(message, provider=provider, status_code=429, provider_code=provider_code)
         self.retry_after = retry_after
 
 
@@ -154,12 +180,13 @@ def error_for_status(
     provider: str,
     key_var: str = "the provider's API key variable",
     retry_after: float | None = None,
+    provider_code: str | None = None,
 ) -> ProviderError:
     """The one place where an HTTP status becomes an exception."""
     hint = _HINTS.get(status_code, "").format(var=key_var)
     text = f"{provider} answered HTTP {status_code}: {message}" + (f" {hint}" if hint else "")
     if status_code == 429:
-        return RateLimited(text, retry_after=retry_after, provider=provider)
+        return RateLimited(text, retry_after=retry_after, provider=provider, provider_code=provider_code)
     cls: type[ProviderError] = ProviderRejected
     if status_code in (401, 403):
         cls = AuthError
@@ -168,7 +195,7 @@ def error_for_status(
     elif status_code >= 500:
         cls = ProviderUnavailable
     code = "not_found" if status_code == 404 else None
-    return cls(text, code=code, provider=provider, status_code=status_code)
+    return cls(text, code=code, provider=provider, status_code=status_code, provider_code=provider_code)
 
 
 def snake_code(name: str) -> str:

@@ -1,22 +1,22 @@
-"""HTTP for provider adapters: limits, timeouts, and failures mapped into the exception tree.
+"""HTTP for provider adapters: limits, deadlines, redaction, and failures mapped into the exception tree.
 
-`HttpCaller.request` sends one request (no retries: the engine decides those) after the
-provider's limiter allows it. A connection that was never established is
-`TransportError(maybe_sent=False)`; anything after the request may have left
-(read timeout, dropped connection) is `maybe_sent=True`, so a submission is never resent.
+`HttpCaller.request` sends one request (no retries: the engine decides those) once the provider's
+limiter lets it go, within a deadline for the whole answer. A connection that was never
+established is `TransportError(maybe_sent=False)`; anything after the request may have left (read
+timeout, deadline, dropped connection) is `maybe_sent=True`, so a submission is never resent. Every
+answer is redacted of every configured secret before anything reads it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import httpx
 
-from server.errors import BadResponse, RateLimited, TransportError, error_for_status
+from server.errors import BadResponse, ErrorText, RateLimited, TransportError, error_for_status
 from server.limiter import Limiter
 from server.policy import HTTP, Timing
 from server.redact import Redactor
@@ -40,7 +40,7 @@ class HttpCaller:
         limiter: Limiter,
         headers: dict[str, str],
         key_var: str,
-        error_message: Callable[[httpx.Response], str] | None = None,
+        describe_error: Callable[[httpx.Response], ErrorText] | None = None,
         time_scale: float = 1.0,
         redactor: Redactor | None = None,
     ) -> None:
@@ -50,7 +50,7 @@ class HttpCaller:
         self.limiter = limiter
         self._headers = headers
         self.key_var = key_var
-        self._error_message = error_message or _default_error_message
+        self._describe_error = describe_error or default_error_text
         self.time_scale = time_scale
         """Sandbox emulators answer faster than real providers: deadlines shrink with them."""
         if redactor is None:
@@ -69,14 +69,17 @@ class HttpCaller:
         self, kind: str, method: str, path: str, *, timing: Timing = HTTP, **kwargs: Any
     ) -> httpx.Response:
         """Send one request; return the response if 2xx, else raise the mapped ProviderError."""
-        stamp = await self.limiter.acquire(kind)
+        ticket = await self.limiter.acquire(kind)
         headers = {**self._headers, **kwargs.pop("headers", {})}
         deadline = self.deadline(timing)
+        answer: httpx.Headers | None = None
         try:
             with anyio.fail_after(deadline):
                 response = await self.client.request(
                     method, self.url(path), headers=headers, timeout=timing.timeout, **kwargs
                 )
+            response = self._redacted(response)
+            answer = response.headers
         except TimeoutError:
             raise TransportError(
                 f"{self.provider} did not finish answering within {deadline:g} s; the request may have "
@@ -97,20 +100,20 @@ class HttpCaller:
                 provider=self.provider,
             ) from None
         finally:
-            self.limiter.settle(stamp)
-        response = self._redacted(response)
-        self._observe_rate_headers(kind, response)
+            self.limiter.answered(ticket, answer)
         if response.status_code >= 400:
             retry_after = _retry_after(response)
+            described = self._describe_error(response)
             error = error_for_status(
                 response.status_code,
-                self._error_message(response),
+                described.message,
                 provider=self.provider,
                 key_var=self.key_var,
                 retry_after=retry_after,
+                provider_code=described.code,
             )
             if isinstance(error, RateLimited):
-                self.limiter.block(kind, retry_after if retry_after is not None else 1.0)
+                self.limiter.block(kind, retry_after if retry_after is not None else 1.0, ticket)
             log.info("%s %s %s -> %s", self.provider, method, path, response.status_code)
             raise error
         return response
@@ -126,30 +129,6 @@ class HttpCaller:
         return httpx.Response(
             response.status_code, headers=headers, content=content, request=response.request
         )
-
-    def _observe_rate_headers(self, kind: str, response: httpx.Response) -> None:
-        """Providers that announce `X-RateLimit-Remaining: 0` get no more requests until the reset."""
-        limits = rate_limit_headers(response.headers)
-        if limits is not None and limits[0] <= 0:
-            self.limiter.block(kind, limits[1])
-
-
-def rate_limit_headers(headers: httpx.Headers) -> tuple[int, float] | None:
-    """`X-RateLimit-Remaining` and the seconds until `X-RateLimit-Reset` (clamped to 0-120 s).
-
-    None when either header is missing or not a number.
-    """
-    remaining = headers.get("x-ratelimit-remaining")
-    reset = headers.get("x-ratelimit-reset")
-    if remaining is None or reset is None:
-        return None
-    try:
-        left, until = int(float(remaining)), float(reset)
-    except ValueError:
-        return None
-    # Either seconds to wait or an epoch time, depending on the provider.
-    wait = until - time.time() if until > 1_000_000_000 else until
-    return left, min(max(wait, 0.0), 120.0)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -174,18 +153,23 @@ def error_body(response: httpx.Response) -> dict[str, Any] | str:
     return body
 
 
-def _default_error_message(response: httpx.Response) -> str:
+def default_error_text(response: httpx.Response) -> ErrorText:
+    """The usual error bodies: `{"error": "text"}`, `{"error": {"message"|"name"}}`, `{"message"}`."""
     body = error_body(response)
     if isinstance(body, str):
-        return body
+        return ErrorText(body)
     err = body.get("error")
     if isinstance(err, dict):
-        return str(err.get("message") or err.get("name") or err)
+        return ErrorText(str(err.get("message") or err.get("name") or err), _code(err.get("code")))
     if err:
-        return str(err)
+        return ErrorText(str(err), _code(body.get("code")))
     if body.get("message"):
-        return str(body["message"])
-    return str(body)[:300]
+        return ErrorText(str(body["message"]), _code(body.get("code")))
+    return ErrorText(str(body)[:300])
+
+
+def _code(value: object) -> str | None:
+    return str(value) if isinstance(value, str | int) and str(value) else None
 
 
 def json_body(response: httpx.Response, provider: str, title: str) -> Any:

@@ -40,7 +40,6 @@ import httpx
 from PIL import Image, ImageOps
 
 from server import paths
-from server.config import Settings
 from server.errors import (
     BadResponse,
     InputError,
@@ -50,12 +49,11 @@ from server.errors import (
     error_for_status,
     storage_failure,
 )
-from server.models import JobRecord, JobStatus, Output
+from server.models import JobRecord, JobStatus, Output, RemoteOutput
 from server.policy import DOWNLOAD, MAX_DOWNLOAD_BYTES, MAX_INPUT_IMAGE_BYTES
 
 if TYPE_CHECKING:
-    # Only for annotations: the provider package imports this module (ImageResolver) at run time.
-    from server.providers.base import RemoteOutput
+    from server.config import Settings
     from server.store import Store
 
 THUMB_MAX_SIDE = 512
@@ -162,10 +160,10 @@ class CallerImages:
     """`Media.resolve` on behalf of one caller: earlier outputs only from that caller's own jobs."""
 
     media: Media
-    owner: str | None
+    caller: str | None
 
     async def resolve(self, field: str, ref: str) -> ImageInput:
-        return await self.media.resolve(field, ref, owner=self.owner)
+        return await self.media.resolve(field, ref, caller=self.caller)
 
 
 class Media:
@@ -177,10 +175,11 @@ class Media:
 
     # ------------------------------------------------------------------ inputs
 
-    async def resolve(self, field: str, ref: str, *, owner: str | None = None) -> ImageInput:
+    async def resolve(self, field: str, ref: str, *, caller: str | None = None) -> ImageInput:
         """Check and load one image reference; raises InputError naming the field and the fix.
 
-        With `owner`, a callsheet:// output reference must name one of that caller's jobs."""
+        With `caller`, a callsheet:// output reference must name one of that caller's jobs, and a local
+        path no file of another caller's."""
         ref = ref.strip()
         if not ref:
             raise InputError(field, "the image reference is empty.", _URL_FIX)
@@ -193,7 +192,7 @@ class Media:
         if lowered.startswith("data:"):
             return _from_data_uri(field, ref)
         if lowered.startswith("callsheet:"):
-            return await self._from_output(field, ref, owner)
+            return await self._from_output(field, ref, caller)
         scheme = _SCHEME.match(ref)
         if scheme and not _WINDOWS_DRIVE.match(ref):
             raise InputError(
@@ -202,9 +201,9 @@ class Media:
                 "only http and https URLs are accepted.",
                 _URL_FIX + " (A file name containing ':' can be given as ./name.)",
             )
-        return await self._from_path(field, ref, owner)
+        return await self._from_path(field, ref, caller)
 
-    async def _from_output(self, field: str, ref: str, owner: str | None) -> ImageInput:
+    async def _from_output(self, field: str, ref: str, caller: str | None) -> ImageInput:
         match = _OUTPUT_REF.fullmatch(ref)
         if not match:
             raise InputError(
@@ -215,7 +214,7 @@ class Media:
         job_id, n = match.group(1), int(match.group(2))
         check = "Check the job id and its outputs with job_status."
         job = await self.store.get(job_id)
-        if job is None or (owner is not None and job.owner != owner):
+        if job is None or (caller is not None and job.caller != caller):
             raise InputError(field, f"{ref} names an unknown job {job_id!r}.", check)
         if job.status is not JobStatus.SUCCEEDED:
             raise InputError(
@@ -251,9 +250,9 @@ class Media:
             source_url=output.source_url,
         )
 
-    async def _from_path(self, field: str, ref: str, owner: str | None) -> ImageInput:
+    async def _from_path(self, field: str, ref: str, caller: str | None) -> ImageInput:
         """Read a local image that lies inside an input root and, when several callers share the
-        server, inside no folder of another caller's (`paths.owner_of`)."""
+        server, inside no folder of another caller's (`paths.caller_of`)."""
         shown = _shorten(ref, 200)
         try:
             path = await anyio.to_thread.run_sync(paths.resolve, ref)
@@ -268,8 +267,8 @@ class Media:
                 f"{shown} is outside the allowed input folders ({', '.join(str(r) for r in roots)}).",
                 "Move the file into one of them or add its folder to CALLSHEET_INPUT_ROOTS.",
             )
-        if owner is not None:
-            await self._check_owner(field, shown, root, path, owner)
+        if caller is not None:
+            await self._check_caller(field, shown, root, path, caller)
         data = await anyio.to_thread.run_sync(_read_file, field, shown, root, path)
         mime = _identify(data)
         if mime is None:
@@ -282,12 +281,12 @@ class Media:
             field=field, origin=shown, data=data, mime_type=mime, sha256=hashlib.sha256(data).hexdigest()
         )
 
-    async def _check_owner(self, field: str, shown: str, root: Path, path: Path, owner: str) -> None:
+    async def _check_caller(self, field: str, shown: str, root: Path, path: Path, caller: str) -> None:
         """A caller (one of several) reads no file of another caller's job or shoot folder, and nothing
         of callsheet's own data folder that is not marked as theirs."""
-        marked, holder = await anyio.to_thread.run_sync(paths.owner_of, root, path)
+        marked, whose = await anyio.to_thread.run_sync(paths.caller_of, root, path)
         home = self.settings.home
-        if (marked and holder != owner) or (not marked and (path == home or path.is_relative_to(home))):
+        if (marked and whose != caller) or (not marked and (path == home or path.is_relative_to(home))):
             raise InputError(
                 field,
                 f"{shown} is not one of your files.",
@@ -359,7 +358,7 @@ class Media:
 
     def _job_dir(self, job: JobRecord) -> Path:
         """The job's media folder, made (never through a symlink) and marked as its caller's."""
-        home = self.settings.home
+        home: Path = self.settings.home
         job_dir = (self.settings.media_dir / job.job_id).resolve()
         if job_dir.parent != self.settings.media_dir.resolve():
             raise ProviderError(
@@ -370,7 +369,7 @@ class Media:
             )
         home.mkdir(parents=True, exist_ok=True)  # the data folder itself is the administrator's
         paths.make_dirs(home, job_dir)
-        paths.mark_owner(home, job_dir, job.owner)
+        paths.mark_caller(home, job_dir, job.caller)
         return job_dir
 
     async def _write_inline(

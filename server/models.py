@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 
 class JobStatus(StrEnum):
@@ -52,6 +53,15 @@ def _base36(n: int) -> str:
         n, r = divmod(n, 36)
         out = digits[r] + out
     return out or "0"
+
+
+@dataclass(frozen=True)
+class RemoteOutput:
+    """An output as a provider gives it: a URL to download, or inline bytes."""
+
+    url: str | None = None
+    data: bytes | None = None
+    mime_type: str | None = None
 
 
 class Output(BaseModel):
@@ -112,7 +122,8 @@ class JobRecord(Job):
     """Set just before a submission is sent, cleared when it was surely not accepted."""
     submitted_at: datetime | None = None
     shoot_id: str | None = None
-    owner: str | None = None
+    caller: str | None = Field(default=None, validation_alias=AliasChoices("caller", "owner"))
+    """Whose job it is (None: the local user); records written before the rename call it owner."""
     status_calls: int = 0
     typical_seconds: float = 30.0
     parent_job_id: str | None = None
@@ -126,3 +137,62 @@ class JobRecord(Job):
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+
+# --- Shoots -------------------------------------------------------------------------------------
+
+
+class ShootStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    OVER_BUDGET = "over_budget"
+
+
+SHOOT_ACTIVE = frozenset({ShootStatus.RUNNING})
+SHOOT_TERMINAL = frozenset(set(ShootStatus) - SHOOT_ACTIVE)
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+
+STEP_ACTIVE = frozenset({StepStatus.WAITING, StepStatus.RUNNING})
+STEP_TERMINAL = frozenset(set(StepStatus) - STEP_ACTIVE)
+
+
+class StepView(BaseModel):
+    id: str = Field(description="Step id.")
+    status: StepStatus = Field(description="waiting, running, succeeded, failed, skipped or canceled.")
+    jobs: list[Job] = Field(description="The step's jobs with their outputs and errors.")
+    note: str | None = Field(default=None, description="Why the step was skipped or failed.")
+
+
+class ContactSheet(BaseModel):
+    path: str | None = Field(description="The PNG grid on disk (null until the first outputs exist).")
+    html: str | None = Field(description="The HTML page on disk.")
+    uri: str = Field(description="Resource URI of the PNG: callsheet://shoots/{id}/contact-sheet.")
+
+
+class Shoot(BaseModel):
+    """A shoot's state: what `shoot_status`, `shoot_cancel` and `shoots_list` return."""
+
+    shoot_id: str = Field(description="Shoot id; pass it to shoot_status or shoot_cancel.")
+    name: str = Field(description="The plan's name.")
+    status: ShootStatus = Field(description="running, succeeded, partial, failed, canceled or over_budget.")
+    steps: list[StepView] = Field(description="Per step: its state and jobs.")
+    credits_used: float = Field(description="Credits the providers reported as used so far.")
+    credits_estimate: float = Field(description="The plan's estimate when it started.")
+    progress: float = Field(description="Share of the planned jobs that have finished, 0 to 1.")
+    folder: str = Field(description="The shoot folder: manifest.json, outputs, contact sheet.")
+    contact_sheet: ContactSheet = Field(description="The contact sheet (PNG grid and HTML page).")
+    note: str | None = Field(default=None, description="Why the shoot stopped, when it did early.")
+    created_at: datetime = Field(description="When the shoot started (UTC).")
+    updated_at: datetime = Field(description="When it last changed (UTC).")

@@ -9,8 +9,8 @@ Every local path callsheet reads or writes on a user's behalf goes through here:
   `O_NOFOLLOW` (through `dir_fd`), so a folder swapped for a symlink after the check makes the
   open fail instead of leading outside. Where the platform has no `dir_fd` opens, the file is
   opened and then checked to be the very file the resolved path names.
-- Folders callsheet makes for one caller carry an ownership mark (`OWNER_MARK`): when several
-  callers share a server, a caller reads no file under a folder marked for another (`owner_of`).
+- Folders callsheet makes for one caller carry a mark naming them (`CALLER_MARK`): when several
+  callers share a server, a caller reads no file under a folder marked for another (`caller_of`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-OWNER_MARK = ".callsheet-owner"
+CALLER_MARK = ".callsheet-caller"
 """File in a job's media folder or a shoot folder naming the caller it belongs to ("" = the local user)."""
 
 _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")
@@ -158,16 +158,16 @@ def write_atomic(root: Path, path: Path, data: bytes) -> None:
                 os.unlink(tmp, dir_fd=folder)
 
 
-def mark_owner(root: Path, folder: Path, owner: str | None) -> None:
-    """Mark `folder` as belonging to `owner` (None: the local user)."""
-    write_atomic(root, folder / OWNER_MARK, (owner or "").encode())
+def mark_caller(root: Path, folder: Path, caller: str | None) -> None:
+    """Mark `folder` as belonging to `caller` (None: the local user)."""
+    write_atomic(root, folder / CALLER_MARK, (caller or "").encode())
 
 
-def owner_of(root: Path, path: Path) -> tuple[bool, str | None]:
+def caller_of(root: Path, path: Path) -> tuple[bool, str | None]:
     """Whether a folder between `path` and `root` is marked, and for whom (the innermost mark wins)."""
     folder = path.parent
     while folder == root or folder.is_relative_to(root):
-        mark = folder / OWNER_MARK
+        mark = folder / CALLER_MARK
         try:
             text = mark.read_text(encoding="utf-8").strip()
         except (FileNotFoundError, NotADirectoryError):

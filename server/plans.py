@@ -323,7 +323,7 @@ def _expand(
                         Problem(step=step.id, field=field, message=f"{message} (tool {step.tool}).")
                     )
         else:
-            credits = spec.credits(inputs) if spec.credits else None
+            credits = spec.credits(inputs)
             counts[step.id] = counts.get(step.id, 0) + _outputs_per_job(inputs)
         out.append(
             PlannedJob(

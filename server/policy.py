@@ -35,6 +35,8 @@ MAX_IMAGE_REF_CHARS = (MAX_INPUT_IMAGE_BYTES + 2) // 3 * 4 + 100
 # Most jobs one shoot plan may expand to (CALLSHEET_MAX_PLAN_JOBS): fanning out over earlier outputs
 # multiplies, and six steps of four images each would otherwise be tens of thousands of jobs.
 MAX_PLAN_JOBS = 500
+# A shoot estimated above this many credits needs the user's confirmation before it starts.
+CONFIRM_ABOVE_CREDITS = 20.0
 # Calls whose inputs are read and checked at once (the rest wait their turn, in order of arrival).
 PREPARE_AT_ONCE = 4
 
@@ -106,6 +108,8 @@ class Limits:
     """The endpoint kind that status polls count against."""
     poll_share: float = 1.0
     """The share of that kind's rate that polling may take: below 1 where submissions share it."""
+    rate_headers: bool = False
+    """The provider announces what is left in `X-RateLimit-*` headers: keep within them too."""
 
     def poll_interval(self, jobs: int) -> float:
         """The shortest interval between two polls of one job while `jobs` jobs are being followed,
@@ -122,49 +126,3 @@ class Limits:
                 for kind, ws in self.windows.items()
             },
         )
-
-
-# FASHN: /run 50 per 60 s, /status 50 per 10 s, /credits 30 per 10 s, 6 predictions in flight.
-FASHN_LIMITS = Limits(
-    windows={
-        "run": (RateWindow(50, 60.0),),
-        "status": (RateWindow(50, 10.0),),
-        "credits": (RateWindow(30, 10.0),),
-        "cancel": (RateWindow(50, 10.0),),
-    },
-    max_in_flight=6,
-)
-
-# Auto Toon documents no numbers: 429 RATE_LIMITED "retry after the indicated delay" is honoured, and
-# these defaults keep well below what an interactive account would hit. Its image calls answer only
-# when the image is done (tens of seconds), so they get a long read timeout.
-AUTOTOON_LIMITS = Limits(
-    windows={
-        "generate": (RateWindow(20, 60.0),),
-        "status": (RateWindow(60, 60.0),),
-        "list": (RateWindow(30, 60.0),),
-    },
-    max_in_flight=4,
-)
-SYNC_GENERATION = Timing(httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0), deadline=360.0)
-
-# neo-fashion: one rolling 60 s window per workspace for every request; Starter 60/min by default,
-# NEOFASHION_RATE_PER_MINUTE for Pro (300) or a custom plan. X-RateLimit-* headers refine it live.
-# A short image may be answered synchronously (the POST returns the finished result), so generation
-# POSTs get a long read timeout: a read timeout on a POST could mean a charge without a result.
-NEOFASHION_DEFAULT_RATE = 60
-NEOFASHION_GENERATE = Timing(httpx.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0), deadline=240.0)
-
-# Generation API (self-hosted): no documented numbers; poll with backoff as its notes advise.
-GENAPI_LIMITS = Limits(
-    windows={"api": (RateWindow(120, 60.0),)},
-    max_in_flight=8,
-    poll_kind="api",
-    poll_share=0.5,
-)
-
-
-def neofashion_limits(per_minute: int = NEOFASHION_DEFAULT_RATE) -> Limits:
-    return Limits(
-        windows={"api": (RateWindow(per_minute, 60.0),)}, max_in_flight=None, poll_kind="api", poll_share=0.5
-    )

@@ -1,4 +1,4 @@
-"""The shoot runner: executes a validated plan in the background, step by step, as jobs.
+"""The shoot runner: checks, prices and executes a plan in the background, step by step, as jobs.
 
 A step starts as soon as the steps it refers to have finished, as many jobs at once as the
 providers' limits allow (the engine queues them). Each job is an ordinary engine job tagged with
@@ -6,41 +6,63 @@ the shoot id, so an identical call after a restart is the same job: resuming a s
 twice. A step whose inputs failed is skipped, independent steps go on, and the budget is never
 crossed: the runner stops before the job that would cross it. The shoot folder keeps
 `manifest.json`, every output named by step and item, and the contact sheet.
+
+The runner is the only writer of shoot records: a shoot's state changes through `_shoot_to`, a
+step's through `_step_to`, and what is not a transition (the jobs a step made) through
+`_record_jobs`; all three stamp the time and persist.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 
 from server import paths
 from server.config import Settings
 from server.contact_sheet import write_contact_sheet
 from server.engine import Engine
 from server.errors import CallsheetError, InputError, NotFound, StorageError
-from server.models import TERMINAL, Job, JobRecord, JobStatus, credits_text, new_job_id, utcnow
+from server.models import (
+    SHOOT_ACTIVE,
+    STEP_ACTIVE,
+    TERMINAL,
+    ContactSheet,
+    Job,
+    JobRecord,
+    JobStatus,
+    Shoot,
+    ShootStatus,
+    StepStatus,
+    StepView,
+    credits_text,
+    new_job_id,
+    utcnow,
+)
 from server.plans import (
     OUTPUT_PLACEHOLDER,
+    Problem,
     ShootPlan,
     Step,
     Validation,
     parse_reference,
     substitute,
+    validate_plan,
     walk_strings,
     with_item,
 )
+from server.policy import CONFIRM_ABOVE_CREDITS
 from server.providers.base import OperationSpec
 from server.store import guarded, open_cache, set_aside
 
@@ -49,23 +71,7 @@ log = logging.getLogger("callsheet.shoots")
 STORAGE_RETRY_SECONDS = 15.0
 """How long a shoot whose state could not be written waits before it runs again."""
 
-
-class ShootStatus(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    OVER_BUDGET = "over_budget"
-
-
-class StepStatus(StrEnum):
-    WAITING = "waiting"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELED = "canceled"
+ProgressFn = Callable[[float, str], Awaitable[None]]
 
 
 class StepState(BaseModel):
@@ -87,39 +93,10 @@ class ShootRecord(BaseModel):
     credits_used: float = 0.0
     credits_estimate: float = 0.0
     note: str | None = None
-    owner: str | None = None
+    caller: str | None = Field(default=None, validation_alias=AliasChoices("caller", "owner"))
+    """Whose shoot it is (None: the local user); records written before the rename call it owner."""
     created_at: datetime
     updated_at: datetime
-
-
-class StepView(BaseModel):
-    id: str = Field(description="Step id.")
-    status: StepStatus = Field(description="waiting, running, succeeded, failed, skipped or canceled.")
-    jobs: list[Job] = Field(description="The step's jobs with their outputs and errors.")
-    note: str | None = Field(default=None, description="Why the step was skipped or failed.")
-
-
-class ContactSheet(BaseModel):
-    path: str | None = Field(description="The PNG grid on disk (null until the first outputs exist).")
-    html: str | None = Field(description="The HTML page on disk.")
-    uri: str = Field(description="Resource URI of the PNG: callsheet://shoots/{id}/contact-sheet.")
-
-
-class Shoot(BaseModel):
-    """A shoot's state: what `shoot_status`, `shoot_cancel` and `shoots_list` return."""
-
-    shoot_id: str = Field(description="Shoot id; pass it to shoot_status or shoot_cancel.")
-    name: str = Field(description="The plan's name.")
-    status: ShootStatus = Field(description="running, succeeded, partial, failed, canceled or over_budget.")
-    steps: list[StepView] = Field(description="Per step: its state and jobs.")
-    credits_used: float = Field(description="Credits the providers reported as used so far.")
-    credits_estimate: float = Field(description="The plan's estimate when it started.")
-    progress: float = Field(description="Share of the planned jobs that have finished, 0 to 1.")
-    folder: str = Field(description="The shoot folder: manifest.json, outputs, contact sheet.")
-    contact_sheet: ContactSheet = Field(description="The contact sheet (PNG grid and HTML page).")
-    note: str | None = Field(default=None, description="Why the shoot stopped, when it did early.")
-    created_at: datetime = Field(description="When the shoot started (UTC).")
-    updated_at: datetime = Field(description="When it last changed (UTC).")
 
 
 class ShootStore:
@@ -152,7 +129,7 @@ class ShootStore:
         self,
         *,
         status: ShootStatus | None = None,
-        owner: str | None = None,
+        caller: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[ShootRecord], str | None]:
@@ -164,7 +141,7 @@ class ShootStore:
             record = await self.get(shoot_id)
             if record is None or (status is not None and record.status is not status):
                 continue
-            if owner is not None and record.owner != owner:
+            if caller is not None and record.caller != caller:
                 continue
             if len(out) == limit:
                 return out, out[-1].shoot_id
@@ -215,6 +192,49 @@ class ShootRunner:
                 self._tg = None
                 tg.cancel_scope.cancel()
 
+    # -- checking and pricing a plan -----------------------------------------------------------
+
+    async def validate(
+        self, plan_data: object, *, balances: bool = True
+    ) -> tuple[ShootPlan | None, Validation]:
+        """The plan's own checks, plus its output folder and (with `balances`) each provider's balance
+        against its share of the estimate."""
+        parsed, validation = validate_plan(plan_data, self.tools, max_jobs=self.settings.max_plan_jobs)
+        if parsed is not None:
+            try:
+                self.folder_for(parsed, "check")
+            except CallsheetError as exc:
+                validation.problems.append(Problem(step=None, field="output_dir", message=exc.message))
+        if balances:
+            for provider, amount in validation.estimate.by_provider.items():
+                problem = await self._balance_problem(provider, amount)
+                if problem is not None:
+                    validation.problems.append(problem)
+        validation.ok = not validation.problems
+        return parsed, validation
+
+    async def _balance_problem(self, provider: str, amount: float) -> Problem | None:
+        adapter = self.engine.providers.get(provider)
+        if adapter is None or amount <= 0:
+            return None
+        try:
+            balance = (await adapter.balance()).credits
+        except CallsheetError:
+            return None  # the balance is unknown: the provider will say so at submission
+        if balance is None or amount <= balance:
+            return None
+        return Problem(
+            step=None,
+            field=f"balance.{provider}",
+            message=f"{provider} has {credits_text(balance)}; this plan needs about {amount:g} there. "
+            "Top up, or cut steps.",
+        )
+
+    @staticmethod
+    def needs_confirmation(validation: Validation) -> bool:
+        """A shoot estimated above CONFIRM_ABOVE_CREDITS starts only once the user agreed to the price."""
+        return validation.ok and validation.estimate.total > CONFIRM_ABOVE_CREDITS
+
     def folder_for(self, plan: ShootPlan, shoot_id: str) -> Path:
         """The shoot's folder: in the plan's output_dir, or by default in the data folder's shoots/."""
         slug = re.sub(r"[^a-z0-9]+", "-", plan.name.lower()).strip("-")[:40] or "shoot"
@@ -246,8 +266,10 @@ class ShootRunner:
             raise OSError(f"{folder} is no longer inside the folders callsheet may write to")
         return root
 
+    # -- what tools and the command line call --------------------------------------------------
+
     async def start(
-        self, plan: ShootPlan, validation: Validation, *, owner: str | None = None
+        self, plan: ShootPlan, validation: Validation, *, caller: str | None = None
     ) -> ShootRecord:
         shoot_id = "s" + new_job_id()[1:]
         folder = self.folder_for(plan, shoot_id)
@@ -260,14 +282,14 @@ class ShootRunner:
             steps=[StepState(id=s.id) for s in plan.steps],
             folder=str(folder),
             credits_estimate=validation.estimate.total,
-            owner=owner,
+            caller=caller,
             created_at=now,
             updated_at=now,
         )
         root = self._root(folder)
         try:
             await anyio.to_thread.run_sync(paths.make_dirs, root, folder)
-            await anyio.to_thread.run_sync(paths.mark_owner, root, folder, owner)
+            await anyio.to_thread.run_sync(paths.mark_caller, root, folder, caller)
         except OSError as exc:
             raise InputError(
                 "output_dir", f"the shoot folder {folder} cannot be made ({exc}).", "Choose another folder."
@@ -276,15 +298,26 @@ class ShootRunner:
         self._spawn(shoot_id)
         return record
 
-    async def get(self, shoot_id: str, *, owner: str | None = None) -> ShootRecord:
+    async def get(self, shoot_id: str, *, caller: str | None = None) -> ShootRecord:
         record = await self.store.get(shoot_id)
-        if record is None or (owner is not None and record.owner != owner):
+        if record is None or (caller is not None and record.caller != caller):
             raise NotFound(f"Unknown shoot id {shoot_id!r}. shoots_list shows the shoots there are.")
         return record
 
-    async def cancel(self, shoot_id: str, *, owner: str | None = None) -> ShootRecord:
-        record = await self.get(shoot_id, owner=owner)
-        if record.status is not ShootStatus.RUNNING:
+    async def list(
+        self,
+        *,
+        status: ShootStatus | None = None,
+        caller: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[ShootRecord], str | None]:
+        """Shoots, newest first (a caller's own, or every one for the local user)."""
+        return await self.store.list(status=status, caller=caller, limit=limit, cursor=cursor)
+
+    async def cancel(self, shoot_id: str, *, caller: str | None = None) -> ShootRecord:
+        record = await self.get(shoot_id, caller=caller)
+        if record.status not in SHOOT_ACTIVE:
             return record
         scope = self._running.get(shoot_id)
         if scope is not None:
@@ -293,12 +326,11 @@ class ShootRunner:
             for job_id in step.job_ids:
                 with contextlib.suppress(NotFound):  # a job deleted since; finished ones are left as they are
                     await self.engine.cancel(job_id)
-            if step.status in (StepStatus.WAITING, StepStatus.RUNNING):
+            if step.status in STEP_ACTIVE:
                 step.status = StepStatus.CANCELED
-        record.status = ShootStatus.CANCELED
-        record.note = "Canceled; jobs that had finished keep their outputs."
-        await self._save(record)
-        return record
+        return await self._shoot_to(
+            record, ShootStatus.CANCELED, "Canceled; jobs that had finished keep their outputs."
+        )
 
     async def view(self, record: ShootRecord) -> Shoot:
         steps = []
@@ -307,7 +339,7 @@ class ShootRunner:
         for step in record.steps:
             jobs: list[Job] = []
             for job_id in step.job_ids:
-                job = await self.engine.store.get(job_id)
+                job = await self.engine.find(job_id)
                 if job is None:
                     continue
                 jobs.append(self.engine.public(job))
@@ -317,7 +349,7 @@ class ShootRunner:
             steps.append(StepView(id=step.id, status=step.status, jobs=jobs, note=step.note))
         folder = Path(record.folder)
         png, html = folder / "contact-sheet.png", folder / "contact-sheet.html"
-        done = record.status is not ShootStatus.RUNNING
+        done = record.status not in SHOOT_ACTIVE
         return Shoot(
             shoot_id=record.shoot_id,
             name=record.name,
@@ -338,12 +370,17 @@ class ShootRunner:
         )
 
     async def wait(
-        self, shoot_id: str, wait_seconds: float, on_progress: Any = None, *, owner: str | None = None
+        self,
+        shoot_id: str,
+        wait_seconds: float,
+        on_progress: ProgressFn | None = None,
+        *,
+        caller: str | None = None,
     ) -> ShootRecord:
         with anyio.move_on_after(wait_seconds):
             while True:
-                record = await self.get(shoot_id, owner=owner)
-                if record.status is not ShootStatus.RUNNING:
+                record = await self.get(shoot_id, caller=caller)
+                if record.status not in SHOOT_ACTIVE:
                     return record
                 if on_progress is not None:
                     view = await self.view(record)
@@ -395,16 +432,12 @@ class ShootRunner:
             for dep in deps:
                 await events[dep].wait()
             record = await self.get(shoot_id)
-            if record.status is not ShootStatus.RUNNING:
+            if record.status not in SHOOT_ACTIVE:
                 return
             failed_deps = [d for d in deps if _state(record, d).status is not StepStatus.SUCCEEDED]
             if failed_deps:
-                await self._set_step(
-                    shoot_id,
-                    step_id,
-                    StepStatus.SKIPPED,
-                    f"skipped: {', '.join(failed_deps)} did not succeed",
-                )
+                note = f"skipped: {', '.join(failed_deps)} did not succeed"
+                await self._step_to(shoot_id, step_id, StepStatus.SKIPPED, note)
                 return
             outputs = {d: await self._outputs(record, d) for d in deps}
             items = self._items(step.for_each, outputs)
@@ -415,17 +448,17 @@ class ShootRunner:
                     f"{len(items)} jobs would take the shoot to {others + len(items)}, past the cap of "
                     f"{self.settings.max_plan_jobs} (CALLSHEET_MAX_PLAN_JOBS)"
                 )
-                await self._set_step(shoot_id, step_id, StepStatus.FAILED, note)
+                await self._step_to(shoot_id, step_id, StepStatus.FAILED, note)
                 return
             available = self.tools
             if step.tool not in available:
                 note = f"{step.tool} is not available now (is its provider off?)"
-                await self._set_step(shoot_id, step_id, StepStatus.FAILED, note)
+                await self._step_to(shoot_id, step_id, StepStatus.FAILED, note)
                 return
             provider, spec = available[step.tool]
             operation = step.tool.removeprefix(f"{provider}_")
-            job_ids: list[str] = list(_state(record, step_id).job_ids)
-            await self._set_step(shoot_id, step_id, StepStatus.RUNNING)
+            job_ids: builtins.list[str] = list(_state(record, step_id).job_ids)
+            await self._step_to(shoot_id, step_id, StepStatus.RUNNING)
             for n, item in enumerate(items):
                 args = substitute(with_item(step.args, item), lambda text: _resolve(text, outputs))
                 if not await self._within_budget(shoot_id, plan.budget_credits, spec, args):
@@ -434,31 +467,31 @@ class ShootRunner:
                     continue  # submitted before a restart; its job goes on by itself
                 try:
                     job = await self.engine.submit(
-                        provider, operation, _as_dict(args), shoot_id=shoot_id, owner=record.owner
+                        provider, operation, _as_dict(args), shoot_id=shoot_id, caller=record.caller
                     )
                 except CallsheetError as exc:
-                    await self._set_step(shoot_id, step_id, StepStatus.FAILED, f"item {n}: {exc.message}")
+                    await self._step_to(shoot_id, step_id, StepStatus.FAILED, f"item {n}: {exc.message}")
                     return
                 job_ids.append(job.job_id)
-                await self._set_jobs(shoot_id, step_id, job_ids)
+                await self._record_jobs(shoot_id, step_id, job_ids)
             result = await self.engine.wait(job_ids, wait_seconds=24 * 3600)
             bad = [j for j in result.jobs if j.status is not JobStatus.SUCCEEDED]
             if bad:
                 reasons = "; ".join(f"{j.job_id}: {j.error.code if j.error else j.status.value}" for j in bad)
-                await self._set_step(shoot_id, step_id, StepStatus.FAILED, reasons)
+                await self._step_to(shoot_id, step_id, StepStatus.FAILED, reasons)
             else:
-                await self._set_step(shoot_id, step_id, StepStatus.SUCCEEDED)
+                await self._step_to(shoot_id, step_id, StepStatus.SUCCEEDED)
                 await self._collect(shoot_id, step_id, result.jobs)
         except StorageError:
             raise  # the shoot's state cannot be written: `_run` pauses it
         except (CallsheetError, OSError) as exc:
             # One step's trouble ends that step, never the shoot's other steps or the server.
             log.warning("shoot %s step %s failed: %s", shoot_id, step_id, exc)
-            await self._set_step(shoot_id, step_id, StepStatus.FAILED, str(exc))
+            await self._step_to(shoot_id, step_id, StepStatus.FAILED, str(exc))
         finally:
             events[step_id].set()
 
-    def _items(self, for_each: object, outputs: dict[str, list[str]]) -> list[Any]:
+    def _items(self, for_each: object, outputs: dict[str, builtins.list[str]]) -> builtins.list[Any]:
         if for_each is None:
             return [None]
         if isinstance(for_each, list):
@@ -473,41 +506,36 @@ class ShootRunner:
             return True
         record = await self.get(shoot_id)
         try:
-            estimate = spec.credits(spec.inputs.model_validate(args)) if spec.credits else None
+            estimate = spec.credits(spec.inputs.model_validate(args))
         except ValidationError:
             estimate = None
         committed = 0.0
         for step in record.steps:
             for job_id in step.job_ids:
-                job = await self.engine.store.get(job_id)
-                if (
-                    job is not None
-                    and job.status is not JobStatus.FAILED
-                    and job.status is not JobStatus.CANCELED
-                ):
+                job = await self.engine.find(job_id)
+                if job is not None and job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
                     committed += (
                         job.credits_used if job.credits_used is not None else (job.credits_estimate or 0.0)
                     )
         if committed + (estimate or 0.0) <= budget:
             return True
-        record.status = ShootStatus.OVER_BUDGET
-        record.note = (
+        note = (
             f"Stopped before a job that would cross the budget of {credits_text(budget)} "
             f"({committed:g} committed, next job ~{estimate or 0:g}). Raise budget_credits and start again: "
             "finished jobs are reused at no cost."
         )
-        await self._save(record)
+        await self._shoot_to(record, ShootStatus.OVER_BUDGET, note)
         return False
 
-    async def _outputs(self, record: ShootRecord, step_id: str) -> list[str]:
-        uris: list[str] = []
+    async def _outputs(self, record: ShootRecord, step_id: str) -> builtins.list[str]:
+        uris: builtins.list[str] = []
         for job_id in _state(record, step_id).job_ids:
-            job = await self.engine.store.get(job_id)
+            job = await self.engine.find(job_id)
             if job is not None:
                 uris += [o.uri for o in job.outputs]
         return uris
 
-    async def _collect(self, shoot_id: str, step_id: str, jobs: list[JobRecord]) -> None:
+    async def _collect(self, shoot_id: str, step_id: str, jobs: builtins.list[JobRecord]) -> None:
         """Copy the step's outputs into the shoot folder, named by step, item and output."""
         record = await self.get(shoot_id)
         try:
@@ -519,24 +547,26 @@ class ShootRunner:
 
     async def _finish(self, shoot_id: str) -> None:
         record = await self.get(shoot_id)
-        if record.status is ShootStatus.RUNNING:
+        status = record.status
+        if status in SHOOT_ACTIVE:
             states = [s.status for s in record.steps]
             if all(s is StepStatus.SUCCEEDED for s in states):
-                record.status = ShootStatus.SUCCEEDED
+                status = ShootStatus.SUCCEEDED
             elif any(s is StepStatus.SUCCEEDED for s in states):
-                record.status = ShootStatus.PARTIAL
+                status = ShootStatus.PARTIAL
             else:
-                record.status = ShootStatus.FAILED
-        view = await self.view(record)
-        record.credits_used = view.credits_used
+                status = ShootStatus.FAILED
+        ended = record.model_copy(update={"status": status})
+        view = await self.view(ended)
+        note = record.note
         # Files first, then the final state: whoever sees the shoot finished finds its contact sheet.
         try:
             folder = Path(record.folder)
             await anyio.to_thread.run_sync(write_contact_sheet, view, self._root(folder), folder, record.plan)
         except OSError as exc:
-            record.note = f"{record.note or ''} The contact sheet could not be written: {exc}.".strip()
-        await self._write_manifest(record)
-        await self._save(record)
+            note = f"{note or ''} The contact sheet could not be written: {exc}.".strip()
+        await self._write_manifest(ended)
+        await self._shoot_to(record, status, note, credits_used=view.credits_used)
 
     async def _write_manifest(self, record: ShootRecord) -> None:
         """Rewrite manifest.json; a disk problem is logged and noted, it never stops the shoot."""
@@ -549,7 +579,21 @@ class ShootRunner:
             except OSError as exc:
                 log.warning("shoot %s: manifest not written: %s", record.shoot_id, exc)
 
-    async def _set_step(
+    # -- the shoot's transitions ---------------------------------------------------------------
+
+    async def _shoot_to(
+        self, record: ShootRecord, status: ShootStatus, note: str | None, **changes: Any
+    ) -> ShootRecord:
+        """The one way a shoot's state changes: to `status` with a note, stamped and saved. A shoot that
+        ended stays as it ended (a step finishing late does not undo a cancel)."""
+        current = await self.store.get(record.shoot_id)
+        if current is not None and current.status not in SHOOT_ACTIVE and current.status is not status:
+            return current
+        record = record.model_copy(update={**changes, "status": status, "note": note})
+        await self._save(record)
+        return record
+
+    async def _step_to(
         self, shoot_id: str, step_id: str, status: StepStatus, note: str | None = None
     ) -> None:
         record = await self.get(shoot_id)
@@ -557,7 +601,8 @@ class ShootRunner:
         state.status, state.note = status, note
         await self._save(record)
 
-    async def _set_jobs(self, shoot_id: str, step_id: str, job_ids: list[str]) -> None:
+    async def _record_jobs(self, shoot_id: str, step_id: str, job_ids: builtins.list[str]) -> None:
+        """Not a transition: the jobs a running step has made so far."""
         record = await self.get(shoot_id)
         _state(record, step_id).job_ids = list(job_ids)
         await self._save(record)

@@ -31,7 +31,7 @@ from server.errors import StorageError, storage_failure
 from server.models import ACTIVE, HOLDS_KEY, JobRecord, JobStatus
 
 Entry = tuple[str, str, str, str, str]
-"""A catalog row: job id, status, provider, shoot id, owner (`""` for none)."""
+"""A catalog row: job id, status, provider, shoot id, caller (`""` for none)."""
 
 
 class Store(Protocol):
@@ -64,7 +64,7 @@ class Store(Protocol):
         status: JobStatus | None = None,
         provider: str | None = None,
         shoot_id: str | None = None,
-        owner: str | None = None,
+        caller: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[builtins.list[JobRecord], str | None]:
@@ -74,11 +74,11 @@ class Store(Protocol):
     async def unfinished(self) -> builtins.list[JobRecord]:
         """Every job whose status is queued, submitted or running."""
 
-    async def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
-        """Take or renew the lease on a job for `ttl` seconds; False when another owner holds it."""
+    async def acquire_lease(self, job_id: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease on a job for `ttl` seconds; False when another holder has it."""
 
-    async def release_lease(self, job_id: str, owner: str) -> None:
-        """Give the lease up (only if `owner` holds it)."""
+    async def release_lease(self, job_id: str, holder: str) -> None:
+        """Give the lease up (only if `holder` has it)."""
 
     def close(self) -> None:
         """Release file handles."""
@@ -119,10 +119,10 @@ class DiskStore:
 
     - `jobs/` (diskcache): job id -> record JSON. Job ids are time-sortable: newest first is reverse order.
     - `keys/` (diskcache): idempotency key -> job id of the holder.
-    - `catalog.sqlite3`, table `entries`: (job id, status, provider, shoot id, owner) of every job,
+    - `catalog.sqlite3`, table `entries`: (job id, status, provider, shoot id, caller) of every job,
       indexed per filter, so `list` reads only the records of the page it returns and `unfinished()`
       only the unfinished ones.
-    - `catalog.sqlite3`, table `leases`: job id -> owner and expiry, taken or renewed by one conditional
+    - `catalog.sqlite3`, table `leases`: job id -> holder and expiry, taken or renewed by one conditional
       upsert (in diskcache it was a transaction of several statements, and 10,000 drivers starting
       at once spent seconds on their leases).
 
@@ -197,13 +197,13 @@ class DiskStore:
         status: JobStatus | None = None,
         provider: str | None = None,
         shoot_id: str | None = None,
-        owner: str | None = None,
+        caller: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[builtins.list[JobRecord], str | None]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        given = {"status": status, "provider": provider, "shoot_id": shoot_id, "owner": owner}
+        given = {"status": status, "provider": provider, "shoot_id": shoot_id, "caller": caller}
         wanted = {column: value for column, value in given.items() if value is not None}
         page: builtins.list[JobRecord] = []
         seen: set[str] = set()
@@ -240,12 +240,12 @@ class DiskStore:
         return records
 
     @guarded("The job store")
-    async def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
-        return self._catalog.lease(job_id, owner, ttl)
+    async def acquire_lease(self, job_id: str, holder: str, ttl: float) -> bool:
+        return self._catalog.lease(job_id, holder, ttl)
 
     @guarded("The job store")
-    async def release_lease(self, job_id: str, owner: str) -> None:
-        self._catalog.release(job_id, owner)
+    async def release_lease(self, job_id: str, holder: str) -> None:
+        self._catalog.release(job_id, holder)
 
     def close(self) -> None:
         for cache in (self._jobs, self._keys):
@@ -306,22 +306,24 @@ class _Catalog:
             status TEXT NOT NULL,
             provider TEXT NOT NULL,
             shoot_id TEXT NOT NULL,
-            owner TEXT NOT NULL,
-            PRIMARY KEY (job_id, status, provider, shoot_id, owner)
+            caller TEXT NOT NULL,
+            PRIMARY KEY (job_id, status, provider, shoot_id, caller)
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS entries_status ON entries (status, job_id);
         CREATE INDEX IF NOT EXISTS entries_provider ON entries (provider, job_id);
         CREATE INDEX IF NOT EXISTS entries_status_provider ON entries (status, provider, job_id);
         CREATE INDEX IF NOT EXISTS entries_shoot ON entries (shoot_id, job_id);
-        CREATE INDEX IF NOT EXISTS entries_owner ON entries (owner, job_id);
+        CREATE INDEX IF NOT EXISTS entries_caller ON entries (caller, job_id);
         CREATE TABLE IF NOT EXISTS leases (
             job_id TEXT PRIMARY KEY,
-            owner TEXT NOT NULL,
+            holder TEXT NOT NULL,
             expires REAL NOT NULL
         ) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     """
-    FILTERS = ("status", "provider", "shoot_id", "owner")
+    VERSION = "2"
+    """The layout of the tables below; another one is dropped and built again."""
+    FILTERS = ("status", "provider", "shoot_id", "caller")
     """The filterable columns, in the order `newest` names them (only these names enter SQL text)."""
 
     def __init__(self, path: Path) -> None:
@@ -331,7 +333,25 @@ class _Catalog:
         self._opened_lock = threading.Lock()
         con = self._con()
         con.execute("PRAGMA journal_mode = WAL")
-        con.executescript(self.SCHEMA)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+        )
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            if row is None or row[0] != self.VERSION:
+                # An older layout (or none): the catalog is an index, so it is made again from the records.
+                con.execute("DROP TABLE IF EXISTS entries")
+                con.execute("DROP TABLE IF EXISTS leases")
+                con.execute("DELETE FROM meta")
+                for statement in self.SCHEMA.split(";"):
+                    if statement.strip():
+                        con.execute(statement)
+                con.execute("INSERT INTO meta VALUES ('schema', ?)", (self.VERSION,))
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
 
     def _con(self) -> sqlite3.Connection:
         con = cast("sqlite3.Connection | None", getattr(self._local, "con", None))
@@ -366,7 +386,7 @@ class _Catalog:
         """Delete the job's rows other than `entry`."""
         self._con().execute(
             "DELETE FROM entries WHERE job_id = ? "
-            "AND NOT (status = ? AND provider = ? AND shoot_id = ? AND owner = ?)",
+            "AND NOT (status = ? AND provider = ? AND shoot_id = ? AND caller = ?)",
             entry,
         )
 
@@ -396,19 +416,19 @@ class _Catalog:
         )
         return [job_id for (job_id,) in rows]
 
-    def lease(self, job_id: str, owner: str, ttl: float) -> bool:
+    def lease(self, job_id: str, holder: str, ttl: float) -> bool:
         """Take a free or expired lease, or renew our own: one statement, so atomic across processes."""
         now = time.time()
         cursor = self._con().execute(
-            "INSERT INTO leases (job_id, owner, expires) VALUES (?, ?, ?) "
-            "ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, expires = excluded.expires "
-            "WHERE leases.owner = excluded.owner OR leases.expires <= ?",
-            (job_id, owner, now + ttl, now),
+            "INSERT INTO leases (job_id, holder, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires "
+            "WHERE leases.holder = excluded.holder OR leases.expires <= ?",
+            (job_id, holder, now + ttl, now),
         )
         return cursor.rowcount == 1
 
-    def release(self, job_id: str, owner: str) -> None:
-        self._con().execute("DELETE FROM leases WHERE job_id = ? AND owner = ?", (job_id, owner))
+    def release(self, job_id: str, holder: str) -> None:
+        self._con().execute("DELETE FROM leases WHERE job_id = ? AND holder = ?", (job_id, holder))
 
     def close(self) -> None:
         with self._opened_lock:
@@ -419,7 +439,7 @@ class _Catalog:
 
 
 def _entry(record: JobRecord) -> Entry:
-    return (record.job_id, record.status.value, record.provider, record.shoot_id or "", record.owner or "")
+    return (record.job_id, record.status.value, record.provider, record.shoot_id or "", record.caller or "")
 
 
 def open_cache(directory: Path, holds: str, lost: str) -> Cache:

@@ -8,11 +8,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
 from server.config import Settings
+from server.http import HttpCaller
+from server.limiter import Limiter
 from server.policy import PollPolicy, RetryPolicy
+from server.providers.base import Mode, Provider, ProviderSettings
 from server.providers.fashn.emulator import FashnEmulator, FashnFaults
 from server.services import Services, open_services
 
@@ -83,3 +87,35 @@ async def sandbox_services(
     options.setdefault("sandbox_apps", {"fashn": emulator.app})
     async with open_services(settings, **options) as svc:
         yield svc
+
+
+def connected(
+    adapter_class: type[Provider], client: httpx.AsyncClient, base_url: str, key: str = "key"
+) -> Any:
+    """A live adapter over `client` (a fake provider behind httpx.MockTransport, say), as services
+    builds it."""
+    settings = ProviderSettings(adapter_class.name, Mode.LIVE, base_url, adapter_class.key_var, key)
+    adapter = adapter_class(settings)
+    adapter.connect(
+        HttpCaller(
+            client,
+            provider=adapter.name,
+            base_url=base_url,
+            limiter=Limiter(adapter.limits()),
+            headers=adapter.auth_headers(key),
+            key_var=adapter.key_var,
+            describe_error=adapter.describe_error,
+        )
+    )
+    return adapter
+
+
+def tools_of(
+    *adapter_classes: type[Provider], settings: Settings | None = None
+) -> dict[str, tuple[str, Any]]:
+    """Generation tools of these providers (name -> (provider, spec)), as the shoot runner sees them."""
+    tools: dict[str, tuple[str, Any]] = {}
+    for cls in adapter_classes:
+        conf = ProviderSettings(cls.name, Mode.SANDBOX, "", "")
+        tools.update({f"{cls.name}_{op.operation}": (cls.name, op) for op in cls(conf).operations()})
+    return tools

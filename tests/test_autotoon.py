@@ -21,7 +21,7 @@ from server.app import create_app
 from server.config import Settings
 from server.errors import InputError
 from server.models import Job, JobRecord, JobStatus
-from server.policy import AUTOTOON_LIMITS
+from server.providers.autotoon.adapter import LIMITS as AUTOTOON_LIMITS
 from server.providers.autotoon.adapter import SYNC_PREFIX
 from server.providers.autotoon.emulator import AutoToonEmulator, AutoToonFaults
 from server.providers.fashn.emulator import FashnEmulator
@@ -656,10 +656,9 @@ async def test_emulator_video_lifecycle_list_and_saved_state(tmp_path: Path) -> 
 
 async def test_models_query_accepts_a_bare_list_and_402_text_names_the_numbers(settings) -> None:
     from server.errors import InsufficientCredits
-    from server.http import HttpCaller
-    from server.limiter import Limiter
-    from server.providers.autotoon.adapter import AutoToon, autotoon_error_message
+    from server.providers.autotoon.adapter import AutoToon
     from server.providers.autotoon.operations import ModelsQuery
+    from tests.conftest import connected
 
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["x-api-key"] == "toon_live_key"
@@ -671,16 +670,7 @@ async def test_models_query_accepts_a_bare_list_and_402_text_names_the_numbers(s
         return httpx.Response(402, json={**body, "needsTopUp": True})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        http = HttpCaller(
-            client,
-            provider="autotoon",
-            base_url="https://auto-toon.com",
-            limiter=Limiter(AUTOTOON_LIMITS),
-            headers={"x-api-key": "toon_live_key"},
-            key_var="AUTOTOON_API_KEY",
-            error_message=autotoon_error_message,
-        )
-        adapter = AutoToon(http, sandbox=False)
+        adapter = connected(AutoToon, client, "https://auto-toon.com", "toon_live_key")
         listed = await adapter.query("models", ModelsQuery())
         with pytest.raises(InsufficientCredits) as err:
             await adapter.submit("video", {"imageUrl": DRESS})

@@ -389,13 +389,13 @@ async def test_leases_are_renewed_while_a_job_runs_longer_than_their_ttl(
             return await self.inner.acquire_lease(job_id, owner, ttl)
 
     async with sandbox_services(settings, emulator, start_engine=False) as svc:
-        store = CountingStore(svc.store)
+        store = CountingStore(svc.engine.store)
         engine = Engine(store=store, media=svc.media, providers=svc.providers, poll=FAST_POLL, lease_ttl=0.3)  # type: ignore[arg-type]
         async with engine.running():
             job = await engine.submit("fashn", "tryon_max", tryon(model_photo, garment))
             done = (await engine.wait([job.job_id], wait_seconds=20)).jobs[0]
     assert done.status is JobStatus.SUCCEEDED
-    assert store.leases.count((job.job_id, engine.owner)) >= 2  # taken, then renewed
+    assert store.leases.count((job.job_id, engine.lease_holder)) >= 2  # taken, then renewed
     assert emulator.stats.run_calls == 1
     assert "lost the lease" not in caplog.text
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from server.providers.base import image_fields
 from server.providers.fashn.operations import (
     IMAGE_REFERENCE,
-    MODELS,
-    BackgroundRemoveInputs,
+    OPERATIONS,
     EditInputs,
     FashnInputs,
     ImageToVideoInputs,
@@ -70,15 +70,14 @@ REQUIRED = {
 
 
 def test_all_twelve_operations_with_their_model_names() -> None:
-    assert {op: m.model_name for op, m in MODELS.items()} == EXPECTED_NAMES
-    assert all(m.operation == op for op, m in MODELS.items())
-    assert [op for op, m in MODELS.items() if m.video] == ["image_to_video"]
+    assert {op: m.route for op, m in OPERATIONS.items()} == EXPECTED_NAMES
+    assert all(m.operation == op for op, m in OPERATIONS.items())
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_minimal_inputs_validate_and_send_only_what_was_set(operation: str) -> None:
     args, _, _ = CASES[operation]
-    inputs = MODELS[operation].inputs.model_validate(args)
+    inputs = OPERATIONS[operation].inputs.model_validate(args)
     assert inputs.model_dump(exclude_none=True) == args
 
 
@@ -86,66 +85,65 @@ def test_minimal_inputs_validate_and_send_only_what_was_set(operation: str) -> N
 def test_unknown_field_is_refused(operation: str) -> None:
     args, _, _ = CASES[operation]
     with pytest.raises(ValidationError, match="webhook_url"):
-        MODELS[operation].inputs.model_validate({**args, "webhook_url": "https://example.com/hook"})
+        OPERATIONS[operation].inputs.model_validate({**args, "webhook_url": "https://example.com/hook"})
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_bad_value_is_refused(operation: str) -> None:
     args, field, bad = CASES[operation]
     with pytest.raises(ValidationError, match=field):
-        MODELS[operation].inputs.model_validate({**args, field: bad})
+        OPERATIONS[operation].inputs.model_validate({**args, field: bad})
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_required_fields_are_required_and_come_first(operation: str) -> None:
-    fields = MODELS[operation].inputs.model_fields
+    fields = OPERATIONS[operation].inputs.model_fields
     required = [name for name, info in fields.items() if info.is_required()]
     assert set(required) == REQUIRED[operation]
     assert list(fields)[: len(required)] == required
     args, _, _ = CASES[operation]
     for name in required:
         with pytest.raises(ValidationError, match=name):
-            MODELS[operation].inputs.model_validate({k: v for k, v in args.items() if k != name})
+            OPERATIONS[operation].inputs.model_validate({k: v for k, v in args.items() if k != name})
     optional = [info for info in fields.values() if not info.is_required()]
     assert all(info.default is None for info in optional)
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_every_field_is_described_for_the_assistant(operation: str) -> None:
-    model = MODELS[operation]
+    model = OPERATIONS[operation]
     for name, info in model.inputs.model_fields.items():
         assert info.description and len(info.description) > 20, f"{operation}.{name}"
-    for name in model.image_fields + model.image_list_fields:
+    for name in image_fields(model.inputs):
         description = model.inputs.model_fields[name].description
         assert description is not None and IMAGE_REFERENCE in description, f"{operation}.{name}"
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_image_fields_are_exactly_the_image_inputs(operation: str) -> None:
-    model = MODELS[operation]
+    model = OPERATIONS[operation]
     described_as_images = {
         name
         for name, info in model.inputs.model_fields.items()
         if info.description and IMAGE_REFERENCE in info.description
     }
-    assert set(model.image_fields) == described_as_images
-    assert len(set(model.image_fields)) == len(model.image_fields)
+    assert set(image_fields(model.inputs)) == described_as_images
 
 
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_descriptions_state_the_cost(operation: str) -> None:
-    model = MODELS[operation]
+    model = OPERATIONS[operation]
     assert "credit" in model.description
     assert "credit" in model.price_text
     assert model.title
 
 
 def test_webhook_url_is_never_an_input() -> None:
-    assert all("webhook_url" not in m.inputs.model_fields for m in MODELS.values())
+    assert all("webhook_url" not in m.inputs.model_fields for m in OPERATIONS.values())
 
 
 def _credits(operation: str, **args: Any) -> float | None:
-    model = MODELS[operation]
+    model = OPERATIONS[operation]
     return model.credits(model.inputs.model_validate(args))
 
 
@@ -183,7 +181,7 @@ def test_tiered_price_with_quality_and_face_reference() -> None:
 
 def test_unpublished_prices_are_labelled_estimates() -> None:
     for operation in ("reframe", "background_change", "background_remove", "packshot"):
-        assert "estimate" in MODELS[operation].price_text
+        assert "estimate" in OPERATIONS[operation].price_text
     assert _credits("background_remove", image=IMG) == 1
     assert _credits("reframe", image=IMG, aspect_ratio="9:16", num_images=2) == 2
     assert _credits("packshot", product_image=IMG) == 1
@@ -192,27 +190,27 @@ def test_unpublished_prices_are_labelled_estimates() -> None:
 @pytest.mark.parametrize("operation", sorted(EXPECTED_NAMES))
 def test_typical_seconds_positive(operation: str) -> None:
     args, _, _ = CASES[operation]
-    model = MODELS[operation]
-    assert model.typical_seconds(model.inputs.model_validate(args)) > 0
+    model = OPERATIONS[operation]
+    assert model.seconds(model.inputs.model_validate(args)) > 0
 
 
 def test_typical_seconds_follow_the_settings() -> None:
-    tryon = MODELS["tryon_v1_6"]
+    tryon = OPERATIONS["tryon_v1_6"]
     base = {"model_image": IMG, "garment_image": IMG}
     seconds = [
-        tryon.typical_seconds(TryonV16Inputs.model_validate({**base, "mode": mode}))
+        tryon.seconds(TryonV16Inputs.model_validate({**base, "mode": mode}))
         for mode in ("performance", "balanced", "quality")
     ]
     assert seconds == sorted(seconds) and seconds[0] == 5
-    assert tryon.typical_seconds(TryonV16Inputs.model_validate(base)) == 8
-    assert MODELS["tryon_max"].typical_seconds(TryonMaxInputs(model_image=IMG, product_image=IMG)) == 40
-    video = MODELS["image_to_video"]
-    short = video.typical_seconds(ImageToVideoInputs(image=IMG, resolution="720p"))
+    assert tryon.seconds(TryonV16Inputs.model_validate(base)) == 8
+    assert OPERATIONS["tryon_max"].seconds(TryonMaxInputs(model_image=IMG, product_image=IMG)) == 40
+    video = OPERATIONS["image_to_video"]
+    short = video.seconds(ImageToVideoInputs(image=IMG, resolution="720p"))
     assert 60 <= short <= 120
-    assert video.typical_seconds(ImageToVideoInputs(image=IMG, resolution="720p", duration=10)) > short
-    assert video.typical_seconds(ImageToVideoInputs(image=IMG, resolution="1080p")) > short
-    create = MODELS["model_create"]
-    assert create.typical_seconds(ModelCreateInputs(prompt="p", face_reference=IMG)) > create.typical_seconds(
+    assert video.seconds(ImageToVideoInputs(image=IMG, resolution="720p", duration=10)) > short
+    assert video.seconds(ImageToVideoInputs(image=IMG, resolution="1080p")) > short
+    create = OPERATIONS["model_create"]
+    assert create.seconds(ModelCreateInputs(prompt="p", face_reference=IMG)) > create.seconds(
         ModelCreateInputs(prompt="p")
     )
 
@@ -241,13 +239,8 @@ def test_end_image_needs_1080p() -> None:
         ImageToVideoInputs(image=IMG, end_image=IMG, resolution="720p")
 
 
-def test_credits_refuses_inputs_of_another_model() -> None:
-    with pytest.raises(TypeError, match="tryon_max"):
-        MODELS["tryon_max"].credits(BackgroundRemoveInputs(image=IMG))
-
-
 def test_inputs_classes_share_the_base() -> None:
-    for model in MODELS.values():
+    for model in OPERATIONS.values():
         assert issubclass(model.inputs, FashnInputs)
         assert issubclass(model.inputs, BaseModel)
     assert ProductToModelInputs.model_config.get("extra") == "forbid"

@@ -7,7 +7,6 @@ enum, list_changed), through the engine where it does not (restarts, retries, id
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,15 +27,20 @@ from starlette.routing import Mount
 from server.app import create_app
 from server.config import Settings
 from server.errors import InputError, ProviderRejected
-from server.http import HttpCaller
-from server.limiter import Limiter
 from server.models import Job, JobStatus
-from server.policy import GENAPI_LIMITS
 from server.providers.genapi.adapter import GenApi, genapi_error_message, parse_generation_types
 from server.providers.genapi.emulator import DEFAULT_TOOLS, GenApiEmulator, GenApiFaults
 from server.services import open_services
 from server.store import DiskStore
-from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes, sandbox_services
+from tests.conftest import (
+    FAST_POLL,
+    FAST_RETRY,
+    TIME_SCALE,
+    connected,
+    make_settings,
+    png_bytes,
+    sandbox_services,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -311,7 +315,7 @@ async def test_a_redirect_elsewhere_is_not_followed() -> None:
         )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        adapter = GenApi(_caller(client), sandbox=False)
+        adapter = connected(GenApi, client, "http://localhost:8000")
         with pytest.raises(ProviderRejected, match="trailing-slash"):
             await adapter.submit("generate", {"tool": "default", "fields": {}, "images": []})
     assert sent == ["http://localhost:8000/generation/generate_image_v2/"]
@@ -416,15 +420,13 @@ async def test_a_wrong_key_is_a_clear_tool_error(settings, clothes, person, mode
 
 async def test_the_background_refresh_follows_the_api(tmp_path: Path, emu) -> None:
     (tmp_path / "inputs").mkdir()
-    settings = dataclasses.replace(
-        make_settings(tmp_path / "home", tmp_path / "inputs"), genapi_tools_refresh_seconds=0.01
-    )
+    settings = make_settings(tmp_path / "home", tmp_path / "inputs", GENAPI_TOOLS_REFRESH_SECONDS="0.01")
     changes: list[list[str]] = []
     async with services(settings, emu) as svc:
         adapter = svc.providers["genapi"]
 
         async def on_change() -> None:
-            schema = adapter.current_operations()[0].inputs.model_json_schema()
+            schema = adapter.operations()[0].inputs.model_json_schema()
             changes.append(schema["properties"]["tool"].get("enum", []))
 
         adapter.on_operations_changed(on_change)
@@ -499,7 +501,7 @@ def test_generation_types_in_every_shape() -> None:
 
 async def test_output_paths_resolve_against_the_origin() -> None:
     async with httpx.AsyncClient() as client:
-        adapter = GenApi(_caller(client, "https://gen.example.com:8443/api/v1"), sandbox=False)
+        adapter = connected(GenApi, client, "https://gen.example.com:8443/api/v1")
     assert adapter.output_url("/image/a.png") == "https://gen.example.com:8443/image/a.png"
     assert adapter.output_url("image/a.webp") == "https://gen.example.com:8443/image/a.webp"
     assert adapter.output_url("https://cdn.example.com/x.png") == "https://cdn.example.com/x.png"
@@ -513,15 +515,3 @@ def test_error_messages_read_fastapi_details() -> None:
     detail = [{"loc": ["body", "person"], "msg": "Field required", "type": "missing"}]
     assert message({"detail": detail}) == "person: Field required"
     assert genapi_error_message(httpx.Response(502, text="Bad Gateway")) == "Bad Gateway"
-
-
-def _caller(client: httpx.AsyncClient, base_url: str = "http://localhost:8000") -> HttpCaller:
-    return HttpCaller(
-        client,
-        provider="genapi",
-        base_url=base_url,
-        limiter=Limiter(GENAPI_LIMITS),
-        headers={"Authorization": "Bearer k"},
-        key_var="GENAPI_API_KEY",
-        error_message=genapi_error_message,
-    )

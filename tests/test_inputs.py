@@ -13,6 +13,7 @@ from server.config import Settings
 from server.plans import validate_plan
 from server.policy import MAX_IMAGE_REF_CHARS, MAX_PLAN_CHARS, MAX_TEXT_CHARS
 from server.providers import REGISTRY
+from server.providers.base import Mode, ProviderSettings, image_fields
 from tests.test_plans import TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -45,14 +46,9 @@ def uncapped_strings(schema: dict[str, Any], where: str = "") -> list[str]:
 
 
 def test_every_text_argument_of_every_provider_tool_is_capped() -> None:
-    specs = [
-        (f"{name}_{op.operation}", op.inputs)
-        for name, registration in REGISTRY.items()
-        for op in registration.adapter.operations()
-    ] + [
-        (f"{name}_{q.name}", q.inputs)
-        for name, registration in REGISTRY.items()
-        for q in registration.adapter.queries()
+    adapters = [cls(ProviderSettings(name, Mode.SANDBOX, "", "")) for name, cls in REGISTRY.items()]
+    specs = [(f"{a.name}_{op.operation}", op.inputs) for a in adapters for op in a.operations()] + [
+        (f"{a.name}_{q.name}", q.inputs) for a in adapters for q in a.queries()
     ]
     assert len(specs) == 27  # 22 generation tools, 5 queries
     for tool, inputs in specs:
@@ -82,13 +78,13 @@ def test_a_plan_too_large_is_one_problem_naming_the_cap() -> None:
 
 def test_image_arguments_are_the_ones_that_take_a_whole_image() -> None:
     """Only image references may be as long as a data URI; FASHN's lists of image fields agree."""
-    from server.providers.fashn.operations import MODELS
+    from server.providers.fashn.operations import OPERATIONS
 
-    for op, spec in MODELS.items():
+    for op, spec in OPERATIONS.items():
         props = spec.inputs.model_json_schema()["properties"]
         long = {
             name
             for name, prop in props.items()
             if MAX_IMAGE_REF_CHARS in [p.get("maxLength") for p in [prop, *prop.get("anyOf", [])]]
         }
-        assert long == set(spec.image_fields), op
+        assert long == set(image_fields(spec.inputs)), op

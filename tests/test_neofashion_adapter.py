@@ -23,19 +23,11 @@ from server.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from server.http import HttpCaller
-from server.limiter import Limiter
-from server.policy import neofashion_limits
-from server.providers.base import RemoteState
-from server.providers.neofashion.adapter import (
-    IMAGE_URL_ARGUMENTS,
-    REGISTRATION,
-    REQUEST_FIELDS,
-    NeoFashion,
-)
+from server.providers.base import RemoteState, image_fields
+from server.providers.neofashion.adapter import NeoFashion
 from server.providers.neofashion.emulator import NeoFashionEmulator, NeoFashionFaults
 from server.providers.neofashion.operations import OPERATIONS, BulkItem, GenerationsQuery, NoArguments
-from tests.conftest import TIME_SCALE
+from tests.conftest import TIME_SCALE, connected
 
 pytestmark = pytest.mark.anyio
 
@@ -57,16 +49,8 @@ def failure(status: int, code: str, message: str, **details: Any) -> httpx.Respo
 def adapter(handler: Handler | httpx.AsyncBaseTransport, key: str = "ne_test_abc") -> NeoFashion:
     transport = handler if isinstance(handler, httpx.AsyncBaseTransport) else httpx.MockTransport(handler)
     client = httpx.AsyncClient(transport=transport)
-    http = HttpCaller(
-        client,
-        provider="neofashion",
-        base_url=BASE,
-        limiter=Limiter(neofashion_limits()),
-        headers=REGISTRATION.auth_headers(key),
-        key_var="NEOFASHION_API_KEY",
-        error_message=REGISTRATION.error_message,
-    )
-    return NeoFashion(http, sandbox=False)
+    neo: NeoFashion = connected(NeoFashion, client, BASE, key)
+    return neo
 
 
 GENERATION = {
@@ -82,10 +66,12 @@ GENERATION = {
 
 def test_every_argument_has_one_wire_field_and_every_field_an_argument() -> None:
     for operation, spec in OPERATIONS.items():
-        assert set(REQUEST_FIELDS[operation].fields) == set(spec.inputs.model_fields), operation
-    assert set(REQUEST_FIELDS["image"].fields) == set(BulkItem.model_fields)
-    assert {f for e in REQUEST_FIELDS.values() for f in e.fields} >= IMAGE_URL_ARGUMENTS
-    assert {op: e.path for op, e in REQUEST_FIELDS.items()} == {
+        fields = spec.inputs.model_fields
+        assert all((f.serialization_alias or name) == name for name, f in fields.items()), operation
+    assert set(BulkItem.model_fields) == set(OPERATIONS["image"].inputs.model_fields)
+    images = {name for spec in OPERATIONS.values() for name in image_fields(spec.inputs)}
+    assert images == {"image_url", "sketch_url"}
+    assert {op: spec.route for op, spec in OPERATIONS.items()} == {
         "image": "/generate/image",
         "video": "/generate/video",
         "sketch_to_photo": "/sketch-to-photo",

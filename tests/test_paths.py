@@ -37,7 +37,7 @@ def job_of(owner: str | None) -> JobRecord:
         status=JobStatus.RUNNING,
         created_at=now,
         updated_at=now,
-        owner=owner,
+        caller=owner,
     )
 
 
@@ -53,7 +53,7 @@ def shared(tmp_path: Path) -> Settings:
 
 async def resolves(media: Media, ref: Path, owner: str | None) -> bool:
     try:
-        await media.resolve("image", str(ref), owner=owner)
+        await media.resolve("image", str(ref), caller=owner)
     except InputError as exc:
         assert "not one of your files" in exc.message, exc.message
         return False
@@ -68,7 +68,7 @@ async def test_a_caller_reads_no_file_of_another_callers_job_or_shoot(shared: Se
     assert alices_output.is_relative_to(shared.home)
     shoot = shared.input_roots[0] / "spring-drop-s123"
     paths.make_dirs(shared.input_roots[0], shoot)
-    paths.mark_owner(shared.input_roots[0], shoot, "alice")
+    paths.mark_caller(shared.input_roots[0], shoot, "alice")
     (shoot / "hero-00-0.png").write_bytes(png_bytes())
     (shoot / "sub").mkdir()
     (shoot / "sub" / "deep.png").write_bytes(png_bytes())
@@ -189,7 +189,7 @@ async def test_a_folder_swapped_for_a_symlink_never_leads_outside(shared: Settin
     async def call() -> None:
         nonlocal refused
         try:
-            image = await media.resolve("image", str(inside / "dress.png"), owner=None)
+            image = await media.resolve("image", str(inside / "dress.png"), caller=None)
         except InputError:
             refused += 1
         else:

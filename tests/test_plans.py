@@ -7,10 +7,9 @@ from typing import Any
 from server.plans import validate_plan
 from server.providers.base import OperationSpec
 from server.providers.fashn.adapter import Fashn
+from tests.conftest import tools_of
 
-TOOLS: dict[str, tuple[str, OperationSpec]] = {
-    f"fashn_{op.operation}": ("fashn", op) for op in Fashn.operations()
-}
+TOOLS: dict[str, tuple[str, OperationSpec]] = tools_of(Fashn)
 
 DESIGN_EXAMPLE: dict[str, Any] = {
     "name": "spring-drop",
@@ -146,8 +145,7 @@ def test_auto_toon_and_neo_fashion_steps_are_priced_too() -> None:
     from server.providers.neofashion.adapter import NeoFashion
 
     tools = dict(TOOLS)
-    tools.update({f"autotoon_{op.operation}": ("autotoon", op) for op in AutoToon.operations()})
-    tools.update({f"neofashion_{op.operation}": ("neofashion", op) for op in NeoFashion.operations()})
+    tools.update(tools_of(AutoToon, NeoFashion))
     plan = {
         "name": "three providers",
         "steps": [

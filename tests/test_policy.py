@@ -11,8 +11,12 @@ import anyio
 import pytest
 
 from server.models import JobStatus
-from server.policy import FASHN_LIMITS, GENAPI_LIMITS, PollPolicy, neofashion_limits
+from server.policy import PollPolicy
+from server.providers.base import Mode, ProviderSettings
+from server.providers.fashn.adapter import LIMITS as FASHN_LIMITS
 from server.providers.fashn.emulator import FashnEmulator
+from server.providers.genapi.adapter import LIMITS as GENAPI_LIMITS
+from server.providers.neofashion.adapter import NeoFashion
 from server.services import open_services
 from tests.conftest import FAST_RETRY, make_settings, png_bytes
 
@@ -60,7 +64,10 @@ def test_poll_interval_spreads_the_status_budget_over_the_jobs_followed() -> Non
     # FASHN's /status has its own window (50 per 10 s): six jobs may each be asked every 1.2 s.
     assert FASHN_LIMITS.poll_interval(6) == pytest.approx(1.2)
     # neo-fashion counts every request in one window (60 per minute): polls keep to half of it.
-    assert neofashion_limits(60).poll_interval(10) == pytest.approx(20.0)
+    neo = NeoFashion(
+        ProviderSettings("neofashion", Mode.LIVE, "", "", "k", {"NEOFASHION_RATE_PER_MINUTE": 60})
+    )
+    assert neo.limits().poll_interval(10) == pytest.approx(20.0)
     assert GENAPI_LIMITS.poll_interval(8) == pytest.approx(8.0)
     assert FASHN_LIMITS.scaled(0.1).poll_interval(6) == pytest.approx(0.12)
     assert FASHN_LIMITS.poll_interval(0) == 0.0
@@ -97,7 +104,7 @@ async def test_the_engine_spreads_polls_over_the_status_budget(tmp_path: Path) -
         ]
         with anyio.fail_after(30):
             result = await svc.engine.wait([j.job_id for j in jobs], wait_seconds=30)
-        interval = svc.providers["fashn"].http.limiter.limits.poll_interval(6)
+        interval = svc.providers["fashn"].limiter.limits.poll_interval(6)
     assert interval == pytest.approx(0.06)
     assert all(j.status is JobStatus.SUCCEEDED for j in result.jobs)
     assert emulator.stats.sent_429 == 0

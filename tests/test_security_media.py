@@ -543,7 +543,7 @@ async def test_download_size_cap_while_streaming(
             await media.save_outputs(job, [RemoteOutput(url=f"https://{PUBLIC_IP}/v.mp4")], client)
     assert len(sent) < 20
     job_dir = tmp_path / "home" / "media" / job.job_id
-    assert [p.name for p in job_dir.iterdir()] == [".callsheet-owner"]  # the partial file is gone
+    assert [p.name for p in job_dir.iterdir()] == [".callsheet-caller"]  # the partial file is gone
 
 
 async def test_inline_output_size_cap(media: Media, monkeypatch: pytest.MonkeyPatch) -> None:

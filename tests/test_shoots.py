@@ -15,15 +15,16 @@ from PIL import Image
 
 from server.config import Settings
 from server.errors import InputError
+from server.models import ShootStatus, StepStatus
 from server.plans import ShootPlan, validate_plan
 from server.providers.fashn.adapter import Fashn
 from server.providers.fashn.emulator import FashnEmulator
-from server.shoots import ShootRecord, ShootRunner, ShootStatus, ShootStore, StepStatus
-from tests.conftest import TIME_SCALE, sandbox_services
+from server.shoots import ShootRecord, ShootRunner, ShootStore
+from tests.conftest import TIME_SCALE, sandbox_services, tools_of
 
 pytestmark = pytest.mark.anyio
 
-TOOLS = {f"fashn_{op.operation}": ("fashn", op) for op in Fashn.operations()}
+TOOLS = tools_of(Fashn)
 
 
 @asynccontextmanager
@@ -99,7 +100,7 @@ async def test_fan_out_and_references_run_to_a_contact_sheet(settings, emulator,
     assert folder.is_relative_to(settings.shoots_dir)
     names = {p.name for p in folder.iterdir()}
     assert {"cast-00-0.png", "tryon-00-0.png", "tryon-01-0.png", "crops-00-0.png", "crops-01-0.png"} <= names
-    assert (folder / ".callsheet-owner").read_text() == ""  # the local user's folder
+    assert (folder / ".callsheet-caller").read_text() == ""  # the local user's folder
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["shoot"]["status"] == "succeeded" and manifest["plan"]["name"] == "Spring Drop"
     assert view.contact_sheet.path is not None

@@ -5,6 +5,7 @@ A new backend (e.g. Redis) joins by adding a param to the `store` fixture.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -91,7 +92,7 @@ class StoreContract:
             provider_job_id="p-123",
             credits_used=1.0,
             shoot_id="s1",
-            owner="alice",
+            caller="alice",
         )
         await store.put(record)
         loaded = await store.get(record.job_id)
@@ -206,23 +207,23 @@ class StoreContract:
             ("status", JobStatus.SUCCEEDED, JobStatus.RUNNING),
             ("provider", "autotoon", "fashn"),
             ("shoot_id", "s1", "s2"),
-            ("owner", "alice", "bob"),
+            ("caller", "alice", "bob"),
         ],
     )
     async def test_list_filters(self, store: Store, field: str, match: Any, other: Any) -> None:
         wanted = await put_many(store, 7, **{field: match})
         await put_many(store, 8, **{field: other})
-        await put_many(store, 3)  # defaults (no shoot or owner)
+        await put_many(store, 3)  # defaults (no shoot or caller)
         pages = await all_pages(store, limit=3, **{field: match})
         assert [len(p) for p in pages] == [3, 3, 1]
         assert [i for p in pages for i in p] == sorted((r.job_id for r in wanted), reverse=True)
 
     async def test_list_combined_filters(self, store: Store) -> None:
-        hit = make_job(owner="alice", shoot_id="s1", status=JobStatus.SUCCEEDED)
+        hit = make_job(caller="alice", shoot_id="s1", status=JobStatus.SUCCEEDED)
         await store.put(hit)
-        await store.put(make_job(owner="alice", shoot_id="s1"))
-        await store.put(make_job(owner="bob", shoot_id="s1", status=JobStatus.SUCCEEDED))
-        page, cursor = await store.list(owner="alice", shoot_id="s1", status=JobStatus.SUCCEEDED)
+        await store.put(make_job(caller="alice", shoot_id="s1"))
+        await store.put(make_job(caller="bob", shoot_id="s1", status=JobStatus.SUCCEEDED))
+        page, cursor = await store.list(caller="alice", shoot_id="s1", status=JobStatus.SUCCEEDED)
         assert page == [hit] and cursor is None
 
     async def test_unfinished_tracks_status(self, store: Store) -> None:
@@ -363,3 +364,33 @@ def test_processes_race_for_keys_and_leases(tmp_path: Path) -> None:
         # Every process sees the same holder (its own id if it won), and exactly one gets the lease.
         assert len({outcomes[i][0] for outcomes in per_process}) == 1, f"round {i}"
         assert sum(outcomes[i][1] for outcomes in per_process) == 1, f"round {i}"
+
+
+async def test_records_and_catalogs_from_before_the_caller_rename_still_work(tmp_path: Path) -> None:
+    """Records once called the caller `owner`, and the catalog had an `owner` column: both are read."""
+    import sqlite3
+
+    from diskcache import Cache
+
+    job = make_job(caller="alice")
+    old = job.model_dump(mode="json")
+    old["owner"] = old.pop("caller")
+    (tmp_path / "store").mkdir()
+    cache = Cache(str(tmp_path / "store" / "jobs"))
+    cache.set(job.job_id, json.dumps(old))
+    cache.close()
+    con = sqlite3.connect(tmp_path / "store" / "catalog.sqlite3")
+    con.executescript(
+        "CREATE TABLE entries (job_id TEXT, status TEXT, provider TEXT, shoot_id TEXT, owner TEXT);"
+        "CREATE TABLE leases (job_id TEXT PRIMARY KEY, owner TEXT, expires REAL);"
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('entries', '1');"
+    )
+    con.close()
+    store = DiskStore(tmp_path / "store")
+    try:
+        page, _ = await store.list(caller="alice")
+        assert [r.job_id for r in page] == [job.job_id] and page[0].caller == "alice"
+        assert await store.acquire_lease(job.job_id, "engine-1", 30)
+    finally:
+        store.close()

@@ -42,7 +42,7 @@ async def providers(ctx: Context) -> ProvidersResult:
         adapter = svc.providers.get(name)
         limits: dict[str, str] = {}
         if adapter is not None:
-            lim = adapter.http.limiter.limits
+            lim = adapter.limiter.limits
             limits = {
                 kind: ", ".join(f"{w.limit} per {w.period:g} s" for w in ws)
                 for kind, ws in lim.windows.items()

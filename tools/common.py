@@ -90,7 +90,7 @@ async def wait_for(ctx: Context, job: JobRecord, wait_seconds: float) -> JobReco
     if wait_seconds <= 0 or job.status in TERMINAL:
         return job
     result = await services(ctx).engine.wait(
-        [job.job_id], wait_seconds=wait_seconds, on_progress=progress_reporter(ctx), owner=caller(ctx).id
+        [job.job_id], wait_seconds=wait_seconds, on_progress=progress_reporter(ctx), caller=caller(ctx).id
     )
     return result.jobs[0]
 

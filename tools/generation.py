@@ -44,7 +44,9 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
 
     async def tool(ctx: Context, wait_seconds: int = 40, force: bool = False, **args: Any) -> CallToolResult:
         svc = services(ctx)
-        job = await svc.engine.submit(provider, operation, drop_none(args), force=force, owner=caller(ctx).id)
+        job = await svc.engine.submit(
+            provider, operation, drop_none(args), force=force, caller=caller(ctx).id
+        )
         job = await wait_for(ctx, job, wait_seconds)
         result = job_result(svc, job)
         # A job that failed is reported as a tool error too, so no assistant mistakes it for a result.

@@ -37,7 +37,7 @@ class JobPage(BaseModel):
 async def job_status(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
     """Current state of a job: status, progress, outputs (thumbnail plus a link to each file), error."""
     svc = services(ctx)
-    return job_result(svc, await svc.engine.get(job_id, owner=caller(ctx).id))
+    return job_result(svc, await svc.engine.get(job_id, caller=caller(ctx).id))
 
 
 @tool_errors
@@ -61,7 +61,7 @@ async def job_wait(
         wait_seconds=wait_seconds,
         until=until,
         on_progress=progress_reporter(ctx),
-        owner=caller(ctx).id,
+        caller=caller(ctx).id,
     )
     structured = WaitResult(
         jobs=[svc.engine.public(job) for job in result.jobs], pending=result.pending
@@ -80,7 +80,7 @@ async def job_wait(
 async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
     """Cancel a job, at the provider too where the provider allows it. A finished job is left as it is."""
     svc = services(ctx)
-    job, note = await svc.engine.cancel(job_id, owner=caller(ctx).id)
+    job, note = await svc.engine.cancel(job_id, caller=caller(ctx).id)
     return job_result(svc, job, note)
 
 
@@ -96,7 +96,7 @@ async def jobs_list(
     """List jobs, newest first, with filters and paging."""
     svc = services(ctx)
     records, next_cursor = await svc.engine.list_jobs(
-        status=status, provider=provider, shoot_id=shoot_id, owner=caller(ctx).id, limit=limit, cursor=cursor
+        status=status, provider=provider, shoot_id=shoot_id, caller=caller(ctx).id, limit=limit, cursor=cursor
     )
     return JobPage(jobs=[svc.engine.public(r) for r in records], next_cursor=next_cursor)
 

@@ -9,15 +9,11 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from server.errors import CallsheetError
-from server.models import credits_text
-from server.plans import Problem, ShootPlan, Validation, validate_plan
-from server.providers.base import OperationSpec
-from server.shoots import Shoot, ShootRecord, ShootStatus
+from server.models import Shoot, ShootStatus, credits_text
+from server.plans import ShootPlan, Validation
+from server.policy import CONFIRM_ABOVE_CREDITS
+from server.shoots import ShootRecord, ShootRunner
 from tools.common import CANCEL, READ_ONLY, caller, progress_reporter, services, tool_errors
-
-CONFIRM_ABOVE_CREDITS = 20.0
-"""A shoot estimated above this many credits needs the user's confirmation."""
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -65,46 +61,11 @@ class PriceConfirmation(BaseModel):
     start: bool = Field(description="Start the shoot at this estimated price?")
 
 
-def available_tools(ctx: Context) -> dict[str, tuple[str, OperationSpec]]:
-    svc = services(ctx)
-    return svc.shoots.tools
-
-
-async def _validate(ctx: Context, plan: dict[str, Any]) -> tuple[ShootPlan | None, Validation]:
-    """The plan's own checks, plus the output folder and each provider's balance against its share."""
-    svc = services(ctx)
-    parsed, validation = validate_plan(plan, available_tools(ctx), max_jobs=svc.settings.max_plan_jobs)
-    if parsed is not None:
-        try:
-            svc.shoots.folder_for(parsed, "check")
-        except CallsheetError as exc:
-            validation.problems.append(Problem(step=None, field="output_dir", message=exc.message))
-    for provider, amount in validation.estimate.by_provider.items():
-        adapter = svc.providers.get(provider)
-        if adapter is None or amount <= 0:
-            continue
-        try:
-            balance = (await adapter.balance()).credits
-        except CallsheetError:
-            continue  # the balance is unknown: the provider will say so at submission
-        if balance is not None and amount > balance:
-            validation.problems.append(
-                Problem(
-                    step=None,
-                    field=f"balance.{provider}",
-                    message=f"{provider} has {credits_text(balance)}; this plan needs about "
-                    f"{amount:g} there. Top up, or cut steps.",
-                )
-            )
-    validation.ok = not validation.problems
-    return parsed, validation
-
-
 @tool_errors
 async def shoot_validate(plan: PlanArg, ctx: Context) -> Validation:
     """Check a shoot plan without running anything: every problem at once (step and field), the expanded
     job list, the order of execution (waves) and the credit estimate per provider against the budget."""
-    _, validation = await _validate(ctx, plan)
+    _, validation = await services(ctx).shoots.validate(plan)
     return validation
 
 
@@ -115,9 +76,8 @@ async def ask_price(
 
     Only the estimate matters here: the full check (folder, balances) runs once, in shoot_start.
     """
-    max_jobs = services(ctx).settings.max_plan_jobs
-    _, validation = validate_plan(plan, available_tools(ctx), max_jobs=max_jobs)
-    if confirm or not validation.ok or validation.estimate.total <= CONFIRM_ABOVE_CREDITS:
+    _, validation = await services(ctx).shoots.validate(plan, balances=False)
+    if confirm or not ShootRunner.needs_confirmation(validation):
         return PriceConfirmation(start=True)
     caps = ctx.client_capabilities
     if caps is not None and caps.elicitation is not None:
@@ -145,7 +105,7 @@ async def shoot_start(
     """Validate a plan, confirm its price with the user, and start it in the background. Returns at once;
     follow it with shoot_status. Invalid plans are refused with every problem listed; nothing is charged."""
     svc = services(ctx)
-    parsed, validation = await _validate(ctx, plan)
+    parsed, validation = await svc.shoots.validate(plan)
     if parsed is None or not validation.ok:
         lines = "; ".join(
             f"{p.step or 'plan'}{'.' + p.field if p.field else ''}: {p.message}" for p in validation.problems
@@ -157,7 +117,7 @@ async def shoot_start(
             f"({validation.estimate.by_provider}). Show the price to the user and, once they agree, call "
             "shoot_start again with confirm: true."
         )
-    record = await svc.shoots.start(parsed, validation, owner=caller(ctx).id)
+    record = await svc.shoots.start(parsed, validation, caller=caller(ctx).id)
     return StartResult(
         shoot_id=record.shoot_id, status=record.status, estimate=validation.estimate.model_dump()
     )
@@ -214,11 +174,11 @@ async def shoot_status(
     """A shoot's state: per step and job, progress, credits used, outputs as resource links, what failed and
     why, the folder and the contact sheet."""
     svc = services(ctx)
-    owner = caller(ctx).id
+    who = caller(ctx).id
     if wait_seconds:
-        record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx), owner=owner)
+        record = await svc.shoots.wait(shoot_id, wait_seconds, progress_reporter(ctx), caller=who)
     else:
-        record = await svc.shoots.get(shoot_id, owner=owner)
+        record = await svc.shoots.get(shoot_id, caller=who)
     return await _shoot_result(ctx, record)
 
 
@@ -227,7 +187,7 @@ async def shoot_cancel(
     shoot_id: Annotated[str, Field(description="The shoot to cancel.")], ctx: Context
 ) -> Annotated[CallToolResult, Shoot]:
     """Cancel a running shoot and its unfinished jobs; finished outputs are kept."""
-    record = await services(ctx).shoots.cancel(shoot_id, owner=caller(ctx).id)
+    record = await services(ctx).shoots.cancel(shoot_id, caller=caller(ctx).id)
     return await _shoot_result(ctx, record)
 
 
@@ -240,8 +200,8 @@ async def shoots_list(
 ) -> ShootPage:
     """List shoots, newest first."""
     svc = services(ctx)
-    records, next_cursor = await svc.shoots.store.list(
-        status=status, owner=caller(ctx).id, limit=limit, cursor=cursor
+    records, next_cursor = await svc.shoots.list(
+        status=status, caller=caller(ctx).id, limit=limit, cursor=cursor
     )
     return ShootPage(shoots=[await svc.shoots.view(r) for r in records], next_cursor=next_cursor)
 

@@ -1,20 +1,30 @@
-"""Provider registry: adding a provider touches its own folder (whose adapter module defines
-`REGISTRATION`) plus its name in `PROVIDER_MODULES` here."""
+"""The provider registry: one line per provider, the name of its folder under `server/providers/`.
+
+Each folder's `__init__` exports its adapter class as `PROVIDER`; see `base.py` for what a folder
+holds and the README's "Add a provider" for the walk-through.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-from server.providers.base import Registration
+from server.providers.base import Provider
 
-PROVIDER_MODULES = ("fashn", "autotoon", "neofashion", "genapi")
-
-
-def _load() -> dict[str, Registration]:
-    return {
-        name: importlib.import_module(f"server.providers.{name}.adapter").REGISTRATION
-        for name in PROVIDER_MODULES
-    }
+PROVIDERS = (
+    "fashn",
+    "autotoon",
+    "neofashion",
+    "genapi",
+)
 
 
-REGISTRY: dict[str, Registration] = _load()
+def _load() -> dict[str, type[Provider]]:
+    found: dict[str, type[Provider]] = {}
+    for folder in PROVIDERS:
+        adapter: type[Provider] = importlib.import_module(f"server.providers.{folder}").PROVIDER
+        found[adapter.name] = adapter
+    return found
+
+
+REGISTRY: dict[str, type[Provider]] = _load()
+"""Provider name (the prefix of its tools) -> its adapter class."""

@@ -9,7 +9,7 @@
     models      GET  /api/fashion-model/list                (query tool autotoon_models)
 
 The image calls answer only when the image is done, so `submit` sends them with the long
-`SYNC_GENERATION` and returns a `Submission` that is already `done`: they are still
+`SYNC_GENERATION` timing and returns a `Submission` that is already `done`: they are still
 durable, idempotent jobs whose outputs are downloaded and thumbnailed. Their provider job id is
 synthetic (`sync:` + the output URLs as JSON), so a server that stops between storing it and
 downloading the outputs finds them again on restart, without a second (paid) call.
@@ -25,44 +25,47 @@ was known before it), else the estimate from `autotoon_models.CREDITS`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
 from starlette.types import ASGIApp
 
-from server.errors import BadResponse, InputError
+from server.errors import BadResponse, ErrorText, InputError
 from server.http import error_body, json_object
 from server.media import ImageInput, ImageResolver
-from server.models import JobError
-from server.policy import AUTOTOON_LIMITS, HTTP, SYNC_GENERATION
-from server.providers.autotoon.operations import (
-    IMAGE_FIELDS,
-    IMAGE_LIST_FIELDS,
-    OPERATIONS,
-    ModelsQuery,
-    to_wire,
-)
+from server.models import JobError, RemoteOutput
+from server.policy import HTTP, Limits, RateWindow, Timing
+from server.providers.autotoon.emulator import AutoToonEmulator
+from server.providers.autotoon.operations import CREDITS, OPERATIONS, ModelsQuery, nest
 from server.providers.base import (
     Balance,
     OperationSpec,
     Prepared,
     Provider,
+    ProviderSettings,
     QuerySpec,
-    Registration,
-    RemoteOutput,
     RemoteState,
     StatusReport,
     Submission,
-    lookup_operation,
-    validate_inputs,
 )
 
-if TYPE_CHECKING:
-    from server.http import HttpCaller
+# Auto Toon documents no numbers: 429 RATE_LIMITED "retry after the indicated delay" is honoured, and
+# these defaults keep well below what an interactive account would hit.
+LIMITS = Limits(
+    windows={
+        "generate": (RateWindow(20, 60.0),),
+        "status": (RateWindow(60, 60.0),),
+        "list": (RateWindow(30, 60.0),),
+    },
+    max_in_flight=4,
+)
+SYNC_GENERATION = Timing(httpx.Timeout(connect=10.0, read=300.0, write=60.0, pool=30.0), deadline=360.0)
+"""The image calls answer only when the image is done (tens of seconds): a long read timeout."""
 
 SYNC_PREFIX = "sync:"
 """Provider job ids of synchronous calls: `sync:` + the JSON list of their output URLs."""
@@ -93,31 +96,15 @@ QUERIES = (
 )
 
 
-def autotoon_error_message(response: httpx.Response) -> str:
-    """The documented error body `{"error", "code"}`; a 402 adds `balance`, `required`, `needsTopUp`."""
-    body = error_body(response)
-    if isinstance(body, str):
-        return body
-    error, code = body.get("error"), body.get("code")
-    message = f"{code}: {error}" if code and error else str(error or code or body)[:300]
-    if response.status_code == 402 or code == "INSUFFICIENT_CREDITS":
-        facts = []
-        if body.get("required") is not None:
-            facts.append(f"this call needs {body['required']} credits")
-        if body.get("balance") is not None:
-            facts.append(f"the balance is {body['balance']}")
-        if body.get("needsTopUp") or facts:
-            facts.append("top up Auto Toon credits")
-        if facts:
-            message += " (" + "; ".join(facts) + ")."
-    return message
-
-
 class AutoToon(Provider):
     name = "autotoon"
+    title = "Auto Toon"
+    key_var = "AUTOTOON_API_KEY"
+    url_var = "AUTOTOON_BASE_URL"
+    default_base_url = "https://auto-toon.com"
 
-    def __init__(self, http: HttpCaller, *, sandbox: bool, time_scale: float = 1.0) -> None:
-        super().__init__(http, sandbox=sandbox, time_scale=time_scale)
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
         self._credits: float | None = None
         """The latest `creditsRemaining` Auto Toon reported (it has no balance endpoint)."""
         self._credits_at: datetime | None = None
@@ -128,51 +115,83 @@ class AutoToon(Provider):
         """Bumped when a generation call starts and when it ends: a call that sees no other bump ran
         alone, so the drop in `creditsRemaining` across it is its own cost."""
 
-    @classmethod
-    def operations(cls) -> list[OperationSpec]:
-        return [
-            OperationSpec(op.operation, op.title, op.description, op.inputs, credits=op.estimate)
-            for op in OPERATIONS.values()
-        ]
+    def limits(self) -> Limits:
+        return LIMITS
 
-    @classmethod
-    def queries(cls) -> list[QuerySpec]:
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
+
+    def describe_error(self, response: httpx.Response) -> ErrorText:
+        """The documented error body `{"error", "code"}`; a 402 adds `balance`, `required`, `needsTopUp`."""
+        body = error_body(response)
+        if isinstance(body, str):
+            return ErrorText(body)
+        error, code = body.get("error"), body.get("code")
+        message = f"{code}: {error}" if code and error else str(error or code or body)[:300]
+        if response.status_code == 402 or code == "INSUFFICIENT_CREDITS":
+            facts = []
+            if body.get("required") is not None:
+                facts.append(f"this call needs {body['required']} credits")
+            if body.get("balance") is not None:
+                facts.append(f"the balance is {body['balance']}")
+            if body.get("needsTopUp") or facts:
+                facts.append("top up Auto Toon credits")
+            if facts:
+                message += " (" + "; ".join(facts) + ")."
+        return ErrorText(message, str(code) if code else None)
+
+    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
+        return AutoToonEmulator(time_scale=time_scale, state_dir=state_dir).app
+
+    def operations(self) -> list[OperationSpec]:
+        return list(OPERATIONS.values())
+
+    def queries(self) -> list[QuerySpec]:
         return list(QUERIES)
 
     async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
-        spec = lookup_operation(OPERATIONS, "Auto Toon", operation)
-        inputs = validate_inputs(spec.inputs, args, f"autotoon_{operation}")
-        given = inputs.model_dump(exclude_none=True, mode="json")
-        body = to_wire(await _resolve_urls(given, images))
-        return Prepared(
-            operation=operation,
-            payload=body,
-            key_material=body,  # image arguments as the URLs Auto Toon receives
-            credits_estimate=spec.credits,
-            typical_seconds=spec.typical_seconds * self.time_scale,
-            summary=given,
+        """The arguments with every image as the URL Auto Toon will fetch, in its JSON shape."""
+        prepared = await super().prepare(operation, args, images)
+        return dataclasses.replace(
+            prepared, payload=nest(prepared.payload), key_material=nest(prepared.key_material)
         )
 
+    def send_image(self, image: ImageInput) -> str:
+        """The URL Auto Toon can fetch: a checked public URL, or an earlier output's provider URL."""
+        if image.url:
+            return image.url
+        if image.source_url:
+            return image.source_url
+        if image.origin.lower().startswith("data:"):
+            what = f"{image.origin} is a data URI"
+        elif image.origin.startswith("callsheet:"):
+            what = f"{image.origin} is a local file (its provider returned it inline, with no URL)"
+        else:
+            what = f"{image.origin} is a local file"
+        raise InputError(image.field, f"Auto Toon takes image URLs only; {what}.", URL_ONLY_FIX)
+
     async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
-        spec = lookup_operation(OPERATIONS, "Auto Toon", operation)
+        spec = self.operation(operation)
         # Synchronous calls answer when the image is done: they get the long read timeout.
-        timing = HTTP if spec.asynchronous else SYNC_GENERATION
+        timing = SYNC_GENERATION if spec.answers_at_once else HTTP
         self._calls += 1
         started, before = self._calls, self._baseline
         try:
-            response = await self.http.request("generate", "POST", spec.path, json=payload, timing=timing)
+            response = await self.http.request("generate", "POST", spec.route, json=payload, timing=timing)
         finally:
             self._calls += 1
         body = _json(response)
         remaining = self._after_charge(body.get("creditsRemaining"))
-        used = spec.credits
+        used = CREDITS[operation]
         alone = self._calls == started + 1
         if alone and before is not None and remaining is not None and before - remaining >= 0:
             used = before - remaining
-        if spec.asynchronous:
+        if not spec.answers_at_once:
             video_id = body.get("id")
             if not isinstance(video_id, str) or not video_id:
-                raise BadResponse(f"Auto Toon's answer to {spec.path} carried no job id.", provider=self.name)
+                raise BadResponse(
+                    f"Auto Toon's answer to {spec.route} carried no job id.", provider=self.name
+                )
             return Submission(provider_job_id=video_id, credits_used=used)
         urls = _output_urls(operation, body)
         done = StatusReport(
@@ -259,9 +278,6 @@ class AutoToon(Provider):
             },
         )
 
-    def price_list(self) -> dict[str, str]:
-        return {f"autotoon_{op}": spec.price_text for op, spec in OPERATIONS.items()}
-
     def _observe(self, value: object) -> float | None:
         """Keep a reported `creditsRemaining` as the known balance."""
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -276,37 +292,6 @@ class AutoToon(Provider):
         if remaining is None:
             self._baseline = None
         return remaining
-
-
-async def _resolve_urls(values: dict[str, Any], images: ImageResolver, where: str = "") -> dict[str, Any]:
-    """`values` with every image reference (at any depth) replaced by the URL Auto Toon will fetch."""
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        field = f"{where}{name}"
-        if name in IMAGE_FIELDS and isinstance(value, str):
-            out[name] = _url_of(await images.resolve(field, value))
-        elif name in IMAGE_LIST_FIELDS and isinstance(value, list):
-            out[name] = [_url_of(await images.resolve(f"{field}[{n}]", ref)) for n, ref in enumerate(value)]
-        elif isinstance(value, list) and all(isinstance(item, dict) for item in value):
-            out[name] = [await _resolve_urls(item, images, f"{field}[{n}].") for n, item in enumerate(value)]
-        else:
-            out[name] = value
-    return out
-
-
-def _url_of(image: ImageInput) -> str:
-    """The URL Auto Toon can fetch: a checked public URL, or an earlier output's provider URL."""
-    if image.url:
-        return image.url
-    if image.source_url:
-        return image.source_url
-    if image.origin.lower().startswith("data:"):
-        what = f"{image.origin} is a data URI"
-    elif image.origin.startswith("callsheet:"):
-        what = f"{image.origin} is a local file (its provider returned it inline, with no URL)"
-    else:
-        what = f"{image.origin} is a local file"
-    raise InputError(image.field, f"Auto Toon takes image URLs only; {what}.", URL_ONLY_FIX)
 
 
 def _output_urls(operation: str, body: dict[str, Any]) -> list[str]:
@@ -331,19 +316,3 @@ def _saved_model(item: dict[str, Any]) -> dict[str, Any]:
 
 def _json(response: httpx.Response) -> dict[str, Any]:
     return json_object(response, "autotoon", "Auto Toon")
-
-
-def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.providers.autotoon.emulator import AutoToonEmulator
-
-    app: ASGIApp = AutoToonEmulator(time_scale=time_scale, state_dir=state_dir).app
-    return app
-
-
-REGISTRATION = Registration(
-    adapter=AutoToon,
-    limits=lambda settings: AUTOTOON_LIMITS,
-    auth_headers=lambda key: {"x-api-key": key},
-    error_message=autotoon_error_message,
-    sandbox_app=_sandbox,
-)

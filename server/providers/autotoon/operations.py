@@ -1,25 +1,26 @@
 """Auto Toon's operations in one place: typed inputs, wire names, price estimates and timings.
 
 Arguments are the field names of `provider-docs/autotoon-editorial-api.txt` in snake_case
-(`clothingImageUrls` -> `clothing_image_urls`); `WIRE_NAMES` maps them back to Auto Toon's
-camelCase JSON, including the two nested objects (`style` -> `styleData.style`, `background` ->
-`backgroundData.background`), so a wrong name is corrected in one line. Optional fields default
-to `None` so that only what the user set is sent and Auto Toon applies its own defaults.
+(`clothingImageUrls` -> `clothing_image_urls`); each field's serialization alias is Auto Toon's
+camelCase name, and `nest` puts the two flattened objects back (`style` -> `styleData.style`,
+`background` -> `backgroundData.background`). Optional fields default to `None` so that only what
+the user set is sent and Auto Toon applies its own defaults.
 
 The document publishes no price table (its 402 example says `"required": 3`) and no timings:
-`CREDITS` and `TYPICAL_SECONDS` are estimates, labelled as such wherever a user reads them.
+`CREDITS` and `DURATIONS` are estimates, labelled as such wherever a user reads them; the adapter's
+estimate and the sandbox emulator's charge and timing both read them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AliasGenerator, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from server.models import credits_text
-from server.providers.base import ImageRef, ProviderInputs
+from server.providers.base import ImageRef, OperationSpec, ProviderInputs
 
 URL_ONLY = (
     "Auto Toon takes image URLs only: give a public http(s) URL, or an earlier output "
@@ -49,56 +50,28 @@ CREDITS: dict[str, float] = {
     "video": 5,
 }
 PRICE_NOTE = "estimate: Auto Toon publishes no price table"
-TYPICAL_SECONDS: dict[str, float] = {
-    "editorial": 30,
-    "variations": 45,
-    "relight": 25,
-    "upscale": 12,
-    "video": 90,
+DURATIONS: dict[str, tuple[float, float]] = {
+    "editorial": (20, 40),
+    "variations": (30, 60),
+    "relight": (15, 30),
+    "upscale": (8, 15),
+    "video": (60, 120),
 }
+"""Seconds one call usually takes (estimates): the image calls answer when done, the video is polled."""
 
-# --- Argument name -> where it goes in Auto Toon's JSON body (the one mapping to camelCase) -------
-WIRE_NAMES: dict[str, tuple[str, ...]] = {
-    "model_id": ("modelId",),
-    "models": ("models",),
-    "clothing_image_urls": ("clothingImageUrls",),
-    "image_url": ("imageUrl",),
-    "prompt": ("prompt",),
-    "character_sheet_url": ("characterSheetUrl",),
-    "ai_model": ("aiModel",),
-    "makeup_analysis": ("makeupAnalysis",),
-    "hairstyle_analysis": ("hairstyleAnalysis",),
-    "style": ("styleData", "style"),
-    "mode": ("styleData", "mode"),
-    "background": ("backgroundData", "background"),
-    "prompt_modifier": ("promptModifier",),
-    "brand_analysis": ("brandAnalysis",),
-    "base_image_url": ("baseImageUrl",),
-    "model_image_urls": ("modelImageUrls",),
-    "aspect_ratio": ("aspectRatio",),
-    "lighting": ("lighting",),
-    "light_position": ("lightPosition",),
-    "light_color": ("lightColor",),
-    "scale": ("scale",),
-}
-IMAGE_FIELDS = frozenset({"image_url", "base_image_url", "character_sheet_url"})
-"""Arguments (at any depth) that hold one image reference."""
-IMAGE_LIST_FIELDS = frozenset({"clothing_image_urls", "model_image_urls"})
-"""Arguments (at any depth) that hold a list of image references."""
+NESTED = {"style": "styleData", "mode": "styleData", "background": "backgroundData"}
+"""Arguments Auto Toon takes inside an object: argument -> the object it goes in."""
 
 
-def to_wire(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments (snake_case, already resolved to URLs) as Auto Toon's JSON body (camelCase)."""
-    body: dict[str, Any] = {}
-    for name, value in values.items():
-        *parents, leaf = WIRE_NAMES[name]
-        target = body
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        if isinstance(value, list):
-            value = [to_wire(item) if isinstance(item, Mapping) else item for item in value]
-        target[leaf] = value
-    return body
+def nest(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A request body with the flattened arguments put back into their objects (`styleData`...)."""
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in NESTED:
+            out.setdefault(NESTED[name], {})[name] = value
+        else:
+            out[name] = value
+    return out
 
 
 def _url(purpose: str) -> str:
@@ -106,7 +79,9 @@ def _url(purpose: str) -> str:
 
 
 class AutoToonInputs(ProviderInputs):
-    """Inputs of one Auto Toon operation; unknown fields are refused."""
+    """Inputs of one Auto Toon operation; unknown fields are refused; sent in camelCase."""
+
+    model_config = ConfigDict(alias_generator=AliasGenerator(serialization_alias=to_camel))
 
 
 class InlineModel(AutoToonInputs):
@@ -289,34 +264,18 @@ class ModelsQuery(AutoToonInputs):
     """`autotoon_models` takes no arguments."""
 
 
-@dataclass(frozen=True)
-class AutoToonOperation:
-    """One Auto Toon endpoint as a callsheet operation (tool `autotoon_<operation>`)."""
-
-    operation: str
-    path: str
-    inputs: type[AutoToonInputs]
-    title: str
-    description: str
-    asynchronous: bool = False
-    """True for video: the POST returns a job id to poll; the image calls answer with the result."""
-
-    @property
-    def credits(self) -> float:
-        return CREDITS[self.operation]
-
-    def estimate(self, inputs: BaseModel) -> float:
-        """Estimated credits of one call, whatever its arguments (for shoot plans)."""
-        return self.credits
-
-    @property
-    def typical_seconds(self) -> float:
-        return TYPICAL_SECONDS[self.operation]
-
-    @property
-    def price_text(self) -> str:
-        unit = "per set of variations" if self.operation == "variations" else "per call"
-        return f"about {credits_text(self.credits)} {unit} ({PRICE_NOTE})"
+def _spec(operation: str, path: str, inputs: type[AutoToonInputs], **text: Any) -> OperationSpec:
+    unit = "per set of variations" if operation == "variations" else "per call"
+    return OperationSpec(
+        operation=operation,
+        route=path,
+        inputs=inputs,
+        credits=lambda _: CREDITS[operation],
+        seconds=lambda _: sum(DURATIONS[operation]) / 2,
+        price_text=f"about {credits_text(CREDITS[operation])} {unit} ({PRICE_NOTE})",
+        answers_at_once=operation != "video",
+        **text,
+    )
 
 
 def _cost(operation: str) -> str:
@@ -331,7 +290,7 @@ _URL_NOTE = (
 )
 
 _OPERATIONS = (
-    AutoToonOperation(
+    _spec(
         operation="editorial",
         path="/api/fashion-editorial/generate",
         inputs=EditorialInputs,
@@ -344,7 +303,7 @@ _OPERATIONS = (
             "autotoon_variations, autotoon_relight, autotoon_upscale or autotoon_video."
         ),
     ),
-    AutoToonOperation(
+    _spec(
         operation="variations",
         path="/api/fashion-editorial/variations",
         inputs=VariationsInputs,
@@ -355,7 +314,7 @@ _OPERATIONS = (
             "Typically 30-60 s. " + _cost("variations") + " " + _URL_NOTE
         ),
     ),
-    AutoToonOperation(
+    _spec(
         operation="relight",
         path="/api/fashion-editorial/relight",
         inputs=RelightInputs,
@@ -368,7 +327,7 @@ _OPERATIONS = (
             + _URL_NOTE
         ),
     ),
-    AutoToonOperation(
+    _spec(
         operation="upscale",
         path="/api/fashion-editorial/upscale",
         inputs=UpscaleInputs,
@@ -378,7 +337,7 @@ _OPERATIONS = (
             "last step before print or PDP zoom. Typically 8-15 s. " + _cost("upscale") + " " + _URL_NOTE
         ),
     ),
-    AutoToonOperation(
+    _spec(
         operation="video",
         path="/api/fashion-editorial/video/generate",
         inputs=VideoInputs,
@@ -390,9 +349,8 @@ _OPERATIONS = (
             + " "
             + _URL_NOTE
         ),
-        asynchronous=True,
     ),
 )
 
-OPERATIONS: dict[str, AutoToonOperation] = {op.operation: op for op in _OPERATIONS}
+OPERATIONS: dict[str, OperationSpec] = {op.operation: op for op in _OPERATIONS}
 """Every Auto Toon operation, keyed by operation (the tool name without `autotoon_`)."""

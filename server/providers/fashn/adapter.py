@@ -11,39 +11,44 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
 from starlette.types import ASGIApp
 
 from server.errors import (
     BadResponse,
+    ErrorText,
     InsufficientCredits,
     ProviderRejected,
     RateLimited,
     snake_code,
 )
 from server.http import error_body, json_object
-from server.media import ImageResolver
-from server.models import JobError
-from server.policy import FASHN_LIMITS
+from server.models import JobError, RemoteOutput
+from server.policy import Limits, RateWindow
 from server.providers.base import (
     Balance,
     OperationSpec,
-    Prepared,
     Provider,
-    Registration,
-    RemoteOutput,
     RemoteState,
     StatusReport,
     Submission,
-    lookup_operation,
-    validate_inputs,
 )
-from server.providers.fashn.operations import MODELS, FashnInputs, FashnModel
+from server.providers.fashn.emulator import FashnEmulator
+from server.providers.fashn.operations import OPERATIONS
+
+LIMITS = Limits(
+    windows={
+        "run": (RateWindow(50, 60.0),),
+        "status": (RateWindow(50, 10.0),),
+        "credits": (RateWindow(30, 10.0),),
+        "cancel": (RateWindow(50, 10.0),),
+    },
+    max_in_flight=6,
+)
+"""FASHN's documented limits: /run 50 per 60 s, /status 50 per 10 s, /credits 30 per 10 s, 6 in flight."""
 
 _STATES = {
     "starting": RemoteState.PENDING,
@@ -70,56 +75,36 @@ _FAILURE_HINTS = {
 }
 
 
-def fashn_error_message(response: httpx.Response) -> str:
-    """Both documented shapes: `{"error": "text"}` and `{"error": {"name", "message"}}`."""
-    body = error_body(response)
-    if isinstance(body, str):
-        return body
-    error = body.get("error")
-    if isinstance(error, dict):
-        name, message = error.get("name"), error.get("message")
-        return f"{name}: {message}" if name and message else str(message or name or error)
-    if error:
-        return str(error)
-    return str(body)[:300]
-
-
 class Fashn(Provider):
     name = "fashn"
+    title = "FASHN"
+    key_var = "FASHN_API_KEY"
+    url_var = "FASHN_BASE_URL"
+    default_base_url = "https://api.fashn.ai/v1"
 
-    @classmethod
-    def operations(cls) -> list[OperationSpec]:
-        return [
-            OperationSpec(op, spec.title, spec.description, spec.inputs, credits=_estimator(spec))
-            for op, spec in MODELS.items()
-        ]
+    def limits(self) -> Limits:
+        return LIMITS
 
-    async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
-        spec = lookup_operation(MODELS, "FASHN", operation)
-        inputs = validate_inputs(spec.inputs, args, f"fashn_{operation}")
-        payload = inputs.model_dump(exclude_none=True, mode="json")
-        key = dict(payload)
-        summary = dict(payload)
-        for name in spec.image_fields:
-            if name in payload:
-                image = await images.resolve(name, payload[name])
-                payload[name] = image.url or image.data_uri()
-                key[name] = image.key()
-                summary[name] = image.origin
-        for name in spec.image_list_fields:
-            if name in payload:
-                resolved = [await images.resolve(f"{name}[{i}]", ref) for i, ref in enumerate(payload[name])]
-                payload[name] = [i.url or i.data_uri() for i in resolved]
-                key[name] = [i.key() for i in resolved]
-                summary[name] = [i.origin for i in resolved]
-        return Prepared(
-            operation=operation,
-            payload={"model_name": spec.model_name, "inputs": payload},
-            key_material=key,
-            credits_estimate=spec.credits(inputs),
-            typical_seconds=spec.typical_seconds(inputs) * self.time_scale,
-            summary=summary,
-        )
+    def describe_error(self, response: httpx.Response) -> ErrorText:
+        """Both documented shapes: `{"error": "text"}` and `{"error": {"name", "message"}}`."""
+        body = error_body(response)
+        if isinstance(body, str):
+            return ErrorText(body)
+        error = body.get("error")
+        if isinstance(error, dict):
+            name, message = error.get("name"), error.get("message")
+            text = f"{name}: {message}" if name and message else str(message or name or error)
+            return ErrorText(text, str(name) if name else None)
+        return ErrorText(str(error) if error else str(body)[:300])
+
+    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
+        return FashnEmulator(time_scale=time_scale, state_dir=state_dir).app
+
+    def operations(self) -> list[OperationSpec]:
+        return list(OPERATIONS.values())
+
+    def payload(self, spec: OperationSpec, wire: dict[str, Any]) -> dict[str, Any]:
+        return {"model_name": spec.route, "inputs": wire}
 
     async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
         try:
@@ -128,8 +113,11 @@ class Fashn(Provider):
             raise _credits_or(exc) from None
         body = _json(response)
         if body.get("error"):
+            described = self.describe_error(response)
             raise ProviderRejected(
-                f"FASHN refused the request: {fashn_error_message(response)}", provider=self.name
+                f"FASHN refused the request: {described.message}",
+                provider=self.name,
+                provider_code=described.code,
             )
         prediction_id = body.get("id")
         if not isinstance(prediction_id, str) or not prediction_id:
@@ -164,16 +152,6 @@ class Fashn(Provider):
         total = credits.get("total")
         return Balance(credits=float(total) if isinstance(total, int | float) else None, detail=credits)
 
-    def price_list(self) -> dict[str, str]:
-        return {f"fashn_{op}": spec.price_text for op, spec in MODELS.items()}
-
-
-def _estimator(spec: FashnModel) -> Callable[[BaseModel], float | None]:
-    def estimate(inputs: BaseModel) -> float | None:
-        return spec.credits(inputs) if isinstance(inputs, FashnInputs) else None
-
-    return estimate
-
 
 def _json(response: httpx.Response) -> dict[str, Any]:
     return json_object(response, "fashn", "FASHN")
@@ -189,9 +167,12 @@ def _credits_header(response: httpx.Response) -> float | None:
 
 def _credits_or(exc: RateLimited) -> Exception:
     """FASHN may report an empty balance as a 429; that is not worth retrying."""
-    if "credit" in exc.message.lower():
+    if "credit" in (exc.provider_code or "").lower() or "credit" in exc.message.lower():
         return InsufficientCredits(
-            exc.message + " Top up FASHN credits, then call again.", provider="fashn", status_code=429
+            exc.message + " Top up FASHN credits, then call again.",
+            provider="fashn",
+            status_code=429,
+            provider_code=exc.provider_code,
         )
     return exc
 
@@ -220,19 +201,3 @@ def _output(item: str) -> RemoteOutput:
                 "FASHN returned a base64 output that does not decode.", provider="fashn"
             ) from None
     return RemoteOutput(url=item)
-
-
-def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.providers.fashn.emulator import FashnEmulator
-
-    app: ASGIApp = FashnEmulator(time_scale=time_scale, state_dir=state_dir).app
-    return app
-
-
-REGISTRATION = Registration(
-    adapter=Fashn,
-    limits=lambda settings: FASHN_LIMITS,
-    auth_headers=lambda key: {"Authorization": f"Bearer {key}"},
-    error_message=fashn_error_message,
-    sandbox_app=_sandbox,
-)

@@ -1,10 +1,15 @@
-"""FASHN's twelve models in one place: typed inputs, price and typical duration of each.
+"""FASHN's twelve models in one place: typed inputs, the one price table, typical durations.
 
 Every model runs through FASHN's one `/run` endpoint with `{"model_name", "inputs"}`; what
 differs is the inputs, the price and how long a prediction takes. The inputs classes refuse
 unknown fields and out-of-range values so a bad call fails at the tool, before anything is
 stored or charged. Optional fields default to `None` so that only what the user set is sent
-(`model_dump(exclude_none=True)`) and FASHN applies its own defaults.
+and FASHN applies its own defaults.
+
+`credits()` is the price table: the adapter's estimate and the sandbox emulator's charge both
+read it (with the same defaults), so a rehearsal in the sandbox costs what the estimate says.
+`DURATIONS` are the documented time ranges: the adapter's typical duration and the emulator's
+draws both come from them.
 
 Field names are FASHN's own (already snake_case), taken from FASHN's API reference, its
 endpoints page and its SDK's typed inputs; where those disagree both forms are accepted.
@@ -14,12 +19,12 @@ is labelled as such. `webhook_url` is left out on purpose: callsheet polls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.providers.base import ImageRef, ProviderInputs
+from server.providers.base import ImageRef, OperationSpec, ProviderInputs
 
 IMAGE_REFERENCE = (
     "Image reference: an http(s) URL, a data:image/...;base64 URI, a local file path inside "
@@ -33,14 +38,88 @@ OutputFormat = Literal["png", "jpeg"]
 FaceReferenceMode = Literal["match_base", "match_reference"]
 VideoResolution = Literal["480p", "720p", "1080p"]
 
-# Credits per output image by resolution for the models FASHN prices "1-5 per image".
+# --- The price table: FASHN's published prices, and callsheet's reading of its "1-5 per image" ------
+
 TIER_CREDITS: dict[str, float] = {"1k": 1, "2k": 2, "4k": 4}
+"""Credits per image by resolution for the models FASHN prices "1-5 per image"."""
 QUALITY_SURCHARGE = 1.0
+"""Per image in quality mode; FASHN bills an omitted generation_mode as quality above 1k."""
 FACE_REFERENCE_SURCHARGE = 3.0
 TRYON_MAX_CREDITS: dict[str, float] = {"1k": 2, "2k": 3, "4k": 5}
 VIDEO_CREDITS: dict[str, float] = {"480p": 1, "720p": 3, "1080p": 6}
 DEFAULT_RESOLUTION: Resolution = "1k"
 DEFAULT_VIDEO_RESOLUTION: VideoResolution = "1080p"
+FLAT_CREDITS = {"background-remove": 1.0}
+"""Models priced per image whatever their options (estimate: FASHN publishes none)."""
+
+
+def credits(model_name: str, inputs: Mapping[str, Any]) -> float:
+    """What one `/run` of `model_name` with these inputs (wire form, FASHN's defaults where absent)
+    costs: the estimate shown before a call and what the sandbox charges for it."""
+    count = int(inputs.get("num_images") or 1)
+    if model_name == "tryon-v1.6":
+        return float(inputs.get("num_samples") or 1)
+    if model_name == "image-to-video":
+        per_clip = VIDEO_CREDITS[str(inputs.get("resolution") or DEFAULT_VIDEO_RESOLUTION)]
+        return per_clip * (2 if inputs.get("duration") == 10 else 1)
+    resolution = str(inputs.get("resolution") or DEFAULT_RESOLUTION)
+    if model_name == "tryon-max":
+        return TRYON_MAX_CREDITS[resolution] * count
+    if model_name in FLAT_CREDITS:
+        return FLAT_CREDITS[model_name] * count
+    per_image = TIER_CREDITS[resolution]
+    mode = inputs.get("generation_mode")
+    if mode == "quality" or (mode is None and resolution != "1k"):
+        per_image += QUALITY_SURCHARGE
+    if inputs.get("face_reference"):
+        per_image += FACE_REFERENCE_SURCHARGE
+    return per_image * count
+
+
+# --- Durations: FASHN's documented ranges, and what options add ------------------------------------
+
+DURATIONS: dict[str, tuple[float, float, float, float]] = {
+    # model: (fastest, usual from, usual to, slowest) in seconds, from fashn-models.md where published
+    "tryon-max": (20, 30, 50, 120),
+    "product-to-model": (20, 30, 50, 120),
+    "face-to-model": (20, 30, 50, 120),
+    "edit": (20, 30, 50, 120),
+    "model-create": (10, 20, 40, 120),
+    "model-swap": (10, 20, 40, 120),
+    "reframe": (10, 15, 30, 60),
+    "background-change": (10, 15, 30, 60),
+    "packshot": (15, 20, 40, 90),
+    "background-remove": (3, 4, 8, 15),
+}
+TRYON_V1_6_SECONDS: dict[str, tuple[float, float]] = {
+    "performance": (4.5, 5.5),
+    "balanced": (7.0, 9.0),
+    "quality": (12.0, 17.0),
+}
+VIDEO_SECONDS: dict[str, float] = {"480p": 40.0, "720p": 60.0, "1080p": 90.0}
+"""A 5 s clip's usual time by resolution; 10 s clips take twice as long."""
+
+
+def typical_seconds(model_name: str, inputs: Mapping[str, Any]) -> float:
+    """How long one prediction usually takes (the middle of its usual range, plus what options add):
+    where polling starts looking."""
+    if model_name == "tryon-v1.6":
+        low, high = TRYON_V1_6_SECONDS[str(inputs.get("mode") or "balanced")]
+        return (low + high) / 2
+    if model_name == "image-to-video":
+        seconds = VIDEO_SECONDS[str(inputs.get("resolution") or DEFAULT_VIDEO_RESOLUTION)]
+        return seconds * (2 if inputs.get("duration") == 10 else 1)
+    _, usual_from, usual_to, _ = DURATIONS[model_name]
+    seconds = (usual_from + usual_to) / 2
+    if inputs.get("generation_mode") == "quality":
+        seconds += 15
+    elif inputs.get("generation_mode") == "fast":
+        seconds -= 5
+    if inputs.get("resolution") == "4k":
+        seconds += 15
+    if inputs.get("face_reference"):
+        seconds += 25  # FASHN: a face reference adds roughly 20-30 s
+    return seconds + 5 * (int(inputs.get("num_images") or 1) - 1)
 
 
 def _image(purpose: str) -> str:
@@ -113,53 +192,8 @@ FaceReferenceModeField = Annotated[
 ]
 
 
-def _tiered_credits(
-    resolution: Resolution | None,
-    generation_mode: GenerationMode | None,
-    num_images: int | None,
-    face_reference: str | None = None,
-) -> float:
-    """FASHN's "1-5 credits per image by resolution and generation_mode (+3 with face_reference)".
-
-    FASHN bills an omitted generation_mode as 'quality' above 1k, so the estimate does too.
-    """
-    res = resolution or DEFAULT_RESOLUTION
-    per_image = TIER_CREDITS[res]
-    if generation_mode == "quality" or (generation_mode is None and res != "1k"):
-        per_image += QUALITY_SURCHARGE
-    if face_reference is not None:
-        per_image += FACE_REFERENCE_SURCHARGE
-    return per_image * (num_images or 1)
-
-
-def _tiered_seconds(
-    resolution: Resolution | None,
-    generation_mode: GenerationMode | None,
-    face_reference: str | None = None,
-    base: float = 30.0,
-) -> float:
-    seconds = base
-    if generation_mode == "quality":
-        seconds += 15
-    elif generation_mode == "fast":
-        seconds -= 10
-    if resolution == "4k":
-        seconds += 15
-    if face_reference is not None:
-        seconds += 25  # FASHN: a face reference adds roughly 20-30 s
-    return seconds
-
-
 class FashnInputs(ProviderInputs):
     """Inputs of one FASHN model; unknown fields are refused."""
-
-    def estimate_credits(self) -> float | None:
-        """Credits this call is expected to cost; None when it cannot be told."""
-        return None
-
-    def estimate_seconds(self) -> float:
-        """Median-ish time FASHN takes for this call."""
-        return 30.0
 
 
 class TryonMaxInputs(FashnInputs):
@@ -202,19 +236,7 @@ class TryonMaxInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return TRYON_MAX_CREDITS[self.resolution or DEFAULT_RESOLUTION] * (self.num_images or 1)
 
-    def estimate_seconds(self) -> float:
-        seconds = 40.0
-        if self.resolution == "4k":
-            seconds += 20
-        if self.generation_mode == "quality":
-            seconds += 20
-        return seconds + 5 * ((self.num_images or 1) - 1)
-
-
-TRYON_V1_6_SECONDS: dict[str, float] = {"performance": 5, "balanced": 8, "quality": 15}
 LEGACY_TRYON = "Documented for FASHN's original try-on endpoint; v1.6 may ignore it. No effect on cost."
 
 
@@ -308,12 +330,6 @@ class TryonV16Inputs(FashnInputs):
         + LEGACY_TRYON,
     )
 
-    def estimate_credits(self) -> float:
-        return float(self.num_samples or 1)
-
-    def estimate_seconds(self) -> float:
-        return TRYON_V1_6_SECONDS[self.mode or "balanced"]
-
 
 class ProductToModelInputs(FashnInputs):
     product_image: ImageRef = Field(
@@ -368,12 +384,6 @@ class ProductToModelInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images, self.face_reference)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode, self.face_reference, base=40)
-
 
 class FaceToModelInputs(FashnInputs):
     face_image: ImageRef = Field(
@@ -402,12 +412,6 @@ class FaceToModelInputs(FashnInputs):
     )
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
-
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode)
 
 
 class ModelCreateInputs(FashnInputs):
@@ -444,12 +448,6 @@ class ModelCreateInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images, self.face_reference)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode, self.face_reference)
-
 
 class ModelSwapInputs(FashnInputs):
     model_image: ImageRef = Field(
@@ -477,12 +475,6 @@ class ModelSwapInputs(FashnInputs):
     output_format: OutputFormatField = None
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
-
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images, self.face_reference)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode, self.face_reference)
 
 
 class EditInputs(FashnInputs):
@@ -513,12 +505,6 @@ class EditInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode)
-
 
 class ReframeInputs(FashnInputs):
     image: ImageRef = Field(
@@ -539,12 +525,6 @@ class ReframeInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode)
-
 
 class BackgroundChangeInputs(FashnInputs):
     image: ImageRef = Field(
@@ -564,24 +544,12 @@ class BackgroundChangeInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
-
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode)
-
 
 class BackgroundRemoveInputs(FashnInputs):
     image: ImageRef = Field(
         description=_image("Image whose main subject is cut out onto a transparent background (PNG).")
     )
     return_base64: ReturnBase64Field = None
-
-    def estimate_credits(self) -> float:
-        return 1.0
-
-    def estimate_seconds(self) -> float:
-        return 15.0
 
 
 class ImageToVideoInputs(FashnInputs):
@@ -619,14 +587,6 @@ class ImageToVideoInputs(FashnInputs):
             raise ValueError("end_image works only with resolution '1080p': drop resolution or end_image")
         return self
 
-    def estimate_credits(self) -> float:
-        per_clip = VIDEO_CREDITS[self.resolution or DEFAULT_VIDEO_RESOLUTION]
-        return per_clip * (2 if self.duration == 10 else 1)
-
-    def estimate_seconds(self) -> float:
-        seconds = {"480p": 60.0, "720p": 90.0, "1080p": 120.0}[self.resolution or DEFAULT_VIDEO_RESOLUTION]
-        return seconds * (1.75 if self.duration == 10 else 1.0)
-
 
 class PackshotInputs(FashnInputs):
     product_image: ImageRef = Field(
@@ -656,42 +616,21 @@ class PackshotInputs(FashnInputs):
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
 
-    def estimate_credits(self) -> float:
-        return _tiered_credits(self.resolution, self.generation_mode, self.num_images)
 
-    def estimate_seconds(self) -> float:
-        return _tiered_seconds(self.resolution, self.generation_mode)
+def _spec(operation: str, route: str, inputs: type[FashnInputs], **text: Any) -> OperationSpec:
+    """One model as an operation, priced and timed from the tables above."""
 
+    def wire(values: ProviderInputs) -> dict[str, Any]:
+        return values.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-@dataclass(frozen=True)
-class FashnModel:
-    """One FASHN model as a callsheet operation (tool `fashn_<operation>`)."""
-
-    operation: str
-    model_name: str
-    inputs: type[FashnInputs]
-    image_fields: tuple[str, ...]
-    """Fields that hold one image reference each."""
-    title: str
-    description: str
-    price_text: str
-    video: bool = False
-    image_list_fields: tuple[str, ...] = ()
-    """Fields that hold a list of image references (no FASHN model has one today)."""
-
-    def _check(self, inputs: FashnInputs) -> None:
-        if not isinstance(inputs, self.inputs):
-            raise TypeError(f"{self.operation} expects {self.inputs.__name__}, got {type(inputs).__name__}")
-
-    def credits(self, inputs: FashnInputs) -> float | None:
-        """Estimated credits for these inputs (from FASHN's price table; see `price_text`)."""
-        self._check(inputs)
-        return inputs.estimate_credits()
-
-    def typical_seconds(self, inputs: FashnInputs) -> float:
-        """Median-ish duration at FASHN, used to pace polling and progress."""
-        self._check(inputs)
-        return inputs.estimate_seconds()
+    return OperationSpec(
+        operation=operation,
+        route=route,
+        inputs=inputs,
+        credits=lambda values: credits(route, wire(values)),
+        seconds=lambda values: typical_seconds(route, wire(values)),
+        **text,
+    )
 
 
 TIER_PRICE = (
@@ -702,11 +641,10 @@ FACE_PRICE = "; +3 per image with face_reference"
 ESTIMATE = " (estimate: FASHN publishes no fixed price for this model)"
 
 _MODELS = (
-    FashnModel(
+    _spec(
         operation="tryon_max",
-        model_name="tryon-max",
+        route="tryon-max",
         inputs=TryonMaxInputs,
-        image_fields=("model_image", "product_image"),
         title="FASHN Try-On Max",
         description=(
             "Put a product (garment, shoes, hat, jewelry, bag) onto a photo of a person with the highest "
@@ -718,11 +656,10 @@ _MODELS = (
         ),
         price_text="2 credits per image at 1k, 3 at 2k, 5 at 4k",
     ),
-    FashnModel(
+    _spec(
         operation="tryon_v1_6",
-        model_name="tryon-v1.6",
+        route="tryon-v1.6",
         inputs=TryonV16Inputs,
-        image_fields=("model_image", "garment_image"),
         title="FASHN Virtual Try-On v1.6",
         description=(
             "Fast virtual try-on of one clothing item (top, bottoms or one-piece) on a photo of a person. "
@@ -732,17 +669,10 @@ _MODELS = (
         ),
         price_text="1 credit per sample",
     ),
-    FashnModel(
+    _spec(
         operation="product_to_model",
-        model_name="product-to-model",
+        route="product-to-model",
         inputs=ProductToModelInputs,
-        image_fields=(
-            "product_image",
-            "image_prompt",
-            "face_reference",
-            "background_reference",
-            "model_image",
-        ),
         title="FASHN Product to Model",
         description=(
             "Turn a product photo into an on-model photo: FASHN generates a new person wearing the "
@@ -754,11 +684,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE + FACE_PRICE,
     ),
-    FashnModel(
+    _spec(
         operation="face_to_model",
-        model_name="face-to-model",
+        route="face-to-model",
         inputs=FaceToModelInputs,
-        image_fields=("face_image",),
         title="FASHN Face to Model",
         description=(
             "Turn a headshot or selfie into a try-on-ready upper-body model photo that keeps the face. "
@@ -767,11 +696,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE,
     ),
-    FashnModel(
+    _spec(
         operation="model_create",
-        model_name="model-create",
+        route="model-create",
         inputs=ModelCreateInputs,
-        image_fields=("image_reference", "face_reference"),
         title="FASHN Model Create",
         description=(
             "Cast a fashion model from a text prompt, optionally guided by a pose/composition reference "
@@ -782,11 +710,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE + FACE_PRICE,
     ),
-    FashnModel(
+    _spec(
         operation="model_swap",
-        model_name="model-swap",
+        route="model-swap",
         inputs=ModelSwapInputs,
-        image_fields=("model_image", "face_reference"),
         title="FASHN Model Swap",
         description=(
             "Replace the person in a fashion photo (face, skin tone, hair) while keeping the outfit and "
@@ -796,11 +723,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE + FACE_PRICE,
     ),
-    FashnModel(
+    _spec(
         operation="edit",
-        model_name="edit",
+        route="edit",
         inputs=EditInputs,
-        image_fields=("image", "mask", "image_context"),
         title="FASHN Edit",
         description=(
             "Edit an image with a plain-language instruction: restyle, change a colour, add an accessory, "
@@ -810,11 +736,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE,
     ),
-    FashnModel(
+    _spec(
         operation="reframe",
-        model_name="reframe",
+        route="reframe",
         inputs=ReframeInputs,
-        image_fields=("image",),
         title="FASHN Reframe",
         description=(
             "Change an image's aspect ratio by intelligently expanding (outpainting) or cropping, e.g. "
@@ -824,11 +749,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE + ESTIMATE,
     ),
-    FashnModel(
+    _spec(
         operation="background_change",
-        model_name="background-change",
+        route="background-change",
         inputs=BackgroundChangeInputs,
-        image_fields=("image",),
         title="FASHN Background Change",
         description=(
             "Replace an image's background with one described in a prompt, keeping the subject and "
@@ -838,11 +762,10 @@ _MODELS = (
         ),
         price_text=TIER_PRICE + ESTIMATE,
     ),
-    FashnModel(
+    _spec(
         operation="background_remove",
-        model_name="background-remove",
+        route="background-remove",
         inputs=BackgroundRemoveInputs,
-        image_fields=("image",),
         title="FASHN Background Remove",
         description=(
             "Cut the main subject out onto a transparent background (PNG), e.g. for marketplaces or "
@@ -850,11 +773,10 @@ _MODELS = (
         ),
         price_text="1 credit per image" + ESTIMATE,
     ),
-    FashnModel(
+    _spec(
         operation="image_to_video",
-        model_name="image-to-video",
+        route="image-to-video",
         inputs=ImageToVideoInputs,
-        image_fields=("image", "end_image"),
         title="FASHN Image to Video",
         description=(
             "Animate one image into a short fashion clip (MP4) with tasteful camera work and model "
@@ -863,13 +785,11 @@ _MODELS = (
             "(the default), doubled for 10 s. Animate a finished still, e.g. a fashn_tryon_max output."
         ),
         price_text="1 credit per video at 480p, 3 at 720p, 6 at 1080p (default); doubled for 10 s",
-        video=True,
     ),
-    FashnModel(
+    _spec(
         operation="packshot",
-        model_name="packshot",
+        route="packshot",
         inputs=PackshotInputs,
-        image_fields=("product_image", "image_context"),
         title="FASHN Packshot",
         description=(
             "Turn a product photo into a clean commercial packshot (studio-style product image), "
@@ -881,5 +801,5 @@ _MODELS = (
     ),
 )
 
-MODELS: dict[str, FashnModel] = {model.operation: model for model in _MODELS}
+OPERATIONS: dict[str, OperationSpec] = {spec.operation: spec for spec in _MODELS}
 """Every FASHN model, keyed by operation (the tool name without `fashn_`)."""

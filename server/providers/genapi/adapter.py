@@ -11,7 +11,7 @@ Built on provider-docs/generation-api.txt:
 The tool list is discovered, not fixed: it is cached here, fetched again in the background every
 GENAPI_TOOLS_REFRESH_SECONDS (`background`), and once on demand when a call names a tool the cache
 does not know (`rediscover`, `prepare`). Whoever registered with `on_operations_changed` (the MCP
-app) hears about every change, and `current_operations` gives `genapi_generate`'s input model with
+app) hears about every change, and `operations()` gives `genapi_generate`'s input model with
 the discovered tools as an enum.
 
 Where the document is silent (see DESIGN.md): output paths are relative (`/image/...` or
@@ -29,10 +29,9 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -40,29 +39,27 @@ import httpx
 from pydantic import BaseModel, Field, create_model, field_validator
 from starlette.types import ASGIApp
 
-from server.errors import AuthError, BadResponse, InputError, ProviderError, ProviderRejected
+from server.errors import AuthError, BadResponse, ErrorText, InputError, ProviderError, ProviderRejected
 from server.http import error_body, json_body
 from server.media import ImageResolver
-from server.models import JobError, utcnow
-from server.policy import GENAPI_LIMITS
+from server.models import JobError, RemoteOutput, utcnow
+from server.policy import Limits, RateWindow
 from server.providers.base import (
     ImageRef,
+    OperationsListener,
     OperationSpec,
+    Option,
     Prepared,
     Provider,
     ProviderInputs,
+    ProviderSettings,
     QuerySpec,
-    Registration,
-    RemoteOutput,
     RemoteState,
     StatusReport,
     Submission,
     validate_inputs,
 )
-
-if TYPE_CHECKING:
-    from server.config import Settings
-    from server.http import HttpCaller
+from server.providers.genapi.emulator import GenApiEmulator
 
 log = logging.getLogger("callsheet.genapi")
 
@@ -82,6 +79,11 @@ under one of these keys (first match wins); a wrapping object `{"<key>": [...]}`
 TYPE_LIST_KEYS = ("generation_types", "generationTypes", "types", "items", "data", "results")
 KIND = "api"
 """The one limiter kind: the document gives no per-endpoint numbers."""
+LIMITS = Limits(windows={KIND: (RateWindow(120, 60.0),)}, max_in_flight=8, poll_kind=KIND, poll_share=0.5)
+"""No documented numbers: a modest default, polling with backoff as its notes advise."""
+REFRESH = Option(
+    "GENAPI_TOOLS_REFRESH_SECONDS", 300, "how often the Generation API's tool list is fetched again"
+)
 
 TYPICAL_SECONDS = 15.0
 """Undocumented; the document's advice (poll at 2 s, 4 s, 8 s) suggests jobs of 10-20 s."""
@@ -208,14 +210,16 @@ class DiscoveredTool:
         }
 
 
-OperationsListener = Callable[[], Awaitable[None]]
-
-
 class GenApi(Provider):
     name = "genapi"
+    title = "The Generation API"
+    key_var = "GENAPI_API_KEY"
+    url_var = "GENAPI_BASE_URL"
+    default_base_url = "http://localhost:8000"
+    options = (REFRESH,)
 
-    def __init__(self, http: HttpCaller, *, sandbox: bool, time_scale: float = 1.0) -> None:
-        super().__init__(http, sandbox=sandbox, time_scale=time_scale)
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
         self._tools: dict[str, DiscoveredTool] = {}
         self._fetched_at: float | None = None
         """Monotonic time of the latest successful fetch; None until the first one."""
@@ -223,36 +227,54 @@ class GenApi(Provider):
         self._lock = anyio.Lock()
         self._listeners: list[OperationsListener] = []
 
+    # -- what it is ------------------------------------------------------------------------
+
+    def limits(self) -> Limits:
+        return LIMITS
+
+    def describe_error(self, response: httpx.Response) -> ErrorText:
+        """FastAPI's `{"detail": "text"}` or `{"detail": [{"loc", "msg"}]}`, else the usual shapes."""
+        return ErrorText(genapi_error_message(response))
+
+    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
+        return GenApiEmulator(time_scale=time_scale, state_dir=state_dir).app
+
     # -- the catalog -----------------------------------------------------------------------
 
-    @classmethod
-    def operations(cls) -> list[OperationSpec]:
-        return [OperationSpec(OPERATION, GENERATE_TITLE, GENERATE_DESCRIPTION, GenerateInputs)]
-
-    @classmethod
-    def queries(cls) -> list[QuerySpec]:
-        return [QuerySpec("tools", "Generation API: tools", TOOLS_DESCRIPTION, ToolsQuery)]
-
-    def current_operations(self) -> list[OperationSpec]:
-        """The operations with input models that match the tools discovered so far."""
+    def operations(self) -> list[OperationSpec]:
+        """The one operation, with an input model that matches the tools discovered so far."""
         described = ", ".join(
             t.tool if t.title in ("", t.tool) else f"{t.tool} ({t.title})" for t in self._tools.values()
         )
         inputs = generate_inputs(tuple(self._tools), described[:1500])
-        return [OperationSpec(OPERATION, GENERATE_TITLE, GENERATE_DESCRIPTION, inputs)]
+        return [
+            OperationSpec(
+                OPERATION,
+                GENERATE_TITLE,
+                GENERATE_DESCRIPTION,
+                inputs,
+                seconds=lambda _: TYPICAL_SECONDS,
+                price_text=PRICE_TEXT,
+                route=GENERATE_PATH,
+            )
+        ]
+
+    def queries(self) -> list[QuerySpec]:
+        return [QuerySpec("tools", "Generation API: tools", TOOLS_DESCRIPTION, ToolsQuery)]
 
     def on_operations_changed(self, listener: OperationsListener) -> None:
         """`listener` is awaited after every fetch that changed the tool list or a tool's types."""
         self._listeners.append(listener)
 
-    async def background(self, settings: Settings) -> None:
+    async def background(self) -> None:
         """Keep the tool list fresh: fetch it now, then every GENAPI_TOOLS_REFRESH_SECONDS."""
+        every = self.settings.options.get(REFRESH.var, REFRESH.default)
         while True:
             try:
                 await self.refresh()
             except ProviderError as exc:
                 log.warning("could not fetch the Generation API tool list: %s", exc.message)
-            await anyio.sleep(settings.genapi_tools_refresh_seconds)
+            await anyio.sleep(every)
 
     async def refresh(self) -> bool:
         """Fetch the tools and their generation types again; True when anything changed.
@@ -394,7 +416,7 @@ class GenApi(Provider):
             payload={**common, "images": files},
             key_material={**common, "images": keys},
             credits_estimate=None,
-            typical_seconds=TYPICAL_SECONDS * self.time_scale,
+            typical_seconds=TYPICAL_SECONDS,
             summary={**common, "images": origins},
         )
 
@@ -461,9 +483,6 @@ class GenApi(Provider):
             return path
         parts = urlsplit(self.http.base_url)
         return f"{parts.scheme}://{parts.netloc}/{path.lstrip('/')}"
-
-    def price_list(self) -> dict[str, str]:
-        return {"genapi_generate": PRICE_TEXT}
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -561,19 +580,3 @@ def genapi_error_message(response: httpx.Response) -> str:
     if isinstance(detail, dict):
         return str(detail.get("message") or detail)[:300]
     return str(detail if detail else body)[:300]
-
-
-def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.providers.genapi.emulator import GenApiEmulator
-
-    app: ASGIApp = GenApiEmulator(time_scale=time_scale, state_dir=state_dir).app
-    return app
-
-
-REGISTRATION = Registration(
-    adapter=GenApi,
-    limits=lambda settings: GENAPI_LIMITS,
-    auth_headers=lambda key: {"Authorization": f"Bearer {key}"},
-    error_message=genapi_error_message,
-    sandbox_app=_sandbox,
-)

@@ -5,21 +5,18 @@ Built on `provider-docs/neofashion-api.txt`: base URL with its `/api/v1` prefix,
 codes, `meta.credits_used` / `meta.credits_remaining`, and one rolling 60 s rate window per
 workspace announced in `X-RateLimit-Remaining` / `X-RateLimit-Reset`.
 
-The document does not show request bodies; the tables right below are callsheet's choice of names
-from the document's own vocabulary, kept here and only here so they are easy to correct (the
-README lists them). Image arguments are sent as URLs: see `_image_url` for why local files and
-data: URIs are refused rather than inlined.
+The document does not show request bodies; the argument names are callsheet's choice from the
+document's own vocabulary and double as the JSON field names (`operations.py`; the README lists
+them). Image arguments are sent as URLs: see `send_image` for why local files and data: URIs are
+refused rather than inlined. The `X-RateLimit-*` headers are kept by the limiter (`rate_headers`).
 """
 
 from __future__ import annotations
 
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 from pydantic import BaseModel
 from starlette.types import ASGIApp
@@ -27,98 +24,43 @@ from starlette.types import ASGIApp
 from server.errors import (
     AuthError,
     BadResponse,
+    ErrorText,
     InputError,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
-    RateLimited,
     error_for_status,
 )
-from server.http import error_body, json_body, rate_limit_headers
-from server.media import ImageInput, ImageResolver
-from server.models import JobError
-from server.policy import NEOFASHION_GENERATE, neofashion_limits
+from server.http import error_body, json_body
+from server.media import ImageInput
+from server.models import JobError, RemoteOutput
+from server.policy import Limits, RateWindow, Timing
 from server.providers.base import (
     Balance,
     OperationSpec,
-    Prepared,
+    Option,
     Provider,
+    ProviderSettings,
     QuerySpec,
-    Registration,
-    RemoteOutput,
     RemoteState,
     StatusReport,
     Submission,
-    lookup_operation,
-    validate_inputs,
 )
-from server.providers.neofashion.operations import (
-    OPERATIONS,
-    QUERIES,
-    BulkInputs,
-    GenerationsQuery,
+from server.providers.neofashion.emulator import NeoFashionEmulator
+from server.providers.neofashion.operations import OPERATIONS, QUERIES, GenerationsQuery
+
+RATE = Option(
+    "NEOFASHION_RATE_PER_MINUTE", 60, "your neo-fashion plan's rate per rolling minute (Starter 60, Pro 300)"
 )
-
-# --- The wire, in one place ---------------------------------------------------------------------
-# neo-fashion documents endpoints and envelopes, not request bodies. Each operation's tool
-# arguments map to these JSON fields (argument -> field); correct a name here and nowhere else.
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str
-    fields: dict[str, str]
-    """Tool argument -> request body field."""
-
-
-REQUEST_FIELDS: dict[str, Endpoint] = {
-    "image": Endpoint(
-        "POST",
-        "/generate/image",
-        {
-            "prompt": "prompt",
-            "image_url": "image_url",
-            "persona_id": "persona_id",
-            "model_id": "model_id",
-            "aspect_ratio": "aspect_ratio",
-        },
-    ),
-    "video": Endpoint(
-        "POST",
-        "/generate/video",
-        {
-            "prompt": "prompt",
-            "image_url": "image_url",
-            "persona_id": "persona_id",
-            "model_id": "model_id",
-            "aspect_ratio": "aspect_ratio",
-            "duration": "duration",
-        },
-    ),
-    "sketch_to_photo": Endpoint(
-        "POST",
-        "/sketch-to-photo",
-        {
-            "sketch_url": "sketch_url",
-            "prompt": "prompt",
-            "persona_id": "persona_id",
-            "model_id": "model_id",
-            "aspect_ratio": "aspect_ratio",
-        },
-    ),
-    # `{"items": [<an image request per item, fields as for "image">]}`
-    "bulk": Endpoint("POST", "/generate/bulk", {"items": "items"}),
-}
+GENERATE = Timing(httpx.Timeout(connect=10.0, read=180.0, write=60.0, pool=30.0), deadline=240.0)
+"""A short image may be answered synchronously (the POST returns the finished result): a long read
+timeout, since a read timeout on a POST could mean a charge without a result."""
+KIND = "api"
+"""Every request shares the workspace's one rolling window."""
 BULK_ITEM_OPERATION = "image"
-"""Bulk items are image requests: their fields are `REQUEST_FIELDS["image"]`'s, and each item is
-polled as an `image` job."""
-IMAGE_URL_ARGUMENTS = frozenset({"image_url", "sketch_url"})
-"""Arguments that take an image reference and are sent as a URL."""
+"""Bulk items are image requests, and each item is polled as an `image` job."""
 
 QUERY_PATHS = {"generations": "/generations", "personas": "/personas", "models": "/models"}
-QUERY_PARAMS = {"status": "status", "page": "page", "limit": "limit"}
-"""`neofashion_generations` argument -> query parameter of `GET /generations`."""
 GENERATION_PATH = "/generations/{id}"
 BALANCE_PATH = "/credits/balance"
 
@@ -152,38 +94,7 @@ DOCUMENTED_STATUS = {
     "RATE_LIMITED": 429,
     "PROVIDER_ERROR": 502,
 }
-_CODE = re.compile(r"\b(" + "|".join(DOCUMENTED_STATUS) + r"):")
 REFUNDED = "neo-fashion refunded the credits automatically."
-KIND = "api"
-"""Every request shares the workspace's one rolling window."""
-
-
-def neofashion_error_message(response: httpx.Response) -> str:
-    """The envelope's error as one line: `CODE: message (details; request id)`.
-
-    The code leads so that callers can tell documented codes apart after `error_for_status`.
-    """
-    body = error_body(response)
-    if isinstance(body, str):
-        return body
-    error, meta = body.get("error"), body.get("meta")
-    request_id = meta.get("request_id") if isinstance(meta, dict) else None
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        text = f"{code}: {message}" if code and message else str(message or code or error)
-        details = error.get("details")
-        if code == "INSUFFICIENT_CREDITS" and isinstance(details, dict):
-            required, available = details.get("required"), details.get("available")
-            text += f" This call needs {required} credits; the workspace has {available}."
-        elif code == "UNAUTHORIZED":
-            text += " neo-fashion API keys start with ne_live_ or ne_test_ (workspace settings)."
-        elif code == "FORBIDDEN":
-            text += " The workspace's plan does not include this feature: upgrade it or use another tool."
-    elif error:
-        text = str(error)
-    else:
-        text = str(body)[:300]
-    return f"{text} (request {request_id})" if request_id else text
 
 
 @dataclass(frozen=True)
@@ -192,141 +103,92 @@ class _Envelope:
     meta: dict[str, Any]
 
 
-class _HeaderBudget:
-    """What the latest `X-RateLimit-*` headers still allow, minus requests already on their way.
-
-    `HttpCaller` stops a kind when an answer says `remaining: 0`; but requests sent concurrently
-    before that answer arrived would each meet a 429 (the plan may also be lower than callsheet was
-    told). This keeps the requests not yet counted by the provider (sent after the answer the
-    numbers came from) below `remaining`; once `reset` has passed, one more may go to learn the new
-    numbers. Until the first numbers arrive, one request at a time goes out; a provider that never
-    sends the headers is then never held.
-    """
-
-    def __init__(self) -> None:
-        self.remaining: int | None = None
-        self.reset_at = 0.0
-        self.headerless = False
-        """True once an answer came without the headers: the provider does not send them."""
-        self._seen = 0
-        """Sequence number of the request whose answer gave the current numbers."""
-        self._sent = 0
-        self._outstanding: set[int] = set()
-        self._changed = anyio.Event()
-
-    def _room(self, now: float) -> int:
-        uncounted = sum(1 for seq in self._outstanding if seq > self._seen)
-        if self.remaining is None:
-            return 1 if self.headerless else 1 - uncounted  # one probe until the numbers are known
-        allowed = self.remaining + (1 if now >= self.reset_at else 0)
-        return allowed - uncounted
-
-    async def enter(self) -> int:
-        while True:
-            now = time.monotonic()
-            if self._room(now) > 0:
-                break
-            changed = self._changed
-            wait = self.reset_at - now if self.reset_at > now else 1.0
-            with anyio.move_on_after(wait):
-                await changed.wait()
-        self._sent += 1
-        self._outstanding.add(self._sent)
-        return self._sent
-
-    def leave(self, seq: int, remaining: int | None = None, reset: float | None = None) -> None:
-        self._outstanding.discard(seq)
-        if remaining is not None and seq > self._seen:
-            self._seen = seq
-            self.remaining = remaining
-            self.reset_at = time.monotonic() + (reset or 0.0)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def observe(self, seq: int, headers: httpx.Headers) -> None:
-        limits = rate_limit_headers(headers)
-        if limits is None:
-            self.headerless = self.headerless or self.remaining is None
-            self.leave(seq)
-            return
-        self.headerless = False
-        self.leave(seq, *limits)
-
-
 class NeoFashion(Provider):
     name = "neofashion"
+    title = "neo-fashion"
+    key_var = "NEOFASHION_API_KEY"
+    url_var = "NEOFASHION_BASE_URL"
+    default_base_url = "https://app.neofashion.ai/api/v1"
+    options = (RATE,)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
         self.credits_remaining: float | None = None
         """The workspace balance as of the latest answer that reported it (`meta.credits_remaining`)."""
-        self._budget = _HeaderBudget()
 
-    @classmethod
-    def operations(cls) -> list[OperationSpec]:
-        return [
-            OperationSpec(op, spec.title, spec.description, spec.inputs, credits=spec.credits)
-            for op, spec in OPERATIONS.items()
-        ]
-
-    @classmethod
-    def queries(cls) -> list[QuerySpec]:
-        return list(QUERIES.values())
-
-    # --- prepare: arguments -> request body -------------------------------------------------
-
-    async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
-        spec = lookup_operation(OPERATIONS, "neo-fashion", operation)
-        inputs = validate_inputs(spec.inputs, args, f"neofashion_{operation}")
-        if isinstance(inputs, BulkInputs):
-            parts = [
-                await self._body(BULK_ITEM_OPERATION, item, images, f"items[{n}].")
-                for n, item in enumerate(inputs.items)
-            ]
-            wire = REQUEST_FIELDS[operation].fields["items"]
-            body: dict[str, Any] = {wire: [p[0] for p in parts]}
-            key: dict[str, Any] = {"items": [p[1] for p in parts]}
-            summary: dict[str, Any] = {"items": [p[2] for p in parts]}
-        else:
-            body, key, summary = await self._body(operation, inputs, images)
-        return Prepared(
-            operation=operation,
-            payload=body,
-            key_material=key,
-            credits_estimate=spec.credits(inputs),
-            typical_seconds=spec.typical_seconds(inputs) * self.time_scale,
-            summary=summary,
+    def limits(self) -> Limits:
+        """One rolling 60 s window per workspace for every request, at the plan's rate; polls keep to
+        half of it; the `X-RateLimit-*` headers refine it live."""
+        rate = int(self.settings.options.get(RATE.var, RATE.default))
+        return Limits(
+            windows={KIND: (RateWindow(rate, 60.0),)}, poll_kind=KIND, poll_share=0.5, rate_headers=True
         )
 
-    async def _body(
-        self, operation: str, inputs: BaseModel, images: ImageResolver, prefix: str = ""
-    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """The request body, the idempotency key material and the summary of one request."""
-        fields = REQUEST_FIELDS[operation].fields
-        body: dict[str, Any] = {}
-        key: dict[str, Any] = {}
-        summary: dict[str, Any] = {}
-        for name, value in inputs.model_dump(exclude_none=True, mode="json").items():
-            key[name] = summary[name] = value
-            if name in IMAGE_URL_ARGUMENTS:
-                image = await images.resolve(prefix + name, value)
-                value = _image_url(image)
-                key[name], summary[name] = image.key(), image.origin
-            body[fields[name]] = value
-        return body, key, summary
+    def describe_error(self, response: httpx.Response) -> ErrorText:
+        """The envelope's error as one line, `CODE: message (details; request id)`, and its code."""
+        body = error_body(response)
+        if isinstance(body, str):
+            return ErrorText(body)
+        error, meta = body.get("error"), body.get("meta")
+        request_id = meta.get("request_id") if isinstance(meta, dict) else None
+        code = None
+        if isinstance(error, dict):
+            code, message = error.get("code"), error.get("message")
+            text = f"{code}: {message}" if code and message else str(message or code or error)
+            details = error.get("details")
+            if code == "INSUFFICIENT_CREDITS" and isinstance(details, dict):
+                required, available = details.get("required"), details.get("available")
+                text += f" This call needs {required} credits; the workspace has {available}."
+            elif code == "UNAUTHORIZED":
+                text += " neo-fashion API keys start with ne_live_ or ne_test_ (workspace settings)."
+            elif code == "FORBIDDEN":
+                text += " The workspace's plan does not include this feature: upgrade it or use another tool."
+        elif error:
+            text = str(error)
+        else:
+            text = str(body)[:300]
+        text = f"{text} (request {request_id})" if request_id else text
+        return ErrorText(text, str(code) if code else None)
+
+    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
+        return NeoFashionEmulator(time_scale=time_scale, state_dir=state_dir).app
+
+    def operations(self) -> list[OperationSpec]:
+        return list(OPERATIONS.values())
+
+    def queries(self) -> list[QuerySpec]:
+        return list(QUERIES.values())
+
+    def send_image(self, image: ImageInput) -> str:
+        """neo-fashion's image fields are URLs, so a reference must be (or have) one.
+
+        A local file or data: URI is refused rather than sent inline as a data: URI: the document
+        names no upload and no base64 form, a multi-megabyte JSON field is likely to be rejected,
+        and a rejection after the credits are debited would cost the user. An earlier callsheet
+        output is sent by the provider URL it came from (`source_url`).
+        """
+        url = image.url or image.source_url
+        if url:
+            return url
+        raise InputError(
+            image.field,
+            f"{image.origin} is a local file or inline image, and neo-fashion takes images by URL only.",
+            "Upload the image somewhere public (your CDN, a storage bucket) and pass its https URL, or pass "
+            "an earlier callsheet output that came from a provider URL (callsheet://jobs/{job_id}/outputs/{n}).",
+        )
 
     # --- submit, status, balance ---------------------------------------------------------------
 
     async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
-        endpoint = REQUEST_FIELDS[operation]
-        answer = await self._call(endpoint.method, endpoint.path, json=payload, timing=NEOFASHION_GENERATE)
+        route = self.operation(operation).route
+        answer = await self._call("POST", route, json=payload, timing=GENERATE)
         data = _object(answer.data, "data")
         charged = _number(answer.meta.get("credits_used"))
         if charged is None:
             charged = _number(data.get("credits_used"))
         provider_id = data.get(ID_FIELD)
         if not isinstance(provider_id, str) or not provider_id:
-            raise BadResponse(f"neo-fashion's answer to {endpoint.path} carried no id.", provider=self.name)
+            raise BadResponse(f"neo-fashion's answer to {route} carried no id.", provider=self.name)
         if operation == "bulk":
             children = _bulk_items(data)
             if not children:
@@ -379,7 +241,7 @@ class NeoFashion(Provider):
             return await super().query(name, args)
         params: dict[str, Any] = {}
         if isinstance(args, GenerationsQuery):
-            params = {QUERY_PARAMS[k]: v for k, v in args.model_dump(exclude_none=True).items()}
+            params = args.model_dump(by_alias=True, exclude_none=True)
         answer = await self._call("GET", QUERY_PATHS[name], params=params)
         items = answer.data if isinstance(answer.data, list) else []
         if name != "generations":
@@ -394,28 +256,14 @@ class NeoFashion(Provider):
             "next_page": page + 1 if more else None,
         }
 
-    def price_list(self) -> dict[str, str]:
-        return {f"neofashion_{op}": spec.price_text for op, spec in OPERATIONS.items()}
-
     # --- one request through the envelope ------------------------------------------------------
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> _Envelope:
-        """Send one request within the rate budget; return the envelope or raise the mapped error."""
-        seq = await self._budget.enter()
-        observed = False
+        """Send one request; return the envelope or raise the mapped error."""
         try:
             response = await self.http.request(KIND, method, path, **kwargs)
-            self._budget.observe(seq, response.headers)
-            observed = True
-        except RateLimited as exc:
-            self._budget.leave(seq, 0, exc.retry_after if exc.retry_after is not None else 1.0)
-            observed = True
-            raise
         except ProviderError as exc:
             raise _refine(exc) from None
-        finally:
-            if not observed:
-                self._budget.leave(seq)
         envelope = self._envelope(response)
         remaining = _number(envelope.meta.get("credits_remaining"))
         if remaining is not None:
@@ -432,9 +280,14 @@ class NeoFashion(Provider):
         if error:  # an error inside a 2xx answer: map it by its documented code
             code = error.get("code") if isinstance(error, dict) else None
             status = DOCUMENTED_STATUS.get(str(code), 400)
+            described = self.describe_error(response)
             raise _refine(
                 error_for_status(
-                    status, neofashion_error_message(response), provider=self.name, key_var=self.http.key_var
+                    status,
+                    described.message,
+                    provider=self.name,
+                    key_var=self.http.key_var,
+                    provider_code=described.code,
                 )
             )
         meta = body.get("meta")
@@ -457,31 +310,17 @@ class NeoFashion(Provider):
 # --- Pure helpers -------------------------------------------------------------------------------
 
 
-def _image_url(image: ImageInput) -> str:
-    """neo-fashion's image fields are URLs, so a reference must be (or have) one.
-
-    A local file or data: URI is refused rather than sent inline as a data: URI: the document
-    names no upload and no base64 form, a multi-megabyte JSON field is likely to be rejected,
-    and a rejection after the credits are debited would cost the user. An earlier callsheet
-    output is sent by the provider URL it came from (`source_url`).
-    """
-    url = image.url or image.source_url
-    if url:
-        return url
-    raise InputError(
-        image.field,
-        f"{image.origin} is a local file or inline image, and neo-fashion takes images by URL only.",
-        "Upload the image somewhere public (your CDN, a storage bucket) and pass its https URL, or pass an "
-        "earlier callsheet output that came from a provider URL (callsheet://jobs/{job_id}/outputs/{n}).",
-    )
-
-
 def _refine(exc: ProviderError) -> ProviderError:
     """Sharpen what `error_for_status` made from a status, using the envelope's documented code."""
-    match = _CODE.search(exc.message)
-    code = match.group(1) if match else None
+    code = exc.provider_code
     if code == "FORBIDDEN" or (code is None and exc.status_code == 403):
-        return AuthError(exc.message, code="forbidden", provider=exc.provider, status_code=exc.status_code)
+        return AuthError(
+            exc.message,
+            code="forbidden",
+            provider=exc.provider,
+            status_code=exc.status_code,
+            provider_code=code,
+        )
     if code == "PROVIDER_ERROR":
         message = exc.message if "refund" in exc.message.lower() else f"{exc.message} {REFUNDED}"
         return ProviderUnavailable(
@@ -489,6 +328,7 @@ def _refine(exc: ProviderError) -> ProviderError:
             code="provider_error",
             provider=exc.provider,
             status_code=exc.status_code,
+            provider_code=code,
         )
     return exc
 
@@ -541,19 +381,3 @@ def _object(value: object, what: str) -> dict[str, Any]:
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _sandbox(time_scale: float, state_dir: Path) -> ASGIApp:
-    from server.providers.neofashion.emulator import NeoFashionEmulator
-
-    app: ASGIApp = NeoFashionEmulator(time_scale=time_scale, state_dir=state_dir).app
-    return app
-
-
-REGISTRATION = Registration(
-    adapter=NeoFashion,
-    limits=lambda settings: neofashion_limits(settings.neofashion_rate_per_minute),
-    auth_headers=lambda key: {"Authorization": f"Bearer {key}"},
-    error_message=neofashion_error_message,
-    sandbox_app=_sandbox,
-)

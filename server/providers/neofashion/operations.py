@@ -2,23 +2,24 @@
 
 neo-fashion documents its endpoints and response envelope but not its request bodies, so the
 argument names here are chosen from the document's own vocabulary (`prompt`, `persona_id`,
-`model_id`, an image URL field, `aspect_ratio`, `duration`) and double as the JSON field names;
-the adapter's `REQUEST_FIELDS` table (top of `server/providers/neofashion.py`) is the one place
-that maps them to the wire, so a wrong guess is corrected there.
+`model_id`, an image URL field, `aspect_ratio`, `duration`) and double as the JSON field names
+(a wrong guess is corrected by giving that field a serialization alias); each operation's
+endpoint is its spec's `route`.
 
 The document publishes one price, by example: an image generation answered with
 `credits_used: 50`. Every other price is callsheet's estimate and labelled so; the job's
-`credits_used` always comes from what neo-fashion reports.
+`credits_used` always comes from what neo-fashion reports. `credits()` and `DURATIONS` are read by
+both the adapter's estimate and the sandbox emulator's charge and timing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from server.providers.base import ImageRef, ProviderInputs, QuerySpec
+from server.providers.base import ImageRef, OperationSpec, ProviderInputs, QuerySpec
 
 # --- Prices (credits) and typical durations (seconds) --------------------------------------------
 
@@ -33,9 +34,32 @@ BULK_CREDITS_PER_ITEM = IMAGE_CREDITS
 MAX_BULK_ITEMS = 50
 """callsheet's cap per batch (neo-fashion documents none); split larger runs into several calls."""
 
-IMAGE_SECONDS = 20.0
-VIDEO_SECONDS_PER_5 = 90.0
-SKETCH_SECONDS = 25.0
+DURATIONS: dict[str, tuple[float, float, float, float]] = {
+    # (fastest, usual from, usual to, slowest) in seconds of one generation (a 5 s clip for video)
+    "image": (5, 10, 30, 60),
+    "sketch_to_photo": (8, 15, 40, 75),
+    "video": (40, 60, 150, 240),
+}
+
+
+def credits(operation: str, body: Mapping[str, Any]) -> float:
+    """What one call of `operation` with this request body costs: the estimate and the sandbox's charge."""
+    if operation == "bulk":
+        return float(BULK_CREDITS_PER_ITEM * len(body.get("items") or []))
+    if operation == "video":
+        return float(VIDEO_CREDITS_PER_5_SECONDS * int(body.get("duration") or 5) // 5)
+    if operation == "sketch_to_photo":
+        return float(SKETCH_CREDITS)
+    return float(IMAGE_CREDITS)
+
+
+def typical_seconds(operation: str, body: Mapping[str, Any]) -> float:
+    """The middle of one generation's usual range; a batch's items run side by side."""
+    kind = "image" if operation == "bulk" else operation
+    _, usual_from, usual_to, _ = DURATIONS[kind]
+    seconds = (usual_from + usual_to) / 2
+    return seconds * (2 if operation == "video" and body.get("duration") == 10 else 1)
+
 
 IMAGE_PRICE = f"{IMAGE_CREDITS} credits per image (the price in neo-fashion's documented example)"
 VIDEO_PRICE = f"{VIDEO_CREDITS_PER_5_SECONDS} credits per 5 s of video (estimate: no published price)"
@@ -54,7 +78,7 @@ GenerationStatus = Literal["queued", "processing", "completed", "failed"]
 
 
 class NeoFashionInputs(ProviderInputs):
-    """Arguments of one neo-fashion call; unknown fields are refused."""
+    """Arguments of one neo-fashion call; unknown fields are refused; the names are the wire's."""
 
 
 PersonaIdField = Annotated[
@@ -179,38 +203,24 @@ class NoArguments(NeoFashionInputs):
 # --- The operation table ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NeoFashionOperation:
-    """One generation endpoint as a callsheet operation (tool `neofashion_<operation>`)."""
+def _spec(operation: str, route: str, inputs: type[NeoFashionInputs], **text: Any) -> OperationSpec:
+    def wire(values: ProviderInputs) -> dict[str, Any]:
+        return values.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-    operation: str
-    inputs: type[NeoFashionInputs]
-    title: str
-    description: str
-    price_text: str
-
-    def credits(self, inputs: BaseModel) -> float:
-        """Estimated credits for these arguments (see the price constants above)."""
-        if isinstance(inputs, BulkInputs):
-            return float(BULK_CREDITS_PER_ITEM * len(inputs.items))
-        if isinstance(inputs, VideoInputs):
-            return float(VIDEO_CREDITS_PER_5_SECONDS * (inputs.duration or 5) // 5)
-        if isinstance(inputs, SketchToPhotoInputs):
-            return float(SKETCH_CREDITS)
-        return float(IMAGE_CREDITS)
-
-    def typical_seconds(self, inputs: NeoFashionInputs) -> float:
-        """Median-ish duration of one generation; a batch's items run side by side."""
-        if isinstance(inputs, VideoInputs):
-            return VIDEO_SECONDS_PER_5 * (inputs.duration or 5) / 5
-        if isinstance(inputs, SketchToPhotoInputs):
-            return SKETCH_SECONDS
-        return IMAGE_SECONDS
+    return OperationSpec(
+        operation=operation,
+        route=route,
+        inputs=inputs,
+        credits=lambda values: credits(operation, wire(values)),
+        seconds=lambda values: typical_seconds(operation, wire(values)),
+        **text,
+    )
 
 
 _OPERATIONS = (
-    NeoFashionOperation(
+    _spec(
         operation="image",
+        route="/generate/image",
         inputs=ImageInputs,
         title="neo-fashion Product Photo",
         description=(
@@ -223,8 +233,9 @@ _OPERATIONS = (
         ),
         price_text=IMAGE_PRICE,
     ),
-    NeoFashionOperation(
+    _spec(
         operation="video",
+        route="/generate/video",
         inputs=VideoInputs,
         title="neo-fashion Fashion Video",
         description=(
@@ -236,8 +247,9 @@ _OPERATIONS = (
         ),
         price_text=VIDEO_PRICE,
     ),
-    NeoFashionOperation(
+    _spec(
         operation="bulk",
+        route="/generate/bulk",
         inputs=BulkInputs,
         title="neo-fashion Bulk Generation",
         description=(
@@ -250,8 +262,9 @@ _OPERATIONS = (
         ),
         price_text=BULK_PRICE,
     ),
-    NeoFashionOperation(
+    _spec(
         operation="sketch_to_photo",
+        route="/sketch-to-photo",
         inputs=SketchToPhotoInputs,
         title="neo-fashion Sketch to Photo",
         description=(
@@ -264,7 +277,7 @@ _OPERATIONS = (
     ),
 )
 
-OPERATIONS: dict[str, NeoFashionOperation] = {op.operation: op for op in _OPERATIONS}
+OPERATIONS: dict[str, OperationSpec] = {op.operation: op for op in _OPERATIONS}
 """Every neo-fashion generation operation, keyed by operation (the tool name without `neofashion_`)."""
 
 
