@@ -365,9 +365,11 @@ async def test_out_of_credits(as_429: bool, status: int, name: str) -> None:
             20,
         ),
         ("tryon-v1.6", {"model_image": MODEL, "garment_image": PRODUCT, "num_samples": 3}, 3),
-        ("model-create", {"prompt": "editorial model", "resolution": "2k", "face_reference": MODEL}, 5),
+        # 2k with generation_mode omitted bills as quality (+1), and the face reference adds 3.
+        ("model-create", {"prompt": "editorial model", "resolution": "2k", "face_reference": MODEL}, 6),
         ("product-to-model", {"product_image": PRODUCT, "num_images": 2}, 2),
-        ("image-to-video", {"image": MODEL}, 1),
+        ("image-to-video", {"image": MODEL}, 6),  # 1080p, 5 s: FASHN's default resolution
+        ("image-to-video", {"image": MODEL, "resolution": "480p"}, 1),
         ("image-to-video", {"image": MODEL, "resolution": "1080p", "duration": 10}, 12),
         ("background-remove", {"image": MODEL}, 1),
     ],

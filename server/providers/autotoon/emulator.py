@@ -28,10 +28,11 @@ the clock at each request (`processing` -> `completed` | `failed`), so nothing r
 background. Credits are charged when a call is accepted and `creditsRemaining` reports the balance
 after it; the document says nothing about refunds, so none are made.
 
-Where the document is silent the emulator chooses, and says so here: the prices (`PRICES`, the
-adapter's estimates), the rate limits (`DEFAULT_RATES`, above callsheet's own `AUTOTOON_LIMITS`
-so that callsheet's limiter binds first), the shape of `/api/fashion-model/list` (three saved
-models), an `error` text on a failed video, and 404 NOT_FOUND for an unknown video id.
+Where the document is silent the emulator chooses, and says so here: the prices and durations (the
+adapter's estimates, `operations.CREDITS` and `operations.DURATIONS`), the rate limits
+(`DEFAULT_RATES`, above the adapter's own `LIMITS` so that callsheet's limiter binds first), the
+shape of `/api/fashion-model/list` (three saved models), an `error` text on a failed video, and
+404 NOT_FOUND for an unknown video id.
 
 With a `state_dir` (sandbox mode passes `<CALLSHEET_HOME>/sandbox`), the balance, the videos and
 the stored files are kept in `autotoon.json` there, so a restarted server still finds its video
@@ -64,6 +65,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.providers.autotoon.operations import CREDITS, DURATIONS
 from server.sandbox.images import placeholder_png, placeholder_video
 from server.sandbox.kit import (
     DroppedConnection,
@@ -78,15 +80,8 @@ from server.sandbox.kit import (
 # --- The documented contract, and what the emulator chooses where the document is silent ---------
 
 API = "/api/fashion-editorial"
-PRICES: dict[str, int] = {"editorial": 3, "variations": 3, "relight": 2, "upscale": 1, "video": 5}
-"""Not published by Auto Toon (its 402 example asks for 3): the same estimates as the adapter."""
-SYNC_SECONDS: dict[str, tuple[float, float]] = {
-    "editorial": (20, 40),
-    "variations": (30, 60),
-    "relight": (15, 30),
-    "upscale": (8, 15),
-}
-VIDEO_SECONDS = (60.0, 120.0)
+PRICES: dict[str, int] = {operation: round(price) for operation, price in CREDITS.items()}
+"""Not published by Auto Toon (its 402 example asks for 3): the adapter's estimates, from one table."""
 DEFAULT_RATES: dict[str, tuple[int, float]] = {
     "generate": (30, 60.0),
     "status": (120, 60.0),
@@ -315,7 +310,7 @@ class AutoToonEmulator:
             return self._error(exc)
         number = self._take_number()
         rng = random.Random(f"{self.seed}:{number}")
-        low, high = self.sync_seconds or SYNC_SECONDS[operation]
+        low, high = self.sync_seconds or DURATIONS[operation]
         duration = rng.uniform(low, high) * self.time_scale
         names = [self._store(operation, body, number, n, now) for n in range(_output_count(operation))]
         self._save(now)
@@ -357,7 +352,7 @@ class AutoToonEmulator:
             image_url=str(body["imageUrl"]),
             created=now,
             created_at=_iso_now(),
-            duration=max(rng.uniform(*VIDEO_SECONDS) * self.time_scale, 1e-6),
+            duration=max(rng.uniform(*DURATIONS["video"]) * self.time_scale, 1e-6),
             file=name,
             fails=fails,
         )

@@ -59,6 +59,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.providers.base import image_fields
+from server.providers.fashn.operations import (
+    DEFAULT_VIDEO_RESOLUTION,
+    DURATIONS,
+    OPERATIONS,
+    TRYON_V1_6_SECONDS,
+    VIDEO_SECONDS,
+    credits,
+)
 from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
 from server.sandbox.kit import (
     DroppedConnection,
@@ -85,36 +94,13 @@ MAX_KEPT = 500
 """At most this many predictions are persisted; the oldest finished ones go first."""
 
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "tryon-max": ("model_image", "product_image"),
-    "tryon-v1.6": ("model_image", "garment_image"),
-    "product-to-model": ("product_image",),
-    "face-to-model": ("face_image",),
-    "model-create": ("prompt",),
-    "model-swap": ("model_image",),
-    "edit": ("image", "prompt"),
-    "reframe": ("image", "aspect_ratio"),
-    "background-change": ("image", "prompt"),
-    "background-remove": ("image",),
-    "image-to-video": ("image",),
-    "packshot": ("product_image",),
+    spec.route: tuple(name for name, field in spec.inputs.model_fields.items() if field.is_required())
+    for spec in OPERATIONS.values()
 }
+"""Each model's required inputs, as the adapter's typed models declare them."""
 MODEL_NAMES = tuple(REQUIRED)
-
-IMAGE_FIELDS = frozenset(
-    {
-        "model_image",
-        "product_image",
-        "garment_image",
-        "face_image",
-        "image",
-        "end_image",
-        "image_reference",
-        "face_reference",
-        "mask",
-        "image_prompt",
-        "image_context",
-    }
-)
+IMAGE_FIELDS = frozenset(name for spec in OPERATIONS.values() for name in image_fields(spec.inputs))
+"""Inputs that take an image: an http(s) URL or a base64 data URI."""
 _ENUMS: dict[str, tuple[object, ...]] = {
     "output_format": ("png", "jpeg"),
     "resolution": ("1k", "2k", "4k"),
@@ -132,30 +118,8 @@ _MODEL_ENUMS: dict[str, dict[str, tuple[object, ...]]] = {
 _STRING_FIELDS = ("prompt", "negative_prompt")
 _COUNT_FIELDS = ("num_images", "num_samples")
 
-_TRYON_MAX_PRICE = {"1k": 2, "2k": 3, "4k": 5}
-_TIERED_PRICE = {"1k": 1, "2k": 2, "4k": 4}
-"""For the models documented as "1-5" credits: our reading of that range by resolution."""
-_TIERED_MODELS = frozenset({"product-to-model", "face-to-model", "model-create", "model-swap", "edit"})
-_FACE_REFERENCE_EXTRA = 3
-_VIDEO_PRICE = {"480p": 1, "720p": 3, "1080p": 6}
 _LONG_SIDE = {"1k": 1024, "2k": 2048, "4k": 2048}  # 4k capped: see the module docstring
 _VIDEO_LONG_SIDE = 256
-
-_DURATIONS: dict[str, tuple[float, float, float, float]] = {
-    # model: (fastest, usual from, usual to, slowest) in seconds, from fashn-models.md where published
-    "tryon-max": (20, 30, 50, 120),
-    "product-to-model": (20, 30, 50, 120),
-    "face-to-model": (20, 30, 50, 120),
-    "edit": (20, 30, 50, 120),
-    "model-create": (10, 20, 40, 120),
-    "model-swap": (10, 20, 40, 120),
-    "reframe": (10, 15, 30, 60),
-    "background-change": (10, 15, 30, 60),
-    "packshot": (15, 20, 40, 90),
-    "background-remove": (3, 4, 8, 15),
-}
-_TRYON_V16_SECONDS = {"performance": (4.5, 5.5), "balanced": (7.0, 9.0), "quality": (12.0, 17.0)}
-_VIDEO_SECONDS = {"480p": 40.0, "720p": 60.0, "1080p": 90.0}
 
 # Shares of a prediction's duration spent in each state before it completes.
 _STARTING_SHARE = 0.05
@@ -185,20 +149,9 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELED})
 
 
 def fashn_credits(model_name: str, inputs: dict[str, Any]) -> int:
-    """Credits one `/run` costs, from the price column of fashn-models.md ("not published": 1)."""
-    if model_name == "tryon-v1.6":
-        return int(inputs.get("num_samples", 1))
-    if model_name == "image-to-video":
-        price = _VIDEO_PRICE[str(inputs.get("resolution", "480p"))]
-        return price * (2 if inputs.get("duration") == 10 else 1)
-    count = int(inputs.get("num_images", 1))
-    resolution = str(inputs.get("resolution", "1k"))
-    if model_name == "tryon-max":
-        return _TRYON_MAX_PRICE[resolution] * count
-    if model_name in _TIERED_MODELS:
-        extra = _FACE_REFERENCE_EXTRA if inputs.get("face_reference") else 0
-        return (_TIERED_PRICE[resolution] + extra) * count
-    return count
+    """Credits one `/run` costs: the adapter's own price table (`operations.credits`), so that a
+    rehearsal in the sandbox costs what the estimate said."""
+    return round(credits(model_name, inputs))
 
 
 # --- State -------------------------------------------------------------------------------------
@@ -771,11 +724,11 @@ def _ratio(value: object) -> tuple[int, int] | None:
 
 def _typical_seconds(model_name: str, inputs: dict[str, Any], rng: random.Random) -> float:
     if model_name == "tryon-v1.6":
-        return rng.uniform(*_TRYON_V16_SECONDS[str(inputs.get("mode", "balanced"))])
+        return rng.uniform(*TRYON_V1_6_SECONDS[str(inputs.get("mode", "balanced"))])
     if model_name == "image-to-video":
-        base = _VIDEO_SECONDS[str(inputs.get("resolution", "480p"))]
+        base = VIDEO_SECONDS[str(inputs.get("resolution") or DEFAULT_VIDEO_RESOLUTION)]
         return base * (2 if inputs.get("duration") == 10 else 1) * rng.uniform(0.8, 1.5)
-    fastest, usual_from, usual_to, slowest = _DURATIONS[model_name]
+    fastest, usual_from, usual_to, slowest = DURATIONS[model_name]
     roll = rng.random()
     if roll < 0.1:
         return rng.uniform(fastest, usual_from)
@@ -788,7 +741,8 @@ def _outputs(model_name: str, inputs: dict[str, Any]) -> list[Output]:
     if model_name == "image-to-video":
         ratio = _ratio(inputs.get("aspect_ratio")) or (2, 3)
         width, height = fit(_VIDEO_LONG_SIDE, ratio)
-        label = f"{width}x{height} video ({inputs.get('resolution', '480p')}, {inputs.get('duration', 5)} s)"
+        resolution = inputs.get("resolution") or DEFAULT_VIDEO_RESOLUTION
+        label = f"{width}x{height} video ({resolution}, {inputs.get('duration', 5)} s)"
         return [Output("video", "mp4", "video/mp4", width, height, label)]
     if model_name == "tryon-v1.6":
         width, height, count = 864, 1296, int(inputs.get("num_samples", 1))

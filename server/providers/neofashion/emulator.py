@@ -62,6 +62,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.providers.neofashion.operations import DURATIONS, credits
 from server.sandbox.images import placeholder_png, placeholder_video
 from server.sandbox.kit import SlidingWindow, load_state, public_base, retry_after, save_state
 
@@ -93,8 +94,6 @@ ERROR_MESSAGES: dict[str, str] = {
     "SERVICE_UNAVAILABLE": "Service temporarily unavailable.",
 }
 
-PRICES = {"image": 50, "sketch_to_photo": 60}
-VIDEO_PRICE_PER_5_SECONDS = 200
 
 BODY_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # kind: (required fields, optional fields)
@@ -108,12 +107,6 @@ VIDEO_ASPECT_RATIOS = ("9:16", "16:9", "1:1", "4:5")
 STATUSES = ("queued", "processing", "completed", "failed")
 MAX_BULK_ITEMS = 50
 
-# (fastest, usual from, usual to, slowest) in seconds before `time_scale`.
-DURATIONS: dict[str, tuple[float, float, float, float]] = {
-    "image": (5, 10, 30, 60),
-    "sketch_to_photo": (8, 15, 40, 75),
-    "video": (40, 60, 150, 240),
-}
 SYNC_SECONDS = 12.0
 """Generations expected to take at most this long (before scaling) are answered synchronously."""
 _QUEUED_SHARE = 0.1
@@ -763,9 +756,8 @@ def _html() -> Response:
 
 
 def _price(kind: str, inputs: dict[str, Any]) -> int:
-    if kind == "video":
-        return VIDEO_PRICE_PER_5_SECONDS * int(inputs.get("duration", 5)) // 5
-    return PRICES[kind]
+    """What one generation costs: the adapter's own price table, so the sandbox charges its estimate."""
+    return round(credits(kind, inputs))
 
 
 def _duration(kind: str, inputs: dict[str, Any], rng: random.Random) -> float:
