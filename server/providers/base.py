@@ -37,6 +37,7 @@ from server.http import default_error_text
 from server.media import ImageInput, ImageResolver, Media, origin
 from server.models import JobError, JobRecord, Output, RemoteOutput
 from server.policy import DOWNLOAD, MAX_IMAGE_REF_CHARS, MAX_TEXT_CHARS, Limits
+from server.sandbox.kit import Emulator
 
 if TYPE_CHECKING:
     from server.http import HttpCaller
@@ -84,6 +85,10 @@ class ProviderInputs(BaseModel):
         extra="forbid", str_max_length=MAX_TEXT_CHARS, protected_namespaces=(), validate_by_name=True
     )
 
+    def wire(self) -> dict[str, Any]:
+        """The arguments as the provider names them, without the ones left unset."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
 
 class _ImageMark:
     def __repr__(self) -> str:
@@ -120,6 +125,30 @@ class OperationSpec:
     """Where the provider takes it: FASHN's model name, or the endpoint's path."""
     answers_at_once: bool = False
     """The provider's answer to the submission is the result (no job id to poll)."""
+
+
+PriceTable = Callable[[str, Mapping[str, Any]], float]
+"""A provider's table: (what is priced or timed, the arguments in wire form) -> credits or seconds."""
+
+
+def from_tables(
+    operation: str,
+    inputs: type[ProviderInputs],
+    *,
+    key: str,
+    credits: PriceTable,
+    seconds: PriceTable,
+    **text: Any,
+) -> OperationSpec:
+    """An operation priced and timed by its provider's tables (which the emulator charges from too),
+    looked up by `key` with the arguments in wire form."""
+    return OperationSpec(
+        operation=operation,
+        inputs=inputs,
+        credits=lambda values: credits(key, values.wire()),
+        seconds=lambda values: seconds(key, values.wire()),
+        **text,
+    )
 
 
 @dataclass(frozen=True)
@@ -205,6 +234,11 @@ class Provider(abc.ABC):
     url_var: ClassVar[str]
     default_base_url: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
+    fixed_operations: ClassVar[tuple[OperationSpec, ...]] = ()
+    """Its operations, when they never change (a provider that discovers them overrides `operations`)."""
+    fixed_queries: ClassVar[tuple[QuerySpec, ...]] = ()
+    emulator_class: ClassVar[type[Emulator]]
+    """Its sandbox emulator (built on `server/sandbox/kit.py`)."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
@@ -224,18 +258,18 @@ class Provider(abc.ABC):
         """An error answer as one line, and the provider's own code for it when it gives one."""
         return default_error_text(response)
 
-    @abc.abstractmethod
     def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
         """The in-process emulator of the provider's HTTP API for sandbox mode: timings scaled by
         `time_scale`, state kept in `state_dir` across restarts."""
+        return self.emulator_class(time_scale=time_scale, state_dir=state_dir).app
 
-    @abc.abstractmethod
     def operations(self) -> list[OperationSpec]:
         """Every operation now, each becoming the tool `<provider>_<operation>`."""
+        return list(self.fixed_operations)
 
     def queries(self) -> list[QuerySpec]:
         """Read-only calls this provider offers besides its generation operations."""
-        return []
+        return list(self.fixed_queries)
 
     def on_operations_changed(self, listener: OperationsListener) -> None:
         """`listener` is awaited whenever `operations()` changes (for providers that discover them)."""

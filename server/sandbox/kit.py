@@ -1,24 +1,158 @@
-"""Pieces every sandbox emulator shares: its rate window, its fault of a dropped connection, a few
-small helpers, and saving its state so a restarted server finds the jobs it left running."""
+"""The kit every sandbox emulator is built on.
+
+An emulator answers a provider's documented HTTP API in process (or under uvicorn) so the real
+adapter runs against it unchanged. What they all need is here, once: `Emulator` (the clock and
+time scale, the key check, numbered requests, rendering placeholder files with a cache, the state
+file that lets a restarted server find what it left running), `Refusal` (an error answer, which
+each emulator writes in its provider's own shape), `next_fault` (the injected failures tests ask
+for), the rate window, the dropped connection, and a few helpers.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
+import anyio.to_thread
 import httpx
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import paths
+from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video, placeholder_webp
 
 log = logging.getLogger("callsheet.sandbox")
 
 StateT = TypeVar("StateT", bound=BaseModel)
+
+RENDERED_KEPT = 32
+"""Placeholder files kept rendered per emulator (they are drawn again from their seed on demand)."""
+
+
+class Refusal(Exception):
+    """A request the emulated provider answers with an error status. `code` is the provider's own
+    name for the error, `extra` more fields of its error body, `headers` what the answer carries."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers
+        self.extra = extra or {}
+
+
+def next_fault(statuses: list[int]) -> int | None:
+    """The next injected status a test asked for (consumed), or None."""
+    return statuses.pop(0) if statuses else None
+
+
+class Emulator:
+    """What every emulator shares. A subclass names its `title` and `state_file`, and builds `app`."""
+
+    title: ClassVar[str]
+    state_file: ClassVar[str]
+    app: ASGIApp
+    """The emulated HTTP API."""
+
+    def __init__(
+        self,
+        *,
+        time_scale: float = 0.05,
+        api_key: str | None = None,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        """`time_scale` scales every duration and rate window; `api_key=None` accepts any key; `clock`
+        is for tests that step time by hand; with `state_dir`, state is kept in `state_file` there
+        (and the clock is wall-clock time, since monotonic times mean nothing to the next process)."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
+        self.api_key = api_key
+        self.seed = seed
+        self.state_dir = state_dir
+        self.clock = clock or (time.time if state_dir is not None else time.monotonic)
+        self.next_number = 0
+        self._rendered: OrderedDict[object, tuple[bytes, str]] = OrderedDict()
+
+    def number(self) -> int:
+        """A new request number (seeds what it draws, so a run is repeatable)."""
+        number = self.next_number
+        self.next_number += 1
+        return number
+
+    def check_key(
+        self,
+        request: Request,
+        *,
+        header: str = "authorization",
+        code: str = "UNAUTHORIZED",
+        message: str = "Unauthorized: the API key is missing or invalid.",
+    ) -> None:
+        """The provider's key check: a bearer token, or the key in `header` when that is not
+        Authorization. Raises a 401 Refusal with the provider's own `code` and `message` for it."""
+        value = request.headers.get(header, "").strip()
+        if header == "authorization":
+            scheme, _, value = value.partition(" ")
+            value = value.strip() if scheme.lower() == "bearer" else ""
+        if not value or (self.api_key is not None and value != self.api_key):
+            raise Refusal(401, message, code=code)
+
+    async def render(
+        self, key: object, kind: str, width: int, height: int, lines: list[str], seed: int
+    ) -> tuple[bytes, str]:
+        """A labelled placeholder file (`kind`: png, jpg, webp or video) and its MIME type, drawn in a
+        worker thread and kept for the next request for it."""
+        cached = self._rendered.get(key)
+        if cached is not None:
+            self._rendered.move_to_end(key)
+            return cached
+        if kind == "video":
+            media = await anyio.to_thread.run_sync(placeholder_video, width, height, lines, seed)
+        else:
+            draw, mime = _DRAW[kind]
+            media = (await anyio.to_thread.run_sync(draw, width, height, lines, seed), mime)
+        self._rendered[key] = media
+        while len(self._rendered) > RENDERED_KEPT:
+            self._rendered.popitem(last=False)
+        return media
+
+    def forget_rendered(self, key: object) -> None:
+        self._rendered.pop(key, None)
+
+    def load(self, model: type[StateT]) -> StateT | None:
+        """The saved state (None without a state folder or before the first save)."""
+        if self.state_dir is None:
+            return None
+        return load_state(self.state_dir / self.state_file, model, self.title)
+
+    def save(self, state: BaseModel) -> None:
+        """Replace the state file (without a state folder, nothing)."""
+        if self.state_dir is not None:
+            save_state(self.state_dir / self.state_file, state.model_dump_json(), self.title)
+
+
+_DRAW: dict[str, tuple[Callable[[int, int, list[str], int], bytes], str]] = {
+    "png": (placeholder_png, "image/png"),
+    "jpg": (placeholder_jpeg, "image/jpeg"),
+    "webp": (placeholder_webp, "image/webp"),
+}
 
 
 class SlidingWindow:

@@ -28,12 +28,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
-from starlette.types import ASGIApp
 
 from server.errors import BadResponse, ErrorText, InputError
 from server.http import error_body, json_object
@@ -44,7 +42,6 @@ from server.providers.autotoon.emulator import AutoToonEmulator
 from server.providers.autotoon.operations import CREDITS, OPERATIONS, ModelsQuery, nest
 from server.providers.base import (
     Balance,
-    OperationSpec,
     Prepared,
     Provider,
     ProviderSettings,
@@ -102,6 +99,9 @@ class AutoToon(Provider):
     key_var = "AUTOTOON_API_KEY"
     url_var = "AUTOTOON_BASE_URL"
     default_base_url = "https://auto-toon.com"
+    fixed_operations = tuple(OPERATIONS.values())
+    fixed_queries = QUERIES
+    emulator_class = AutoToonEmulator
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -139,15 +139,6 @@ class AutoToon(Provider):
             if facts:
                 message += " (" + "; ".join(facts) + ")."
         return ErrorText(message, str(code) if code else None)
-
-    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
-        return AutoToonEmulator(time_scale=time_scale, state_dir=state_dir).app
-
-    def operations(self) -> list[OperationSpec]:
-        return list(OPERATIONS.values())
-
-    def queries(self) -> list[QuerySpec]:
-        return list(QUERIES)
 
     async def prepare(self, operation: str, args: dict[str, Any], images: ImageResolver) -> Prepared:
         """The arguments with every image as the URL Auto Toon will fetch, in its JSON shape."""

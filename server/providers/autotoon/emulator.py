@@ -47,9 +47,8 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,15 +65,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.providers.autotoon.operations import CREDITS, DURATIONS
-from server.sandbox.images import placeholder_png, placeholder_video
 from server.sandbox.kit import (
     DroppedConnection,
+    Emulator,
+    Refusal,
     SlidingWindow,
     fit,
-    load_state,
+    next_fault,
     public_base,
     retry_after,
-    save_state,
 )
 
 # --- The documented contract, and what the emulator chooses where the document is silent ---------
@@ -124,7 +123,6 @@ STATE_FILE = "autotoon.json"
 KEEP_FINISHED = 3600.0
 """Seconds (unscaled) a finished video or a stored file stays available."""
 MAX_KEPT = 500
-_RENDER_CACHE = 32
 _KEEP_STATS = 1000
 """Test counters keep this many recent entries, so a long sandbox session does not grow them."""
 
@@ -211,31 +209,16 @@ class AutoToonStats:
         return sum(self.calls.get(name, 0) for name in PRICES)
 
 
-class _Rejected(Exception):
-    """A request Auto Toon answers with an error status."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra or {}
-        self.headers = headers
-
-
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 # --- The emulator ------------------------------------------------------------------------------
 
 
-class AutoToonEmulator:
+class AutoToonEmulator(Emulator):
+    title = "Auto Toon"
+    state_file = STATE_FILE
+
     def __init__(
         self,
         *,
@@ -248,32 +231,21 @@ class AutoToonEmulator:
         rates: dict[str, tuple[int, float]] | None = None,
         sync_seconds: tuple[float, float] | None = None,
     ) -> None:
-        """`api_key=None` accepts any non-empty key; `clock` is for tests that step time by hand.
-
-        `rates` overrides `DEFAULT_RATES` (windows are scaled by `time_scale`); `sync_seconds`
+        """`rates` overrides `DEFAULT_RATES` (windows are scaled by `time_scale`); `sync_seconds`
         overrides every image call's duration range (unscaled seconds). With `state_dir`, the
-        balance, videos and files are loaded from and saved to `state_dir / STATE_FILE` (the saved
-        balance wins over `faults.credits`), and the default clock is `time.time`.
+        balance, videos and files are loaded from and saved to `STATE_FILE` there (the saved balance
+        wins over `faults.credits`); see `Emulator` for the rest.
         """
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        self.time_scale = time_scale
-        self.api_key = api_key
+        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
         self.faults = faults if faults is not None else AutoToonFaults()
-        self.seed = seed
         self.stats = AutoToonStats()
-        self.state_dir = state_dir
         self.sync_seconds = sync_seconds
-        self._clock = clock or (time.time if state_dir is not None else time.monotonic)
-        self._next_number = 0
         self._files: dict[str, StoredFile] = {}
-        self._rendered: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._windows = {
             kind: SlidingWindow(limit, seconds * time_scale)
             for kind, (limit, seconds) in {**DEFAULT_RATES, **(rates or {})}.items()
         }
-        if state_dir is not None:
-            self._load(state_dir / STATE_FILE)
+        self._load()
         self.app = Starlette(
             routes=[
                 Route(f"{API}/generate", self._sync("editorial"), methods=["POST"]),
@@ -303,12 +275,12 @@ class AutoToonEmulator:
     async def _generate(self, request: Request, operation: str) -> Response:
         """One synchronous image call: check, charge, "generate" for a while, answer with URLs."""
         self._count(operation)
-        now = self._clock()
+        now = self.clock()
         try:
             body = await self._accept(request, operation, now)
-        except _Rejected as exc:
+        except Refusal as exc:
             return self._error(exc)
-        number = self._take_number()
+        number = self.number()
         rng = random.Random(f"{self.seed}:{number}")
         low, high = self.sync_seconds or DURATIONS[operation]
         duration = rng.uniform(low, high) * self.time_scale
@@ -335,12 +307,12 @@ class AutoToonEmulator:
 
     async def _video_generate(self, request: Request) -> Response:
         self._count("video")
-        now = self._clock()
+        now = self.clock()
         try:
             body = await self._accept(request, "video", now)
-        except _Rejected as exc:
+        except Refusal as exc:
             return self._error(exc)
-        number = self._take_number()
+        number = self.number()
         rng = random.Random(f"{self.seed}:{number}")
         fails = self.faults.video_failures > 0
         if fails:
@@ -362,22 +334,22 @@ class AutoToonEmulator:
 
     async def _video_status(self, request: Request) -> Response:
         self._count("video_status")
-        now = self._clock()
+        now = self.clock()
         try:
             self._check("status", request, now, self.faults.status_errors)
-        except _Rejected as exc:
+        except Refusal as exc:
             return self._error(exc)
         video = self.stats.videos.get(request.path_params["id"])
         if video is None:
-            return self._error(_Rejected(404, f"Video {request.path_params['id']} not found."))
+            return self._error(Refusal(404, f"Video {request.path_params['id']} not found."))
         return JSONResponse(self._video_json(video, now, public_base(request)))
 
     async def _videos(self, request: Request) -> Response:
         self._count("videos")
-        now = self._clock()
+        now = self.clock()
         try:
             self._check("list", request, now, self.faults.list_errors)
-        except _Rejected as exc:
+        except Refusal as exc:
             return self._error(exc)
         base = public_base(request)
         newest_first = sorted(self.stats.videos.values(), key=lambda v: v.created, reverse=True)
@@ -385,10 +357,10 @@ class AutoToonEmulator:
 
     async def _models(self, request: Request) -> Response:
         self._count("models")
-        now = self._clock()
+        now = self.clock()
         try:
             self._check("list", request, now, self.faults.list_errors)
-        except _Rejected as exc:
+        except Refusal as exc:
             return self._error(exc)
         base = public_base(request)
         models = [
@@ -415,7 +387,7 @@ class AutoToonEmulator:
         _VALIDATORS[operation](body)
         cost = PRICES[operation]
         if cost > self.faults.credits:
-            raise _Rejected(
+            raise Refusal(
                 402,
                 "Insufficient credits",
                 extra={"balance": self.faults.credits, "required": cost, "needsTopUp": True},
@@ -425,43 +397,38 @@ class AutoToonEmulator:
         return body
 
     def _check(self, kind: str, request: Request, now: float, injected: list[int]) -> None:
-        key = request.headers.get("x-api-key", "").strip()
-        if not key or (self.api_key is not None and key != self.api_key):
-            raise _Rejected(401, "Invalid or missing API key.")
-        if injected:
-            raise self._injected(injected.pop(0))
+        self.check_key(request, header="x-api-key", message="Invalid or missing API key.")
+        status = next_fault(injected)
+        if status is not None:
+            raise self._injected(status)
         wait = self._windows[kind].admit(now)
         if wait is not None:
             message = "Too many requests. Retry after the indicated delay."
-            raise _Rejected(429, message, headers=retry_after(wait))
+            raise Refusal(429, message, headers=retry_after(wait))
         self.stats.arrivals.setdefault(kind, deque(maxlen=_KEEP_STATS)).append(now)
 
-    def _injected(self, status: int) -> _Rejected:
+    def _injected(self, status: int) -> Refusal:
         message = f"Injected sandbox fault: HTTP {status}."
         if status == 429:
-            return _Rejected(429, message, headers=retry_after(self.time_scale))
+            return Refusal(429, message, headers=retry_after(self.time_scale))
         if status == 402:
-            return _Rejected(
+            return Refusal(
                 402, "Insufficient credits", extra={"balance": 0, "required": 3, "needsTopUp": True}
             )
-        return _Rejected(status, message)
+        return Refusal(status, message)
 
-    def _error(self, exc: _Rejected) -> JSONResponse:
+    def _error(self, exc: Refusal) -> JSONResponse:
         if exc.status == 429:
             self.stats.sent_429 += 1
             code = "RATE_LIMITED"
         else:
             code = _CODES.get(exc.status, "INTERNAL_ERROR" if exc.status >= 500 else "BAD_REQUEST")
+
         body = {"error": exc.message, "code": code, **exc.extra}
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     def _count(self, endpoint: str) -> None:
         self.stats.calls[endpoint] = self.stats.calls.get(endpoint, 0) + 1
-
-    def _take_number(self) -> int:
-        number = self._next_number
-        self._next_number += 1
-        return number
 
     def _store(self, operation: str, body: dict[str, Any], number: int, n: int, now: float) -> str:
         """Register output `n` of a call under /storage and return its file name."""
@@ -488,32 +455,17 @@ class AutoToonEmulator:
         return answer
 
     async def _render(self, stored: StoredFile) -> tuple[bytes, str]:
-        cached = self._rendered.get(stored.name)
-        if cached is not None:
-            self._rendered.move_to_end(stored.name)
-            return cached
-        if stored.kind == "video":
-            media = await anyio.to_thread.run_sync(
-                placeholder_video, stored.width, stored.height, stored.label, stored.seed
-            )
-        else:
-            png = await anyio.to_thread.run_sync(
-                placeholder_png, stored.width, stored.height, stored.label, stored.seed
-            )
-            media = (png, "image/png")
-        self._rendered[stored.name] = media
-        while len(self._rendered) > _RENDER_CACHE:
-            self._rendered.popitem(last=False)
-        return media
+        kind = "video" if stored.kind == "video" else "png"
+        return await self.render(stored.name, kind, stored.width, stored.height, stored.label, stored.seed)
 
     # --- persistence ---
 
-    def _load(self, path: Path) -> None:
-        saved = load_state(path, _SavedState, "Auto Toon")
+    def _load(self) -> None:
+        saved = self.load(_SavedState)
         if saved is None:
             return
         self.faults.credits = saved.credits
-        self._next_number = saved.next_number
+        self.next_number = saved.next_number
         self.stats.videos = {v.id: v for v in saved.videos}
         self._files = {f.name: f for f in saved.files}
 
@@ -531,16 +483,14 @@ class AutoToonEmulator:
             oldest = sorted((f for f in self._files.values() if f.name not in keep), key=lambda f: f.created)
             for stored in oldest[:excess]:
                 del self._files[stored.name]
-        if self.state_dir is None:
-            return
-        path = self.state_dir / STATE_FILE
-        state = _SavedState(
-            credits=self.faults.credits,
-            next_number=self._next_number,
-            videos=list(videos.values()),
-            files=list(self._files.values()),
+        self.save(
+            _SavedState(
+                credits=self.faults.credits,
+                next_number=self.next_number,
+                videos=list(videos.values()),
+                files=list(self._files.values()),
+            )
         )
-        save_state(path, state.model_dump_json(), "Auto Toon")
 
 
 # --- Request validation (400 BAD_REQUEST), one function per endpoint ----------------------------
@@ -550,16 +500,16 @@ def _json_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise _Rejected(400, "The request body is not valid JSON.") from None
+        raise Refusal(400, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise _Rejected(400, "The request body must be a JSON object.")
+        raise Refusal(400, "The request body must be a JSON object.")
     return body
 
 
 def _only(body: dict[str, Any], allowed: set[str], where: str = "") -> None:
     for key in body:
         if key not in allowed:
-            raise _Rejected(400, f"Unknown parameter '{where}{key}'.")
+            raise Refusal(400, f"Unknown parameter '{where}{key}'.")
 
 
 def _is_url(value: object) -> bool:
@@ -574,10 +524,10 @@ def _is_url(value: object) -> bool:
 def _url(body: dict[str, Any], key: str, *, required: bool, where: str = "") -> None:
     if key not in body or body[key] is None:
         if required:
-            raise _Rejected(400, f"Missing required parameter '{where}{key}'.")
+            raise Refusal(400, f"Missing required parameter '{where}{key}'.")
         return
     if not _is_url(body[key]):
-        raise _Rejected(
+        raise Refusal(
             400,
             f"Invalid parameter '{where}{key}': expected an http(s) image URL (uploads are not accepted).",
         )
@@ -587,13 +537,13 @@ def _urls(body: dict[str, Any], key: str, *, required: bool, where: str = "") ->
     value = body.get(key)
     if value is None:
         if required:
-            raise _Rejected(400, f"Missing required parameter '{where}{key}'.")
+            raise Refusal(400, f"Missing required parameter '{where}{key}'.")
         return
     if not isinstance(value, list) or not value:
-        raise _Rejected(400, f"Invalid parameter '{where}{key}': expected a non-empty array of image URLs.")
+        raise Refusal(400, f"Invalid parameter '{where}{key}': expected a non-empty array of image URLs.")
     for n, item in enumerate(value):
         if not _is_url(item):
-            raise _Rejected(
+            raise Refusal(
                 400, f"Invalid parameter '{where}{key}[{n}]': expected an http(s) image URL (no uploads)."
             )
 
@@ -602,15 +552,15 @@ def _string(body: dict[str, Any], key: str, *, required: bool = False, where: st
     value = body.get(key)
     if value is None:
         if required:
-            raise _Rejected(400, f"Missing required parameter '{where}{key}'.")
+            raise Refusal(400, f"Missing required parameter '{where}{key}'.")
         return
     if not isinstance(value, str) or not value.strip():
-        raise _Rejected(400, f"Invalid parameter '{where}{key}': expected a non-empty string.")
+        raise Refusal(400, f"Invalid parameter '{where}{key}': expected a non-empty string.")
 
 
 def _choice(body: dict[str, Any], key: str, allowed: tuple[str, ...], where: str = "") -> None:
     if key in body and body[key] not in allowed:
-        raise _Rejected(400, f"Invalid parameter '{where}{key}': must be one of {', '.join(allowed)}.")
+        raise Refusal(400, f"Invalid parameter '{where}{key}': must be one of {', '.join(allowed)}.")
 
 
 def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -618,7 +568,7 @@ def _object(body: dict[str, Any], key: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise _Rejected(400, f"Invalid parameter '{key}': expected an object.")
+        raise Refusal(400, f"Invalid parameter '{key}': expected an object.")
     return value
 
 
@@ -640,18 +590,18 @@ def _check_editorial(body: dict[str, Any]) -> None:
     )
     models = body.get("models")
     if body.get("modelId") is None and models is None:
-        raise _Rejected(400, "Either modelId or models[] is required.")
+        raise Refusal(400, "Either modelId or models[] is required.")
     if body.get("modelId") is not None:
         _string(body, "modelId")
         if body["modelId"] not in {model_id for model_id, _ in SAVED_MODELS}:
-            raise _Rejected(400, f"Invalid parameter 'modelId': no saved model {body['modelId']!r}.")
+            raise Refusal(400, f"Invalid parameter 'modelId': no saved model {body['modelId']!r}.")
     if models is not None:
         if not isinstance(models, list) or not models:
-            raise _Rejected(400, "Invalid parameter 'models': expected a non-empty array.")
+            raise Refusal(400, "Invalid parameter 'models': expected a non-empty array.")
         for n, model in enumerate(models):
             where = f"models[{n}]."
             if not isinstance(model, dict):
-                raise _Rejected(400, f"Invalid parameter 'models[{n}]': expected an object.")
+                raise Refusal(400, f"Invalid parameter 'models[{n}]': expected an object.")
             _only(model, {"modelId", "clothingImageUrls", "imageUrl", "prompt", "characterSheetUrl"}, where)
             _string(model, "modelId", required=True, where=where)
             _urls(model, "clothingImageUrls", required=True, where=where)
@@ -680,14 +630,14 @@ def _check_variations(body: dict[str, Any]) -> None:
     _urls(body, "modelImageUrls", required=False)
     _urls(body, "clothingImageUrls", required=False)
     if "aspectRatio" in body and _ratio(body["aspectRatio"]) is None:
-        raise _Rejected(400, "Invalid parameter 'aspectRatio': expected a ratio such as '4:5'.")
+        raise Refusal(400, "Invalid parameter 'aspectRatio': expected a ratio such as '4:5'.")
 
 
 def _check_relight(body: dict[str, Any]) -> None:
     _only(body, {"baseImageUrl", "lighting", "lightPosition", "lightColor", "aiModel"})
     _url(body, "baseImageUrl", required=True)
     if body.get("lighting") is None and body.get("lightPosition") is None:
-        raise _Rejected(400, "Either lighting or lightPosition is required.")
+        raise Refusal(400, "Either lighting or lightPosition is required.")
     _choice(body, "lighting", LIGHTING)
     for key in ("lightPosition", "lightColor", "aiModel"):
         _string(body, key)
@@ -700,7 +650,7 @@ def _check_upscale(body: dict[str, Any]) -> None:
     if scale is not None and (
         isinstance(scale, bool) or not isinstance(scale, int | float) or not 1 < scale <= 8
     ):
-        raise _Rejected(400, "Invalid parameter 'scale': expected a number above 1 and at most 8.")
+        raise Refusal(400, "Invalid parameter 'scale': expected a number above 1 and at most 8.")
 
 
 def _check_video(body: dict[str, Any]) -> None:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp
 
 from server.errors import (
     BadResponse,
@@ -81,6 +79,8 @@ class Fashn(Provider):
     key_var = "FASHN_API_KEY"
     url_var = "FASHN_BASE_URL"
     default_base_url = "https://api.fashn.ai/v1"
+    fixed_operations = tuple(OPERATIONS.values())
+    emulator_class = FashnEmulator
 
     def limits(self) -> Limits:
         return LIMITS
@@ -96,12 +96,6 @@ class Fashn(Provider):
             text = f"{name}: {message}" if name and message else str(message or name or error)
             return ErrorText(text, str(name) if name else None)
         return ErrorText(str(error) if error else str(body)[:300])
-
-    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
-        return FashnEmulator(time_scale=time_scale, state_dir=state_dir).app
-
-    def operations(self) -> list[OperationSpec]:
-        return list(OPERATIONS.values())
 
     def payload(self, spec: OperationSpec, wire: dict[str, Any]) -> dict[str, Any]:
         return {"model_name": spec.route, "inputs": wire}

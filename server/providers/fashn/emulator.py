@@ -43,7 +43,6 @@ import dataclasses
 import json
 import random
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +50,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 
-import anyio.to_thread
 import httpx
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -68,15 +66,14 @@ from server.providers.fashn.operations import (
     VIDEO_SECONDS,
     credits,
 )
-from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video
 from server.sandbox.kit import (
     DroppedConnection,
+    Emulator,
+    Refusal,
     SlidingWindow,
     fit,
-    load_state,
     public_base,
     retry_after,
-    save_state,
 )
 
 # --- The documented contract -------------------------------------------------------------------
@@ -261,20 +258,13 @@ class FashnStats:
     predictions: dict[str, Prediction] = field(default_factory=dict)
 
 
-class _Rejected(Exception):
-    """A `/run` request that FASHN answers with an error status."""
-
-    def __init__(self, status: int, name: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.name = name
-        self.message = message
-
-
 # --- The emulator ------------------------------------------------------------------------------
 
 
-class FashnEmulator:
+class FashnEmulator(Emulator):
+    title = "FASHN"
+    state_file = STATE_FILE
+
     def __init__(
         self,
         *,
@@ -285,22 +275,11 @@ class FashnEmulator:
         clock: Callable[[], float] | None = None,
         state_dir: Path | None = None,
     ) -> None:
-        """`clock` exists for tests that step time by hand; `api_key=None` accepts any bearer token.
-
-        With `state_dir`, predictions and the balance are loaded from and saved to
-        `state_dir / STATE_FILE` (the saved balance wins over `faults.credits`), and the default
-        clock is `time.time`, since monotonic times mean nothing to the next process.
-        """
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        self.time_scale = time_scale
-        self.api_key = api_key
+        """With `state_dir`, predictions and the balance are loaded from and saved to `STATE_FILE`
+        there (the saved balance wins over `faults.credits`); see `Emulator` for the rest."""
+        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
         self.faults = faults if faults is not None else FashnFaults()
-        self.seed = seed
         self.stats = FashnStats()
-        self.state_dir = state_dir
-        self._clock = clock or (time.time if state_dir is not None else time.monotonic)
-        self._next_number = 0
         self._base = self.faults.credits
         """Ledger base as of the latest sync: the balance is `_base` minus what kept predictions cost."""
         self._synced: set[str] = set()
@@ -310,9 +289,8 @@ class FashnEmulator:
             "status": SlidingWindow(STATUS_LIMIT[0], STATUS_LIMIT[1] * time_scale),
             "credits": SlidingWindow(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * time_scale),
         }
-        self._media: dict[tuple[str, int], tuple[bytes, str]] = {}
         if state_dir is not None:
-            self._sync(self._clock(), write=False)
+            self._sync(self.clock(), write=False)
         self.app = Starlette(
             routes=[
                 Route("/v1/run", self._run, methods=["POST"]),
@@ -327,10 +305,10 @@ class FashnEmulator:
 
     async def _run(self, request: Request) -> Response:
         self.stats.run_calls += 1
-        now = self._clock()
+        now = self.clock()
         self._settle(now, reload=True)
         try:
-            self._authorize(request)
+            self.check_key(request, code="UnauthorizedAccess")
             if self.faults.run_errors:
                 return self._injected(self.faults.run_errors.pop(0), with_id=True)
             wait = self._windows["run"].admit(now)
@@ -354,10 +332,10 @@ class FashnEmulator:
                     f"Insufficient credits: this request needs {cost}, the balance is {self.faults.credits}."
                 )
                 if self.faults.out_of_credits_as_429:
-                    raise _Rejected(429, "OutOfCredits", message)
-                raise _Rejected(402, "InsufficientCredits", message)
-        except _Rejected as exc:
-            return self._error(exc.status, exc.name, exc.message, with_id=True)
+                    raise Refusal(429, message, code="OutOfCredits")
+                raise Refusal(402, message, code="InsufficientCredits")
+        except Refusal as exc:
+            return self._error(exc.status, exc.code or "Error", exc.message, with_id=True)
 
         prediction = self._create(model_name, inputs, cost, now)
         self.stats.max_in_flight = max(self.stats.max_in_flight, len(in_flight) + 1)
@@ -376,14 +354,14 @@ class FashnEmulator:
         self.stats.status_calls += 1
         by_id = self.stats.status_calls_by_id
         by_id[prediction_id] = by_id.get(prediction_id, 0) + 1
-        now = self._clock()
+        now = self.clock()
         self._settle(now)
         try:
-            self._authorize(request)
+            self.check_key(request, code="UnauthorizedAccess")
             if self.faults.status_errors:
                 return self._injected(self.faults.status_errors.pop(0))
-        except _Rejected as exc:
-            return self._error(exc.status, exc.name, exc.message)
+        except Refusal as exc:
+            return self._error(exc.status, exc.code or "Error", exc.message)
         wait = self._windows["status"].admit(now)
         if wait is not None:
             return self._too_many(
@@ -418,12 +396,12 @@ class FashnEmulator:
     async def _cancel(self, request: Request) -> Response:
         prediction_id = request.path_params["id"]
         self.stats.cancel_calls += 1
-        now = self._clock()
+        now = self.clock()
         self._settle(now)
         try:
-            self._authorize(request)
-        except _Rejected as exc:
-            return self._error(exc.status, exc.name, exc.message)
+            self.check_key(request, code="UnauthorizedAccess")
+        except Refusal as exc:
+            return self._error(exc.status, exc.code or "Error", exc.message)
         prediction = self._lookup(prediction_id, now)
         if prediction is None:
             return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
@@ -434,12 +412,12 @@ class FashnEmulator:
 
     async def _credits(self, request: Request) -> Response:
         self.stats.credits_calls += 1
-        now = self._clock()
+        now = self.clock()
         self._settle(now, reload=True)
         try:
-            self._authorize(request)
-        except _Rejected as exc:
-            return self._error(exc.status, exc.name, exc.message)
+            self.check_key(request, code="UnauthorizedAccess")
+        except Refusal as exc:
+            return self._error(exc.status, exc.code or "Error", exc.message)
         wait = self._windows["credits"].admit(now)
         if wait is not None:
             return self._too_many(
@@ -450,7 +428,7 @@ class FashnEmulator:
 
     async def _cdn(self, request: Request) -> Response:
         self.stats.cdn_calls += 1
-        now = self._clock()
+        now = self.clock()
         self._settle(now)
         prediction = self._lookup(request.path_params["id"], now)
         match = re.fullmatch(r"output_(\d+)\.(\w+)", request.path_params["name"])
@@ -463,12 +441,6 @@ class FashnEmulator:
         return Response(data, media_type=mime_type, headers={"cache-control": "public, max-age=259200"})
 
     # --- helpers ---
-
-    def _authorize(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
-            raise _Rejected(401, "UnauthorizedAccess", "Unauthorized: the API key is missing or invalid.")
 
     def _settle(self, now: float, *, reload: bool = False) -> None:
         """Bring every prediction's status up to `now`, refunding those that failed or were canceled.
@@ -502,8 +474,7 @@ class FashnEmulator:
         return prediction
 
     def _create(self, model_name: str, inputs: dict[str, Any], cost: int, now: float) -> Prediction:
-        number = self._next_number
-        self._next_number += 1
+        number = self.number()
         rng = random.Random(f"{self.seed}:{number}")
         prediction = Prediction(
             id=f"{uuid.uuid4()}-u1",
@@ -536,7 +507,7 @@ class FashnEmulator:
             return
         predictions = self.stats.predictions
         base = self.faults.credits + sum(p.charged() for p in predictions.values())
-        saved = load_state(self.state_dir / STATE_FILE, _SavedState, "FASHN")
+        saved = self.load(_SavedState)
         if saved is not None:
             base += saved.base() - self._base  # keeps a balance changed through `faults.credits`
             theirs = {p.id: p for p in saved.predictions}
@@ -548,7 +519,7 @@ class FashnEmulator:
                     mine.absorb(prediction)
             for prediction_id in [i for i in predictions if i not in theirs and i in self._synced]:
                 self._forget(prediction_id)  # another process forgot it, and moved its base for it
-            self._next_number = max(self._next_number, saved.next_number)
+            self.next_number = max(self.next_number, saved.next_number)
         write = self._advance(now) or write
         for prediction in self._expired(now):
             base -= prediction.charged()
@@ -556,7 +527,7 @@ class FashnEmulator:
         self._base = base
         self.faults.credits = base - sum(p.charged() for p in predictions.values())
         if write:
-            self._write(self.state_dir / STATE_FILE)
+            self._write()
             self._synced = set(predictions)
         else:
             self._synced = {p.id for p in saved.predictions} if saved is not None else set()
@@ -571,40 +542,27 @@ class FashnEmulator:
     def _forget(self, prediction_id: str) -> None:
         prediction = self.stats.predictions.pop(prediction_id)
         for n in range(len(prediction.outputs)):
-            self._media.pop((prediction_id, n), None)
+            self.forget_rendered((prediction_id, n))
 
-    def _write(self, path: Path) -> None:
+    def _write(self) -> None:
         """Replace the file atomically: a reader sees the old state or the new one, never half."""
-        state = _SavedState(
-            credits=self.faults.credits,
-            next_number=self._next_number,
-            predictions=[
-                dataclasses.replace(p, inputs=_without_data(p.inputs))
-                for p in self.stats.predictions.values()
-            ],
+        self.save(
+            _SavedState(
+                credits=self.faults.credits,
+                next_number=self.next_number,
+                predictions=[
+                    dataclasses.replace(p, inputs=_without_data(p.inputs))
+                    for p in self.stats.predictions.values()
+                ],
+            )
         )
-        save_state(path, state.model_dump_json(), "FASHN")
 
     async def _render(self, prediction: Prediction, n: int) -> tuple[bytes, str]:
-        key = (prediction.id, n)
-        if key not in self._media:
-            out = prediction.outputs[n]
-            lines = [
-                f"fashn · {prediction.model_name}",
-                f"output {n} of {len(prediction.outputs)}",
-                out.label,
-            ]
-            seed = self.seed * 1_000_003 + prediction.number * 16 + n
-            if out.kind == "video":
-                media = await anyio.to_thread.run_sync(placeholder_video, out.width, out.height, lines, seed)
-            else:
-                draw = placeholder_jpeg if out.ext == "jpg" else placeholder_png
-                media = (
-                    await anyio.to_thread.run_sync(draw, out.width, out.height, lines, seed),
-                    out.mime_type,
-                )
-            self._media[key] = media
-        return self._media[key]
+        out = prediction.outputs[n]
+        lines = [f"fashn · {prediction.model_name}", f"output {n} of {len(prediction.outputs)}", out.label]
+        seed = self.seed * 1_000_003 + prediction.number * 16 + n
+        kind = "video" if out.kind == "video" else out.ext
+        return await self.render((prediction.id, n), kind, out.width, out.height, lines, seed)
 
     async def _data_uri(self, prediction: Prediction, n: int) -> str:
         data, mime_type = await self._render(prediction, n)
@@ -646,30 +604,29 @@ def _parse_run(raw: bytes) -> tuple[str, dict[str, Any]]:
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise _Rejected(400, "RequestError", "The request body is not valid JSON.") from None
+        raise Refusal(400, "The request body is not valid JSON.", code="RequestError") from None
     if not isinstance(payload, dict):
-        raise _Rejected(400, "RequestError", "The request body must be a JSON object.")
+        raise Refusal(400, "The request body must be a JSON object.", code="RequestError")
     if "model_name" not in payload and ("model_image" in payload or "garment_image" in payload):
         inputs = {k: v for k, v in payload.items() if k != "webhook_url"}
         if "category" not in inputs:
-            raise _Rejected(400, "InputValidationError", "Missing required field 'category'.")
+            raise Refusal(400, "Missing required field 'category'.", code="InputValidationError")
         model_name = "tryon-v1.6"
     else:
         named, raw_inputs = payload.get("model_name"), payload.get("inputs")
         if not isinstance(named, str) or not named:
-            raise _Rejected(400, "InputValidationError", "Missing required field 'model_name'.")
+            raise Refusal(400, "Missing required field 'model_name'.", code="InputValidationError")
         model_name = named
         if model_name not in REQUIRED:
             known = ", ".join(MODEL_NAMES)
-            raise _Rejected(
-                400, "InputValidationError", f"Unknown model_name '{model_name}'. Use one of: {known}."
-            )
+            message = f"Unknown model_name '{model_name}'. Use one of: {known}."
+            raise Refusal(400, message, code="InputValidationError")
         if not isinstance(raw_inputs, dict):
-            raise _Rejected(400, "InputValidationError", "Missing required field 'inputs' (an object).")
+            raise Refusal(400, "Missing required field 'inputs' (an object).", code="InputValidationError")
         inputs = raw_inputs
     problem = _input_problem(model_name, inputs)
     if problem is not None:
-        raise _Rejected(400, "InputValidationError", problem)
+        raise Refusal(400, problem, code="InputValidationError")
     return model_name, inputs
 
 

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.providers.base import ImageRef, OperationSpec, ProviderInputs
+from server.providers.base import ImageRef, OperationSpec, ProviderInputs, from_tables
 
 IMAGE_REFERENCE = (
     "Image reference: an http(s) URL, a data:image/...;base64 URI, a local file path inside "
@@ -618,18 +618,9 @@ class PackshotInputs(FashnInputs):
 
 
 def _spec(operation: str, route: str, inputs: type[FashnInputs], **text: Any) -> OperationSpec:
-    """One model as an operation, priced and timed from the tables above."""
-
-    def wire(values: ProviderInputs) -> dict[str, Any]:
-        return values.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-    return OperationSpec(
-        operation=operation,
-        route=route,
-        inputs=inputs,
-        credits=lambda values: credits(route, wire(values)),
-        seconds=lambda values: typical_seconds(route, wire(values)),
-        **text,
+    """One model as an operation, priced and timed from the tables above by its model name."""
+    return from_tables(
+        operation, inputs, key=route, credits=credits, seconds=typical_seconds, route=route, **text
     )
 
 

@@ -30,14 +30,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
 from pydantic import BaseModel, Field, create_model, field_validator
-from starlette.types import ASGIApp
 
 from server.errors import AuthError, BadResponse, ErrorText, InputError, ProviderError, ProviderRejected
 from server.http import error_body, json_body
@@ -217,6 +215,8 @@ class GenApi(Provider):
     url_var = "GENAPI_BASE_URL"
     default_base_url = "http://localhost:8000"
     options = (REFRESH,)
+    fixed_queries = (QuerySpec("tools", "Generation API: tools", TOOLS_DESCRIPTION, ToolsQuery),)
+    emulator_class = GenApiEmulator
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
@@ -235,9 +235,6 @@ class GenApi(Provider):
     def describe_error(self, response: httpx.Response) -> ErrorText:
         """FastAPI's `{"detail": "text"}` or `{"detail": [{"loc", "msg"}]}`, else the usual shapes."""
         return ErrorText(genapi_error_message(response))
-
-    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
-        return GenApiEmulator(time_scale=time_scale, state_dir=state_dir).app
 
     # -- the catalog -----------------------------------------------------------------------
 
@@ -258,9 +255,6 @@ class GenApi(Provider):
                 route=GENERATE_PATH,
             )
         ]
-
-    def queries(self) -> list[QuerySpec]:
-        return [QuerySpec("tools", "Generation API: tools", TOOLS_DESCRIPTION, ToolsQuery)]
 
     def on_operations_changed(self, listener: OperationsListener) -> None:
         """`listener` is awaited after every fetch that changed the tool list or a tool's types."""

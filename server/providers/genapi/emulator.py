@@ -31,27 +31,24 @@ wall-clock. Finished items are forgotten after an hour.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import random
 import re
 import secrets
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import anyio.to_thread
 from PIL import Image
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from server.sandbox.images import placeholder_png, placeholder_webp
-from server.sandbox.kit import save_state
+from server.sandbox.kit import Emulator, Refusal, next_fault
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -177,14 +174,18 @@ class GenApiStats:
     items: dict[str, Item] = field(default_factory=dict)
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
+class _SavedState(BaseModel):
+    """The content of `<state_dir>/genapi.json`."""
+
+    version: Literal[1] = 1
+    next_number: int
+    items: list[Item]
 
 
-class GenApiEmulator:
+class GenApiEmulator(Emulator):
+    title = "Generation API"
+    state_file = STATE_FILE
+
     def __init__(
         self,
         *,
@@ -195,23 +196,14 @@ class GenApiEmulator:
         clock: Callable[[], float] | None = None,
         state_dir: Path | None = None,
     ) -> None:
-        """`api_key=None` accepts any bearer token; `clock` lets tests step time by hand."""
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        self.time_scale = time_scale
-        self.api_key = api_key
+        """See `Emulator`; with `state_dir`, items are kept in `STATE_FILE` there."""
+        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
         self.faults = faults if faults is not None else GenApiFaults()
-        self.seed = seed
         self.stats = GenApiStats()
-        self.state_dir = state_dir
         self.tools: list[dict[str, str]] = [dict(t) for t in DEFAULT_TOOLS]
         self.generation_types: dict[str, list[str]] = {k: list(v) for k, v in DEFAULT_TYPES.items()}
         self.required_images: dict[str, tuple[str, ...]] = dict(DEFAULT_REQUIRED)
-        self._clock = clock or (time.time if state_dir is not None else time.monotonic)
-        self._next_number = 0
-        self._media: dict[tuple[str, str], bytes] = {}
-        if state_dir is not None:
-            self._load()
+        self._load()
         self.app = Starlette(
             routes=[
                 Route("/generation/tools", self._tools, methods=["GET"]),
@@ -245,7 +237,7 @@ class GenApiEmulator:
         try:
             self._authorize(request)
             self._injected(self.faults.tools_errors)
-        except _Refused as exc:
+        except Refusal as exc:
             return _error(exc)
         return JSONResponse(self.tools)
 
@@ -256,8 +248,8 @@ class GenApiEmulator:
             self._authorize(request)
             tool = request.query_params.get("tool", "")
             if tool not in self._known_tools():
-                raise _Refused(404, f"Unknown tool '{tool}'")
-        except _Refused as exc:
+                raise Refusal(404, f"Unknown tool '{tool}'")
+        except Refusal as exc:
             return _error(exc)
         names = self.generation_types.get(tool, [])
         if self.faults.types_as_strings:
@@ -277,14 +269,14 @@ class GenApiEmulator:
     async def _generate(self, request: Request) -> Response:
         self._seen(request)
         self.stats.generate_calls += 1
-        now = self._clock()
+        now = self.clock()
         try:
             self._authorize(request)
             self._injected(self.faults.generate_errors)
             received = await self._read_form(request)
             self.stats.received.append(received)
             tool, gen_type = self._check(received)
-        except _Refused as exc:
+        except Refusal as exc:
             return _error(exc)
         item = self._create(tool, gen_type, received, now)
         return JSONResponse(
@@ -301,12 +293,12 @@ class GenApiEmulator:
         try:
             self._authorize(request)
             self._injected(self.faults.status_errors)
-        except _Refused as exc:
+        except Refusal as exc:
             return _error(exc)
-        now = self._clock()
+        now = self.clock()
         item = self._lookup(request.path_params["id"], now)
         if item is None:
-            return _error(_Refused(404, "History item not found"))
+            return _error(Refusal(404, "History item not found"))
         status = item.status(now)
         body: dict[str, Any] = {"id": item.id, "tool": item.tool, "status": status}
         if status == COMPLETE:
@@ -320,7 +312,7 @@ class GenApiEmulator:
         self._seen(request)
         self.stats.image_calls += 1
         match = _IMAGE_NAME.fullmatch(request.path_params["name"])
-        now = self._clock()
+        now = self.clock()
         item = self._lookup(match.group(1), now) if match else None
         if match is None or item is None or item.status(now) != COMPLETE:
             return Response("Not Found", status_code=404, media_type="text/plain")
@@ -339,15 +331,12 @@ class GenApiEmulator:
         return {t["tool"] for t in self.tools}
 
     def _authorize(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
-            raise _Refused(401, "Not authenticated")
+        self.check_key(request, message="Not authenticated")
 
     def _injected(self, errors: list[int]) -> None:
-        if errors:
-            status = errors.pop(0)
-            raise _Refused(status, f"Injected sandbox fault: HTTP {status}.")
+        status = next_fault(errors)
+        if status is not None:
+            raise Refusal(status, f"Injected sandbox fault: HTTP {status}.")
 
     def _redirect(self, request: Request, path: str) -> Response:
         """FastAPI's answer on the other form of a path: the same URL (mount prefix kept) with or
@@ -360,7 +349,7 @@ class GenApiEmulator:
 
     async def _read_form(self, request: Request) -> Received:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise _Refused(400, "Expected multipart/form-data")
+            raise Refusal(400, "Expected multipart/form-data")
         form: dict[str, str] = {}
         files: dict[str, Upload] = {}
         async with request.form(max_files=20, max_fields=100) as data:
@@ -375,25 +364,24 @@ class GenApiEmulator:
     def _check(self, received: Received) -> tuple[str, str | None]:
         tool = received.form.get("tool", "")
         if not tool:
-            raise _Refused(400, "Field 'tool' is required")
+            raise Refusal(400, "Field 'tool' is required")
         if tool not in self._known_tools():
-            raise _Refused(400, f"Unknown tool '{tool}'. GET /generation/tools lists the tools.")
+            raise Refusal(400, f"Unknown tool '{tool}'. GET /generation/tools lists the tools.")
         gen_type = received.form.get("generation_type") or None
         types = self.generation_types.get(tool, [])
         if gen_type is not None and gen_type not in types:
-            raise _Refused(400, f"Unknown generation_type '{gen_type}' for tool '{tool}'")
+            raise Refusal(400, f"Unknown generation_type '{gen_type}' for tool '{tool}'")
         for name in self.required_images.get(tool, ("image",)):
             upload = received.files.get(name)
             if upload is None:
-                raise _Refused(400, f"Missing image part '{name}' for tool '{tool}'")
+                raise Refusal(400, f"Missing image part '{name}' for tool '{tool}'")
         for upload in received.files.values():
             if not _is_image(upload.data):
-                raise _Refused(400, f"Image part '{upload.field}' is not an image")
+                raise Refusal(400, f"Image part '{upload.field}' is not an image")
         return tool, gen_type
 
     def _create(self, tool: str, gen_type: str | None, received: Received, now: float) -> Item:
-        number = self._next_number
-        self._next_number += 1
+        number = self.number()
         rng = random.Random(f"{self.seed}:{number}")
         error = None
         for name, value in received.form.items():
@@ -422,34 +410,24 @@ class GenApiEmulator:
         return item
 
     async def _render(self, item: Item, kind: str) -> bytes:
-        key = (item.id, kind)
-        if key not in self._media:
-            width, height = PREVIEW_SIZE if kind == "preview" else STOCK_SIZE
-            lines = [f"genapi · {item.tool}", f"{kind} {width}x{height}"]
-            if item.generation_type:
-                lines.append(f"type {item.generation_type}")
-            seed = self.seed * 1_000_003 + item.number
-            draw = placeholder_webp if kind == "preview" else placeholder_png
-            self._media[key] = await anyio.to_thread.run_sync(draw, width, height, lines, seed)
-        return self._media[key]
+        width, height = PREVIEW_SIZE if kind == "preview" else STOCK_SIZE
+        lines = [f"genapi · {item.tool}", f"{kind} {width}x{height}"]
+        if item.generation_type:
+            lines.append(f"type {item.generation_type}")
+        seed = self.seed * 1_000_003 + item.number
+        file = "webp" if kind == "preview" else "png"
+        data, _ = await self.render((item.id, kind), file, width, height, lines, seed)
+        return data
 
     # --- persistence ---
 
     def _load(self) -> None:
-        assert self.state_dir is not None
-        path = self.state_dir / STATE_FILE
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            items = [Item(**raw) for raw in saved["items"]]
-            next_number = int(saved["next_number"])
-        except FileNotFoundError:
+        saved = self.load(_SavedState)
+        if saved is None:
             return
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring the Generation API sandbox state in %s: %s", path, exc)
-            return
-        for item in items:
+        for item in saved.items:
             self.stats.items.setdefault(item.id, item)
-        self._next_number = max(self._next_number, next_number)
+        self.next_number = max(self.next_number, saved.next_number)
 
     def _save(self, now: float) -> None:
         if self.state_dir is None:
@@ -463,18 +441,12 @@ class GenApiEmulator:
             if n < excess or item.finished_at() <= now - KEEP_FINISHED:
                 del self.stats.items[item.id]
                 for kind in ("preview", "stock"):
-                    self._media.pop((item.id, kind), None)
-        path = self.state_dir / STATE_FILE
-        state = {
-            "version": 1,
-            "next_number": self._next_number,
-            "items": [asdict(i) for i in self.stats.items.values()],
-        }
-        save_state(path, json.dumps(state), "Generation API")
+                    self.forget_rendered((item.id, kind))
+        self.save(_SavedState(next_number=self.next_number, items=list(self.stats.items.values())))
 
 
-def _error(exc: _Refused) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+def _error(exc: Refusal) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
 
 def _is_image(data: bytes) -> bool:

@@ -14,12 +14,10 @@ refused rather than inlined. The `X-RateLimit-*` headers are kept by the limiter
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
-from starlette.types import ASGIApp
 
 from server.errors import (
     AuthError,
@@ -37,11 +35,9 @@ from server.models import JobError, RemoteOutput
 from server.policy import Limits, RateWindow, Timing
 from server.providers.base import (
     Balance,
-    OperationSpec,
     Option,
     Provider,
     ProviderSettings,
-    QuerySpec,
     RemoteState,
     StatusReport,
     Submission,
@@ -109,6 +105,9 @@ class NeoFashion(Provider):
     key_var = "NEOFASHION_API_KEY"
     url_var = "NEOFASHION_BASE_URL"
     default_base_url = "https://app.neofashion.ai/api/v1"
+    fixed_operations = tuple(OPERATIONS.values())
+    fixed_queries = tuple(QUERIES.values())
+    emulator_class = NeoFashionEmulator
     options = (RATE,)
 
     def __init__(self, settings: ProviderSettings) -> None:
@@ -149,15 +148,6 @@ class NeoFashion(Provider):
             text = str(body)[:300]
         text = f"{text} (request {request_id})" if request_id else text
         return ErrorText(text, str(code) if code else None)
-
-    def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
-        return NeoFashionEmulator(time_scale=time_scale, state_dir=state_dir).app
-
-    def operations(self) -> list[OperationSpec]:
-        return list(OPERATIONS.values())
-
-    def queries(self) -> list[QuerySpec]:
-        return list(QUERIES.values())
 
     def send_image(self, image: ImageInput) -> str:
         """neo-fashion's image fields are URLs, so a reference must be (or have) one.

@@ -63,8 +63,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.providers.neofashion.operations import DURATIONS, credits
-from server.sandbox.images import placeholder_png, placeholder_video
-from server.sandbox.kit import SlidingWindow, load_state, public_base, retry_after, save_state
+from server.sandbox.kit import Emulator, Refusal, SlidingWindow, next_fault, public_base, retry_after
 
 # --- The documented contract, and the emulator's reading of what it leaves open -----------------
 
@@ -256,24 +255,22 @@ class _Window(SlidingWindow):
         }
 
 
-class _Refused(Exception):
-    """A request neo-fashion answers with an error envelope."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str | None = None,
-        details: dict[str, Any] | None = None,
-        *,
-        retry_after: float | None = None,
-    ) -> None:
-        code = ERROR_CODES.get(status, "HTTP_ERROR")
-        super().__init__(message or ERROR_MESSAGES.get(code, "Request failed."))
-        self.status = status
-        self.code = code
-        self.message = message or ERROR_MESSAGES.get(code, "Request failed.")
-        self.details = details
-        self.retry_after = retry_after
+def _refused(
+    status: int,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+    *,
+    wait: float | None = None,
+) -> Refusal:
+    """neo-fashion's error: its documented code for the status, its documented message by default."""
+    code = ERROR_CODES.get(status, "HTTP_ERROR")
+    return Refusal(
+        status,
+        message or ERROR_MESSAGES.get(code, "Request failed."),
+        code=code,
+        extra={"details": details} if details is not None else None,
+        headers=retry_after(wait) if wait is not None else None,
+    )
 
 
 @dataclass
@@ -290,7 +287,10 @@ Handler = Callable[[Request], Awaitable["_Ok | Response"]]
 # --- The emulator -------------------------------------------------------------------------------
 
 
-class NeoFashionEmulator:
+class NeoFashionEmulator(Emulator):
+    title = "neo-fashion"
+    state_file = STATE_FILE
+
     def __init__(
         self,
         *,
@@ -305,32 +305,22 @@ class NeoFashionEmulator:
         clock: Callable[[], float] | None = None,
         state_dir: Path | None = None,
     ) -> None:
-        """`api_key=None` accepts any bearer token; `rate_per_minute` overrides the plan's rate.
-
-        `sync_seconds=0` makes every generation asynchronous, a large value every image synchronous.
-        `image_long_side` sizes the placeholder images (tests that make many use small ones).
-        With `state_dir`, generations and the balance are loaded from and saved to
-        `state_dir / STATE_FILE`, and the default clock is `time.time`.
+        """`rate_per_minute` overrides the plan's rate. `sync_seconds=0` makes every generation
+        asynchronous, a large value every image synchronous. `image_long_side` sizes the placeholder
+        images (tests that make many use small ones). With `state_dir`, generations and the balance
+        are loaded from and saved to `STATE_FILE` there; see `Emulator` for the rest.
         """
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
-        self.time_scale = time_scale
-        self.api_key = api_key
+        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
         self.faults = faults if faults is not None else NeoFashionFaults()
         self.plan = plan
         self.rate_per_minute = rate_per_minute or PLAN_RATES.get(plan, PLAN_RATES["starter"])
         self.sync_seconds = sync_seconds
         self.image_long_side = image_long_side
-        self.seed = seed
-        self.state_dir = state_dir
         self.stats = NeoFashionStats()
         self.generations: dict[str, Generation] = {}
-        self._clock = clock or (time.time if state_dir is not None else time.monotonic)
         self._base_credits = self.faults.credits
         self._spent_forgotten = 0
-        self._next_number = 0
         self._window = _Window(self.rate_per_minute, WINDOW_SECONDS * time_scale)
-        self._media: dict[str, tuple[bytes, str]] = {}
         if state_dir is not None:
             self._sync(write=False)
         api = [
@@ -357,7 +347,7 @@ class NeoFashionEmulator:
     # --- the balance -----------------------------------------------------------------------
 
     def balance(self) -> int:
-        now = self._clock()
+        now = self.clock()
         return (
             self._base_credits
             - self._spent_forgotten
@@ -374,18 +364,18 @@ class NeoFashionEmulator:
             request_id = _new_id("req")
             response: Response
             try:
-                self._authorize(request)
-                if self._window.admit(self._clock()) is not None:
+                self.check_key(request, message=ERROR_MESSAGES["UNAUTHORIZED"])
+                if self._window.admit(self.clock()) is not None:
                     self.stats.sent_429 += 1
-                    raise _Refused(
+                    raise _refused(
                         429,
                         f"Request rate exceeds plan limit ({self.rate_per_minute} requests per rolling "
                         f"{WINDOW_SECONDS * self.time_scale:g} s on the {self.plan} plan).",
-                        retry_after=self._window.wait(self._clock()),
+                        wait=self._window.wait(self.clock()),
                     )
-                self.stats.max_window = max(self.stats.max_window, self._window.count(self._clock()))
+                self.stats.max_window = max(self.stats.max_window, self._window.count(self.clock()))
                 answer = await handler(request)
-            except _Refused as exc:
+            except Refusal as exc:
                 response = self._error_response(exc, request_id)
             else:
                 if isinstance(answer, _Ok):
@@ -393,27 +383,21 @@ class NeoFashionEmulator:
                     response = JSONResponse({"data": answer.data, "meta": meta, "error": None})
                 else:
                     response = answer
-            response.headers.update(self._window.headers(self._clock()))
+            response.headers.update(self._window.headers(self.clock()))
             return response
 
         return endpoint
 
-    def _authorize(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or (self.api_key is not None and token != self.api_key):
-            raise _Refused(401)
-
-    def _error_response(self, exc: _Refused, request_id: str) -> JSONResponse:
+    def _error_response(self, exc: Refusal, request_id: str) -> JSONResponse:
         error: dict[str, Any] = {"code": exc.code, "message": exc.message}
-        if exc.details is not None:
-            error["details"] = exc.details
+        if exc.extra.get("details") is not None:
+            error["details"] = exc.extra["details"]
         meta: dict[str, Any] = {"request_id": request_id}
         if exc.code in ("PROVIDER_ERROR", "INSUFFICIENT_CREDITS"):
             meta.update(credits_used=0, credits_remaining=self.balance())
-        headers = {}
-        if exc.status == 429:
-            headers = retry_after(exc.retry_after if exc.retry_after is not None else self.time_scale)
+        headers = exc.headers or {}
+        if exc.status == 429 and not headers:
+            headers = retry_after(self.time_scale)
         return JSONResponse(
             {"data": None, "meta": meta, "error": error}, status_code=exc.status, headers=headers
         )
@@ -427,7 +411,7 @@ class NeoFashionEmulator:
             "meta": {"request_id": _new_id("req")},
             "error": {"code": code, "message": exc.detail},
         }
-        return JSONResponse(body, status_code=status, headers=self._window.headers(self._clock()))
+        return JSONResponse(body, status_code=status, headers=self._window.headers(self.clock()))
 
     # --- generation endpoints --------------------------------------------------------------
 
@@ -445,7 +429,7 @@ class NeoFashionEmulator:
         inputs = self._inputs(kind, await _body(request))
         cost = _price(kind, inputs)
         self._charge_check(cost)
-        now = self._clock()
+        now = self.clock()
         self._sync(write=False)
         generation = self._create(kind, inputs, cost, now)
         self._sync()
@@ -453,10 +437,10 @@ class NeoFashionEmulator:
             return _html()
         if kind != "video" and generation.duration <= self.sync_seconds * self.time_scale:
             # Short generations are answered synchronously: hold the request until it is done.
-            await anyio.sleep(max(0.0, generation.ends_at() - self._clock()))
-            now = max(self._clock(), generation.ends_at())
+            await anyio.sleep(max(0.0, generation.ends_at() - self.clock()))
+            now = max(self.clock(), generation.ends_at())
             if generation.state(now) == FAILED:
-                raise _Refused(502, _provider_failure(generation))
+                raise _refused(502, _provider_failure(generation))
         return self._ok(self._view(generation, request, now), credits_used=cost)
 
     async def _generate_bulk(self, request: Request) -> _Ok | Response:
@@ -464,23 +448,23 @@ class NeoFashionEmulator:
         body = await _body(request)
         unknown = sorted(set(body) - {"items"})
         if unknown:
-            raise _Refused(400, f"Unknown field '{unknown[0]}'. A bulk request takes 'items'.")
+            raise _refused(400, f"Unknown field '{unknown[0]}'. A bulk request takes 'items'.")
         items = body.get("items")
         if not isinstance(items, list) or not items:
-            raise _Refused(400, "Field 'items' must be a non-empty list of generation requests.")
+            raise _refused(400, "Field 'items' must be a non-empty list of generation requests.")
         if len(items) > MAX_BULK_ITEMS:
-            raise _Refused(400, f"At most {MAX_BULK_ITEMS} items per bulk request.")
+            raise _refused(400, f"At most {MAX_BULK_ITEMS} items per bulk request.")
         checked = []
         for n, item in enumerate(items):
             if not isinstance(item, dict):
-                raise _Refused(400, f"items[{n}] must be an object.")
+                raise _refused(400, f"items[{n}] must be an object.")
             try:
                 checked.append(self._inputs("image", item))
-            except _Refused as exc:
-                raise _Refused(exc.status, f"items[{n}]: {exc.message}", exc.details) from None
+            except Refusal as exc:
+                raise _refused(exc.status, f"items[{n}]: {exc.message}", exc.extra.get("details")) from None
         cost = sum(_price("image", item) for item in checked)
         self._charge_check(cost)
-        now = self._clock()
+        now = self.clock()
         bulk_id = _new_id("bulk")
         self._sync(write=False)
         created = [
@@ -501,16 +485,17 @@ class NeoFashionEmulator:
 
     def _submit_checks(self, kind: str) -> None:
         if kind in self.faults.forbidden:
-            raise _Refused(
+            raise _refused(
                 403, f"Feature not available on current plan ({kind} is not on the {self.plan} plan)."
             )
-        if self.faults.submit_errors:
-            raise _Refused(self.faults.submit_errors.pop(0), "Injected sandbox fault.")
+        status = next_fault(self.faults.submit_errors)
+        if status is not None:
+            raise _refused(status, "Injected sandbox fault.")
 
     def _charge_check(self, cost: int) -> None:
         available = self.balance()
         if cost > available:
-            raise _Refused(
+            raise _refused(
                 402,
                 "Credit balance too low for this operation.",
                 {"required": cost, "available": available},
@@ -527,37 +512,36 @@ class NeoFashionEmulator:
         unknown = sorted(set(body) - set(required) - set(optional))
         if unknown:
             allowed = ", ".join(required + optional)
-            raise _Refused(400, f"Unknown field '{unknown[0]}'. Allowed fields: {allowed}.")
+            raise _refused(400, f"Unknown field '{unknown[0]}'. Allowed fields: {allowed}.")
         for name in required:
             if body.get(name) in (None, ""):
-                raise _Refused(400, f"Missing required field '{name}'.")
+                raise _refused(400, f"Missing required field '{name}'.")
         for name in ("prompt", "persona_id", "model_id"):
             if name in body and (not isinstance(body[name], str) or not body[name]):
-                raise _Refused(400, f"Field '{name}' must be a non-empty string.")
+                raise _refused(400, f"Field '{name}' must be a non-empty string.")
         for name in URL_FIELDS:
             if name in body and not _is_url(body[name]):
-                raise _Refused(400, f"Field '{name}' must be a public http(s) URL of an image.")
+                raise _refused(400, f"Field '{name}' must be a public http(s) URL of an image.")
         ratios = VIDEO_ASPECT_RATIOS if kind == "video" else ASPECT_RATIOS
         if "aspect_ratio" in body and body["aspect_ratio"] not in ratios:
-            raise _Refused(400, f"Field 'aspect_ratio' must be one of {', '.join(ratios)}.")
+            raise _refused(400, f"Field 'aspect_ratio' must be one of {', '.join(ratios)}.")
         if "duration" in body and (type(body["duration"]) is not int or body["duration"] not in (5, 10)):
-            raise _Refused(400, "Field 'duration' must be 5 or 10 (seconds).")
+            raise _refused(400, "Field 'duration' must be 5 or 10 (seconds).")
         if "persona_id" in body and body["persona_id"] not in {p["id"] for p in PERSONAS}:
-            raise _Refused(404, f"Persona '{body['persona_id']}' does not exist in this workspace.")
+            raise _refused(404, f"Persona '{body['persona_id']}' does not exist in this workspace.")
         if "model_id" in body:
             model = next((m for m in MODELS if m["id"] == body["model_id"]), None)
             if model is None:
-                raise _Refused(404, f"Model '{body['model_id']}' does not exist in this workspace.")
+                raise _refused(404, f"Model '{body['model_id']}' does not exist in this workspace.")
             if model["status"] != "ready":
-                raise _Refused(400, f"Model '{body['model_id']}' is still {model['status']}.")
+                raise _refused(400, f"Model '{body['model_id']}' is still {model['status']}.")
         return dict(body)
 
     def _create(
         self, kind: str, inputs: dict[str, Any], cost: int, now: float, *, bulk_id: str | None = None
     ) -> Generation:
         """Callers merge with the state file before and save after (once for a whole bulk)."""
-        number = self._next_number
-        self._next_number += 1
+        number = self.number()
         rng = random.Random(f"{self.seed}:{number}")
         fails = FAIL_MARKER in json.dumps(inputs)
         if self.faults.provider_errors > 0:
@@ -584,12 +568,13 @@ class NeoFashionEmulator:
         generation_id = request.path_params["id"]
         by_id = self.stats.detail_calls_by_id
         by_id[generation_id] = by_id.get(generation_id, 0) + 1
-        if self.faults.read_errors:
-            raise _Refused(self.faults.read_errors.pop(0), "Injected sandbox fault.")
+        status = next_fault(self.faults.read_errors)
+        if status is not None:
+            raise _refused(status, "Injected sandbox fault.")
         generation = self._lookup(generation_id)
         if generation is None:
-            raise _Refused(404, f"Generation '{generation_id}' does not exist in this workspace.")
-        return self._ok(self._view(generation, request, self._clock()))
+            raise _refused(404, f"Generation '{generation_id}' does not exist in this workspace.")
+        return self._ok(self._view(generation, request, self.clock()))
 
     async def _list_generations(self, request: Request) -> _Ok | Response:
         params = request.query_params
@@ -597,17 +582,17 @@ class NeoFashionEmulator:
             page = int(params.get("page", "1"))
             limit = int(params.get("limit", "20"))
         except ValueError:
-            raise _Refused(400, "Query parameters 'page' and 'limit' must be whole numbers.") from None
+            raise _refused(400, "Query parameters 'page' and 'limit' must be whole numbers.") from None
         if page < 1 or not 1 <= limit <= 100:
-            raise _Refused(400, "'page' must be at least 1 and 'limit' from 1 to 100.")
+            raise _refused(400, "'page' must be at least 1 and 'limit' from 1 to 100.")
         status = params.get("status")
         if status is not None and status not in STATUSES:
-            raise _Refused(400, f"Query parameter 'status' must be one of {', '.join(STATUSES)}.")
+            raise _refused(400, f"Query parameter 'status' must be one of {', '.join(STATUSES)}.")
         unknown = sorted(set(params) - {"page", "limit", "status"})
         if unknown:
-            raise _Refused(400, f"Unknown query parameter '{unknown[0]}'.")
+            raise _refused(400, f"Unknown query parameter '{unknown[0]}'.")
         self._sync(write=False)
-        now = self._clock()
+        now = self.clock()
         newest_first = sorted(self.generations.values(), key=lambda g: g.number, reverse=True)
         matching = [g for g in newest_first if status is None or g.state(now) == status]
         start = (page - 1) * limit
@@ -633,7 +618,7 @@ class NeoFashionEmulator:
     async def _file(self, request: Request) -> Response:
         self.stats.file_calls += 1
         generation = self._lookup(request.path_params["id"])
-        if generation is None or generation.state(self._clock()) != COMPLETED:
+        if generation is None or generation.state(self.clock()) != COMPLETED:
             return Response("Not Found", status_code=404, media_type="text/plain")
         if request.path_params["name"] != _file_name(generation):
             return Response("Not Found", status_code=404, media_type="text/plain")
@@ -686,18 +671,12 @@ class NeoFashionEmulator:
         return generation
 
     async def _render(self, generation: Generation) -> tuple[bytes, str]:
-        if generation.id not in self._media:
-            width, height = _size(generation, self.image_long_side)
-            prompt = str(generation.inputs.get("prompt") or generation.inputs.get("sketch_url") or "")
-            lines = [f"neo-fashion · {generation.kind}", _shorten(prompt, 32), f"{width}x{height}"]
-            seed = self.seed * 1_000_003 + generation.number
-            if generation.kind == "video":
-                media = await anyio.to_thread.run_sync(placeholder_video, width, height, lines, seed)
-            else:
-                png = await anyio.to_thread.run_sync(placeholder_png, width, height, lines, seed)
-                media = (png, "image/png")
-            self._media[generation.id] = media
-        return self._media[generation.id]
+        width, height = _size(generation, self.image_long_side)
+        prompt = str(generation.inputs.get("prompt") or generation.inputs.get("sketch_url") or "")
+        lines = [f"neo-fashion · {generation.kind}", _shorten(prompt, 32), f"{width}x{height}"]
+        seed = self.seed * 1_000_003 + generation.number
+        kind = "video" if generation.kind == "video" else "png"
+        return await self.render(generation.id, kind, width, height, lines, seed)
 
     # --- persistence -----------------------------------------------------------------------
 
@@ -709,17 +688,16 @@ class NeoFashionEmulator:
         """
         if self.state_dir is None:
             return
-        path = self.state_dir / STATE_FILE
-        saved = load_state(path, _SavedState, "neo-fashion")
+        saved = self.load(_SavedState)
         if saved is not None:
             self._base_credits = saved.base_credits
             self._spent_forgotten = max(self._spent_forgotten, saved.spent_forgotten)
-            self._next_number = max(self._next_number, saved.next_number)
+            self.next_number = max(self.next_number, saved.next_number)
             for generation in saved.generations:
                 self.generations.setdefault(generation.id, generation)
         if not write:
             return
-        now = self._clock()
+        now = self.clock()
         finished = sorted(
             (g for g in self.generations.values() if g.state(now) in (COMPLETED, FAILED)),
             key=lambda g: g.number,
@@ -727,14 +705,15 @@ class NeoFashionEmulator:
         for generation in finished[: max(0, len(self.generations) - MAX_KEPT)]:
             self._spent_forgotten += generation.charged(now)
             del self.generations[generation.id]
-            self._media.pop(generation.id, None)
-        state = _SavedState(
-            base_credits=self._base_credits,
-            spent_forgotten=self._spent_forgotten,
-            next_number=self._next_number,
-            generations=list(self.generations.values()),
+            self.forget_rendered(generation.id)
+        self.save(
+            _SavedState(
+                base_credits=self._base_credits,
+                spent_forgotten=self._spent_forgotten,
+                next_number=self.next_number,
+                generations=list(self.generations.values()),
+            )
         )
-        save_state(path, state.model_dump_json(), "neo-fashion")
 
 
 # --- Pure helpers -------------------------------------------------------------------------------
@@ -744,9 +723,9 @@ async def _body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
-        raise _Refused(400, "The request body is not valid JSON.") from None
+        raise _refused(400, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise _Refused(400, "The request body must be a JSON object.")
+        raise _refused(400, "The request body must be a JSON object.")
     return body
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from server.providers.base import ImageRef, OperationSpec, ProviderInputs, QuerySpec
+from server.providers.base import ImageRef, OperationSpec, ProviderInputs, QuerySpec, from_tables
 
 # --- Prices (credits) and typical durations (seconds) --------------------------------------------
 
@@ -204,16 +204,8 @@ class NoArguments(NeoFashionInputs):
 
 
 def _spec(operation: str, route: str, inputs: type[NeoFashionInputs], **text: Any) -> OperationSpec:
-    def wire(values: ProviderInputs) -> dict[str, Any]:
-        return values.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-    return OperationSpec(
-        operation=operation,
-        route=route,
-        inputs=inputs,
-        credits=lambda values: credits(operation, wire(values)),
-        seconds=lambda values: typical_seconds(operation, wire(values)),
-        **text,
+    return from_tables(
+        operation, inputs, key=operation, credits=credits, seconds=typical_seconds, route=route, **text
     )
 
 
