@@ -52,7 +52,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -222,27 +221,23 @@ class AutoToonEmulator(Emulator):
     def __init__(
         self,
         *,
-        time_scale: float = 0.05,
-        api_key: str | None = None,
         faults: AutoToonFaults | None = None,
-        seed: int = 0,
-        clock: Callable[[], float] | None = None,
-        state_dir: Path | None = None,
         rates: dict[str, tuple[int, float]] | None = None,
         sync_seconds: tuple[float, float] | None = None,
+        **common: Any,
     ) -> None:
         """`rates` overrides `DEFAULT_RATES` (windows are scaled by `time_scale`); `sync_seconds`
         overrides every image call's duration range (unscaled seconds). With `state_dir`, the
         balance, videos and files are loaded from and saved to `STATE_FILE` there (the saved balance
         wins over `faults.credits`); see `Emulator` for the rest.
         """
-        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
+        super().__init__(**common)
         self.faults = faults if faults is not None else AutoToonFaults()
         self.stats = AutoToonStats()
         self.sync_seconds = sync_seconds
         self._files: dict[str, StoredFile] = {}
         self._windows = {
-            kind: SlidingWindow(limit, seconds * time_scale)
+            kind: SlidingWindow(limit, seconds * self.time_scale)
             for kind, (limit, seconds) in {**DEFAULT_RATES, **(rates or {})}.items()
         }
         self._load()

@@ -44,10 +44,8 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -268,16 +266,12 @@ class FashnEmulator(Emulator):
     def __init__(
         self,
         *,
-        time_scale: float = 0.05,
-        api_key: str | None = None,
         faults: FashnFaults | None = None,
-        seed: int = 0,
-        clock: Callable[[], float] | None = None,
-        state_dir: Path | None = None,
+        **common: Any,
     ) -> None:
         """With `state_dir`, predictions and the balance are loaded from and saved to `STATE_FILE`
         there (the saved balance wins over `faults.credits`); see `Emulator` for the rest."""
-        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
+        super().__init__(**common)
         self.faults = faults if faults is not None else FashnFaults()
         self.stats = FashnStats()
         self._base = self.faults.credits
@@ -285,11 +279,11 @@ class FashnEmulator(Emulator):
         self._synced: set[str] = set()
         """Ids the state file held at the latest sync: if one disappears, another process forgot it."""
         self._windows = {
-            "run": SlidingWindow(RUN_LIMIT[0], RUN_LIMIT[1] * time_scale),
-            "status": SlidingWindow(STATUS_LIMIT[0], STATUS_LIMIT[1] * time_scale),
-            "credits": SlidingWindow(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * time_scale),
+            "run": SlidingWindow(RUN_LIMIT[0], RUN_LIMIT[1] * self.time_scale),
+            "status": SlidingWindow(STATUS_LIMIT[0], STATUS_LIMIT[1] * self.time_scale),
+            "credits": SlidingWindow(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * self.time_scale),
         }
-        if state_dir is not None:
+        if self.state_dir is not None:
             self._sync(self.clock(), write=False)
         self.app = Starlette(
             routes=[

@@ -35,9 +35,7 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
@@ -189,15 +187,11 @@ class GenApiEmulator(Emulator):
     def __init__(
         self,
         *,
-        time_scale: float = 0.05,
-        api_key: str | None = None,
         faults: GenApiFaults | None = None,
-        seed: int = 0,
-        clock: Callable[[], float] | None = None,
-        state_dir: Path | None = None,
+        **common: Any,
     ) -> None:
         """See `Emulator`; with `state_dir`, items are kept in `STATE_FILE` there."""
-        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
+        super().__init__(**common)
         self.faults = faults if faults is not None else GenApiFaults()
         self.stats = GenApiStats()
         self.tools: list[dict[str, str]] = [dict(t) for t in DEFAULT_TOOLS]

@@ -50,7 +50,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -294,23 +293,19 @@ class NeoFashionEmulator(Emulator):
     def __init__(
         self,
         *,
-        time_scale: float = 0.05,
-        api_key: str | None = None,
         faults: NeoFashionFaults | None = None,
         plan: str = "starter",
         rate_per_minute: int | None = None,
         sync_seconds: float = SYNC_SECONDS,
         image_long_side: int = IMAGE_LONG_SIDE,
-        seed: int = 0,
-        clock: Callable[[], float] | None = None,
-        state_dir: Path | None = None,
+        **common: Any,
     ) -> None:
         """`rate_per_minute` overrides the plan's rate. `sync_seconds=0` makes every generation
         asynchronous, a large value every image synchronous. `image_long_side` sizes the placeholder
         images (tests that make many use small ones). With `state_dir`, generations and the balance
         are loaded from and saved to `STATE_FILE` there; see `Emulator` for the rest.
         """
-        super().__init__(time_scale=time_scale, api_key=api_key, seed=seed, clock=clock, state_dir=state_dir)
+        super().__init__(**common)
         self.faults = faults if faults is not None else NeoFashionFaults()
         self.plan = plan
         self.rate_per_minute = rate_per_minute or PLAN_RATES.get(plan, PLAN_RATES["starter"])
@@ -320,8 +315,8 @@ class NeoFashionEmulator(Emulator):
         self.generations: dict[str, Generation] = {}
         self._base_credits = self.faults.credits
         self._spent_forgotten = 0
-        self._window = _Window(self.rate_per_minute, WINDOW_SECONDS * time_scale)
-        if state_dir is not None:
+        self._window = _Window(self.rate_per_minute, WINDOW_SECONDS * self.time_scale)
+        if self.state_dir is not None:
             self._sync(write=False)
         api = [
             ("/generate/image", "POST", self._generate_image),
