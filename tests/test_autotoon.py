@@ -357,21 +357,6 @@ async def test_credits_used_is_the_drop_in_credits_remaining(settings, autotoon,
     assert balance.credits == autotoon.credits == 1000 - 14
 
 
-async def test_identical_call_is_one_job_and_one_provider_call(settings, autotoon) -> None:
-    async with services(settings, autotoon) as svc:
-        first = await svc.engine.submit("autotoon", "editorial", EDITORIAL)
-        again = await svc.engine.submit("autotoon", "editorial", dict(EDITORIAL))
-        assert again.job_id == first.job_id
-        done = await finish(svc, first.job_id)
-        after = await svc.engine.submit("autotoon", "editorial", EDITORIAL)
-        assert after.job_id == first.job_id and after.status is JobStatus.SUCCEEDED
-        assert done.status is JobStatus.SUCCEEDED
-        assert autotoon.stats.calls == {"editorial": 1, "storage": 1}
-        forced = await run(svc, "editorial", EDITORIAL, force=True)
-        assert forced.job_id != first.job_id
-    assert autotoon.stats.calls["editorial"] == 2
-
-
 @pytest.mark.parametrize(
     ("faults", "args", "code", "words"),
     [
@@ -406,31 +391,6 @@ async def test_400_message_carries_auto_toons_code(settings) -> None:
     async with services(settings, autotoon) as svc:
         done = await run(svc, "editorial", {"model_id": "nobody", "clothing_image_urls": [DRESS]})
     assert done.error is not None and "BAD_REQUEST" in done.error.message and "modelId" in done.error.message
-
-
-async def test_wrong_key_is_unauthorized(settings) -> None:
-    autotoon = AutoToonEmulator(time_scale=TIME_SCALE, api_key="toon_the_right_key")
-    async with services(settings, autotoon) as svc:
-        done = await run(svc, "upscale", {"image_url": DRESS})
-    assert done.error is not None and done.error.code == "unauthorized"
-    assert "AUTOTOON_API_KEY" in done.error.message and "UNAUTHORIZED" in done.error.message
-    assert autotoon.stats.calls["upscale"] == 1
-
-
-async def test_429_and_500_are_retried(settings) -> None:
-    faults = AutoToonFaults(generate_errors=[429, 500], status_errors=[500, 429])
-    autotoon = AutoToonEmulator(time_scale=TIME_SCALE, faults=faults)
-    async with services(settings, autotoon) as svc:
-        image = await run(svc, "upscale", {"image_url": DRESS})
-        clip = await run(svc, "video", {"image_url": DRESS})
-    assert image.status is JobStatus.SUCCEEDED and clip.status is JobStatus.SUCCEEDED, (
-        image.error,
-        clip.error,
-    )
-    assert autotoon.stats.calls["upscale"] == 3
-    assert autotoon.stats.calls["video"] == 1
-    assert len(autotoon.stats.requests) == 2  # each accepted (and charged) once
-    assert autotoon.stats.sent_429 == 2
 
 
 async def test_failed_video_is_a_failed_job(settings) -> None:
@@ -510,26 +470,6 @@ async def test_burst_beyond_the_rate_queues_without_429(tmp_path: Path) -> None:
     arrivals = autotoon.stats.arrivals["generate"]
     # The request after the first window's worth waited for that window to pass.
     assert arrivals[window.limit] - arrivals[0] >= 0.9 * window.period * scale
-
-
-async def test_restart_mid_video_finishes_without_resubmitting(settings) -> None:
-    autotoon = AutoToonEmulator(time_scale=TIME_SCALE * 5)
-    async with services(settings, autotoon) as svc:
-        job = await svc.engine.submit("autotoon", "video", {"image_url": DRESS})
-        with anyio.fail_after(5):
-            while (await svc.engine.get(job.job_id)).provider_job_id is None:
-                await anyio.sleep(0.005)
-    store = DiskStore(settings.store_dir)
-    try:
-        stopped = await store.get(job.job_id)
-    finally:
-        store.close()
-    assert stopped is not None and stopped.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
-    async with services(settings, autotoon) as svc:
-        done = await finish(svc, job.job_id)
-    assert done.status is JobStatus.SUCCEEDED, done.error
-    assert done.provider_job_id == stopped.provider_job_id
-    assert autotoon.stats.calls["video"] == 1 and len(autotoon.stats.videos) == 1
 
 
 async def test_sandbox_video_survives_a_restart_of_server_and_emulator(tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ from server.models import Job, JobStatus
 from server.providers.genapi.adapter import GenApi, genapi_error_message, parse_generation_types
 from server.providers.genapi.emulator import DEFAULT_TOOLS, GenApiEmulator, GenApiFaults
 from server.services import open_services
-from server.store import DiskStore
 from tests.conftest import (
     FAST_POLL,
     FAST_RETRY,
@@ -364,47 +363,6 @@ async def test_an_identical_call_is_one_generation(settings, emu, clothes, perso
         assert other.job_id != first.job_id
         await finish(svc, other.job_id)
     assert emu.stats.generate_calls == 2
-
-
-async def test_restart_mid_job_finishes_without_resubmitting(settings, clothes, person) -> None:
-    emu = GenApiEmulator(time_scale=TIME_SCALE * 10)
-    async with services(settings, emu) as svc:
-        job = await svc.engine.submit("genapi", "generate", swap(clothes, person))
-        with anyio.fail_after(5):
-            while (await svc.engine.get(job.job_id)).provider_job_id is None:
-                await anyio.sleep(0.005)
-    store = DiskStore(settings.store_dir)
-    try:
-        stopped = await store.get(job.job_id)
-    finally:
-        store.close()
-    assert stopped is not None and stopped.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
-    async with services(settings, emu) as svc:
-        done = await finish(svc, job.job_id)
-    assert done.status is JobStatus.SUCCEEDED, done.error
-    assert done.provider_job_id == stopped.provider_job_id
-    assert emu.stats.generate_calls == 1 and len(emu.stats.items) == 1
-
-
-async def test_server_errors_are_retried(settings, clothes, person) -> None:
-    emu = GenApiEmulator(
-        time_scale=TIME_SCALE, faults=GenApiFaults(generate_errors=[503, 500], status_errors=[502])
-    )
-    async with services(settings, emu) as svc:
-        job = await svc.engine.submit("genapi", "generate", swap(clothes, person))
-        done = await finish(svc, job.job_id)
-    assert done.status is JobStatus.SUCCEEDED, done.error
-    assert emu.stats.generate_calls == 3 and len(emu.stats.items) == 1
-
-
-async def test_unauthorized_submission_fails_at_once(settings, clothes, person) -> None:
-    emu = GenApiEmulator(time_scale=TIME_SCALE, faults=GenApiFaults(generate_errors=[401]))
-    async with services(settings, emu) as svc:
-        job = await svc.engine.submit("genapi", "generate", swap(clothes, person))
-        done = await finish(svc, job.job_id)
-    assert done.status is JobStatus.FAILED and done.error is not None
-    assert done.error.code == "unauthorized" and "GENAPI_API_KEY" in done.error.message
-    assert emu.stats.generate_calls == 1
 
 
 async def test_a_wrong_key_is_a_clear_tool_error(settings, clothes, person, mode) -> None:
