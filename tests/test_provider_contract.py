@@ -15,17 +15,19 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp import Client
 
+from server.app import create_app
 from server.config import Settings
 from server.errors import AuthError
-from server.models import JobError, JobRecord, JobStatus
+from server.models import Job, JobError, JobRecord, JobStatus
 from server.providers import REGISTRY
 from server.providers.autotoon.emulator import AutoToonEmulator, AutoToonFaults
 from server.providers.fashn.emulator import FashnEmulator, FashnFaults
 from server.providers.genapi.emulator import GenApiEmulator, GenApiFaults
 from server.providers.neofashion.emulator import NeoFashionEmulator, NeoFashionFaults
 from server.services import Services
-from tests.conftest import TIME_SCALE, make_settings, png_bytes, sandbox_services
+from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes, sandbox_services
 from tests.fake_provider import adapter as fake
 from tests.fake_provider.emulator import FakeEmulator, FakeFaults
 
@@ -328,3 +330,27 @@ class TestProviderContract:
                 assert pair.charged(emu) - before == done.credits_estimate, (operation, args)
         operations = {spec.operation for spec in svc.providers[pair.provider].operations()}
         assert {operation for operation, _ in pair.prices} == operations  # every operation is priced
+
+
+async def test_a_registered_provider_reaches_the_assistant_with_no_other_change(
+    contract_settings: Settings,
+) -> None:
+    """The fake fifth provider, registered and nothing else: its tool is listed with its schema and
+    price, runs in the sandbox to a stored output, `providers` reports it, shoot plans price it."""
+    app = create_app(contract_settings, retry=FAST_RETRY, poll=FAST_POLL)
+    async with Client(app) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        render = tools["fake_render"]
+        assert {"prompt", "image", "size", "wait_seconds", "force"} <= set(render.input_schema["properties"])
+        assert render.input_schema["required"] == ["prompt"] and "1 credit" in (render.description or "")
+        result = await client.call_tool("fake_render", {"prompt": "a hat", "size": "large"})
+        assert not result.is_error and result.structured_content is not None
+        job = Job.model_validate(result.structured_content)
+        assert job.status == "succeeded" and job.sandbox and job.credits_used == 3
+        listed = await client.call_tool("providers", {})
+        plan = {"name": "hats", "steps": [{"id": "hat", "tool": "fake_render", "args": {"prompt": "a hat"}}]}
+        checked = await client.call_tool("shoot_validate", {"plan": plan})
+    assert checked.structured_content is not None and checked.structured_content["ok"]
+    assert checked.structured_content["estimate"]["by_provider"] == {"fake": 1}
+    assert listed.structured_content is not None
+    assert "fake" in {p["name"] for p in listed.structured_content["providers"]}
