@@ -8,12 +8,11 @@ What "resume" measures: `open_services` on the filled data folder, i.e. the real
 lease, read its record and is waiting for its first status call. The unfinished jobs are FASHN jobs
 already submitted (they have a provider id), and the benchmark's poll policy parks every driver for
 an hour at its first look, so nothing reaches the emulator: the figure is the engine's and the
-store's alone. The same resume over an in-memory store tells the two apart.
+store's alone.
 """
 
 from __future__ import annotations
 
-import builtins
 import json
 import random
 import statistics
@@ -27,7 +26,6 @@ from typing import Any
 import anyio
 
 from benchmarks.common import Report, rss_mb, sandbox_settings
-from server.engine import Engine
 from server.models import JobError, JobRecord, JobStatus, Output, _base36
 from server.policy import PollPolicy
 from server.services import open_services
@@ -202,7 +200,7 @@ async def fill_and_query(report: Report, home: Path) -> None:
 
 async def resume(report: Report, home: Path) -> None:
     """A fresh process starts a server with no jobs (cold: imports, store, sandbox providers), stops it,
-    then starts one on the filled data folder, and finally the same resume over an in-memory store."""
+    then starts one on the filled data folder."""
     rss_imports = rss_mb()
     empty = sandbox_settings(home.parent / "empty-home", home.parent / "inputs", 0.05)
     started = time.perf_counter()
@@ -224,21 +222,6 @@ async def resume(report: Report, home: Path) -> None:
             stopping = time.perf_counter()
         stopped = time.perf_counter() - stopping
 
-    # The same resume over an in-memory store: what the engine itself costs, whatever the store.
-    store = DiskStore(settings.store_dir)
-    try:
-        memory = MemoryStore(await store.unfinished())
-    finally:
-        store.close()
-    parking = ParkingPoll()
-    async with open_services(settings, start_engine=False) as svc:
-        engine = Engine(store=memory, media=svc.media, providers=svc.providers, poll=parking)
-        started = time.perf_counter()
-        with anyio.fail_after(RESUME_TIMEOUT):
-            async with engine.running():
-                await parking.arrivals.all_in.wait()
-                floor = time.perf_counter() - started
-
     report.figure("startup_empty_seconds", bare, "start-up with no jobs (cold process)", "s")
     report.figure(
         "resume_spawn_seconds", spawned, f"start-up with {UNFINISHED:,} unfinished: drivers spawned", "s"
@@ -250,61 +233,11 @@ async def resume(report: Report, home: Path) -> None:
         "s",
         target=f"<= {RESUME_TARGET_S:g}",
     )
-    report.figure("resume_memory_store_seconds", floor, "  the same resume over an in-memory store", "s")
     report.figure("drivers", drivers, "jobs being driven")
     report.figure("rss_imports_mb", rss_imports, "server process RSS: imports only", "MiB")
     report.figure("rss_started_mb", rss_before, "  started once with no jobs", "MiB")
     report.figure("rss_mb", rss_after, f"  driving {UNFINISHED:,} jobs", "MiB")
     report.figure("shutdown_seconds", stopped, "shutdown (drivers stopped, leases released)", "s")
-
-
-class MemoryStore:
-    """The `Store` contract in a dict, for telling the engine's share of a resume from the store's."""
-
-    def __init__(self, records: list[JobRecord]) -> None:
-        self.records = {r.job_id: r for r in records}
-        self.leases: dict[str, tuple[str, float]] = {}
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        return self.records.get(job_id)
-
-    async def put(self, record: JobRecord) -> None:
-        self.records[record.job_id] = record
-
-    async def delete(self, job_id: str) -> None:
-        self.records.pop(job_id, None)
-
-    async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
-        return None
-
-    async def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        provider: str | None = None,
-        shoot_id: str | None = None,
-        owner: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> tuple[builtins.list[JobRecord], str | None]:
-        return [], None
-
-    async def unfinished(self) -> builtins.list[JobRecord]:
-        return [r for r in self.records.values() if r.active]
-
-    async def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
-        holder = self.leases.get(job_id)
-        if holder is not None and holder[0] != owner and holder[1] > time.time():
-            return False
-        self.leases[job_id] = (owner, time.time() + ttl)
-        return True
-
-    async def release_lease(self, job_id: str, owner: str) -> None:
-        if self.leases.get(job_id, ("", 0.0))[0] == owner:
-            del self.leases[job_id]
-
-    def close(self) -> None:
-        pass
 
 
 def main() -> None:

@@ -472,7 +472,7 @@ async def test_rate_headers_hold_requests_when_the_plan_is_lower_than_configured
     async with services(settings, emu, sandbox_apps={"neofashion": app}) as svc:
         jobs = [await svc.engine.submit("neofashion", "image", {"prompt": f"look {n}"}) for n in range(20)]
         result = await svc.engine.wait([j.job_id for j in jobs], wait_seconds=30)
-        limits = svc.providers["neofashion"].http.limiter.limits.windows["api"]
+        limits = svc.providers["neofashion"].limiter.limits.windows["api"]
     assert [w.limit for w in limits] == [60]
     assert not result.pending and all(j.status is JobStatus.SUCCEEDED for j in result.jobs)
     assert emu.stats.sent_429 == 0 and emu.stats.max_window == 8

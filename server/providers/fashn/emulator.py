@@ -300,7 +300,7 @@ class FashnEmulator(Emulator):
     async def _run(self, request: Request) -> Response:
         self.stats.run_calls += 1
         now = self.clock()
-        self._settle(now, reload=True)
+        self._bring_up_to(now, reload=True)
         try:
             self.check_key(request, code="UnauthorizedAccess")
             if self.faults.run_errors:
@@ -349,7 +349,7 @@ class FashnEmulator(Emulator):
         by_id = self.stats.status_calls_by_id
         by_id[prediction_id] = by_id.get(prediction_id, 0) + 1
         now = self.clock()
-        self._settle(now)
+        self._bring_up_to(now)
         try:
             self.check_key(request, code="UnauthorizedAccess")
             if self.faults.status_errors:
@@ -391,7 +391,7 @@ class FashnEmulator(Emulator):
         prediction_id = request.path_params["id"]
         self.stats.cancel_calls += 1
         now = self.clock()
-        self._settle(now)
+        self._bring_up_to(now)
         try:
             self.check_key(request, code="UnauthorizedAccess")
         except Refusal as exc:
@@ -401,13 +401,13 @@ class FashnEmulator(Emulator):
             return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
         if prediction.status not in TERMINAL:
             prediction.canceled_at = now
-            self._settle(now)
+            self._bring_up_to(now)
         return JSONResponse({"id": prediction.id, "status": prediction.status, "error": None})
 
     async def _credits(self, request: Request) -> Response:
         self.stats.credits_calls += 1
         now = self.clock()
-        self._settle(now, reload=True)
+        self._bring_up_to(now, reload=True)
         try:
             self.check_key(request, code="UnauthorizedAccess")
         except Refusal as exc:
@@ -423,7 +423,7 @@ class FashnEmulator(Emulator):
     async def _cdn(self, request: Request) -> Response:
         self.stats.cdn_calls += 1
         now = self.clock()
-        self._settle(now)
+        self._bring_up_to(now)
         prediction = self._lookup(request.path_params["id"], now)
         match = re.fullmatch(r"output_(\d+)\.(\w+)", request.path_params["name"])
         if prediction is None or prediction.status != COMPLETED or match is None:
@@ -436,7 +436,7 @@ class FashnEmulator(Emulator):
 
     # --- helpers ---
 
-    def _settle(self, now: float, *, reload: bool = False) -> None:
+    def _bring_up_to(self, now: float, *, reload: bool = False) -> None:
         """Bring every prediction's status up to `now`, refunding those that failed or were canceled.
 
         `reload` first reads in what other processes on the same state folder recorded.
@@ -463,7 +463,7 @@ class FashnEmulator(Emulator):
         """A prediction by id; on a miss, another process on the state folder may have made it."""
         prediction = self.stats.predictions.get(prediction_id)
         if prediction is None and self.state_dir is not None:
-            self._settle(now, reload=True)
+            self._bring_up_to(now, reload=True)
             prediction = self.stats.predictions.get(prediction_id)
         return prediction
 
