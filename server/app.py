@@ -324,14 +324,16 @@ def _register_resources(app: MCPServer) -> None:
         return await anyio.Path(path).read_bytes()
 
 
-def http_app(app: MCPServer, *, host: str, tokens: Sequence[str] = ()) -> ASGIApp:
+def http_app(app: MCPServer, *, host: str, tokens: Sequence[str] = (), stateless: bool = False) -> ASGIApp:
     """Streamable HTTP at /mcp plus GET /health, behind the `AccessGate` (server/access.py).
 
     Each token is one caller: it sees only the jobs and shoots made with it (`tools.common.caller`).
     The SDK is told the caller too (`scope["user"]`), so a handshake-era session answers only the
-    credential that opened it.
+    credential that opened it. `stateless`: handshake-era requests carry no session either (as the
+    2026-07-28 era's never do), so replicas behind a balancer that does not stick can answer any of
+    them; those clients then get no notifications outside a request (a changed tool list).
     """
-    starlette_app = app.streamable_http_app(host=host)
+    starlette_app = app.streamable_http_app(host=host, stateless_http=stateless)
 
     async def with_sdk_user(scope: Scope, receive: Receive, send: Send) -> None:
         found = (scope.get("state") or {}).get(CALLER_KEY)

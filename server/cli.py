@@ -123,7 +123,10 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
     from server.app import http_app
 
     print(f"callsheet: serving MCP at http://{host}:{port}/mcp (health: /health)", file=sys.stderr)
-    uvicorn.run(http_app(app, host=host, tokens=tokens), host=host, port=port, log_level="warning")
+    # With a shared store (replicas behind a balancer), handshake-era requests are served statelessly
+    # too, so that any replica can answer any request (README, "Several replicas").
+    asgi = http_app(app, host=host, tokens=tokens, stateless=settings.store_url is not None)
+    uvicorn.run(asgi, host=host, port=port, log_level="warning")
     return 0
 
 
@@ -136,9 +139,13 @@ async def doctor(settings: Settings) -> int:
     print(f"  writable: {'yes' if writable else 'NO - set CALLSHEET_HOME to a folder you can write'}")
     print(f"input roots: {', '.join(str(r) for r in settings.input_roots)}")
     print(f"private input URLs allowed: {'yes' if settings.allow_private_urls else 'no'}")
-    print(f"store: embedded, {settings.store_dir}")
+    print(f"store: {settings.store_where}")
     try:
         check_store(settings)
+        if settings.store_url is not None:
+            from server.store.redis import check_redis
+
+            print(f"  {await check_redis(settings.store_url)}")
     except CallsheetError as exc:
         print(f"  NOT usable: {exc.message}")
         return 1

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast, get_args
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -19,6 +20,7 @@ from server.errors import ConfigError
 from server.policy import MAX_PLAN_JOBS
 from server.providers import REGISTRY
 from server.providers.base import Mode, ProviderSettings
+from server.store.base import public_url
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -36,6 +38,14 @@ class Settings:
     """Most jobs one shoot plan may expand to: CALLSHEET_MAX_PLAN_JOBS."""
     http_tokens: tuple[str, ...] = field(default=(), repr=False)
     """CALLSHEET_HTTP_TOKEN: bearer tokens for `serve --http`, one per caller."""
+    store_url: str | None = field(default=None, repr=False)
+    """CALLSHEET_STORE: a Redis URL that replicas share, or None for the embedded store."""
+    lease_seconds: float = 30.0
+    """CALLSHEET_LEASE_SECONDS: how long a process's claim on a job or shoot lasts unrenewed, i.e. how
+    soon another replica takes over the work of one that died."""
+    sandbox_url: str | None = None
+    """CALLSHEET_SANDBOX_URL: sandbox emulators served once (`python -m server.sandbox`) for every
+    replica, instead of one in each process: replicas in sandbox mode then share one emulated account."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +70,18 @@ class Settings:
         else:
             roots = (Path.home().resolve(), home)
         scale = float(env.get("CALLSHEET_SANDBOX_TIME_SCALE") or cls.sandbox_time_scale)
+        store_url = (env.get("CALLSHEET_STORE") or "").strip() or None
+        if store_url is not None and not store_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "CALLSHEET_STORE must be unset (the embedded store in CALLSHEET_HOME) or a Redis URL: "
+                "redis://[:password@]host:port/db or rediss://...; got a value of another kind."
+            )
+        sandbox_url = (env.get("CALLSHEET_SANDBOX_URL") or "").strip().rstrip("/") or None
+        if sandbox_url is not None and not sandbox_url.startswith(("http://", "https://")):
+            raise ConfigError(f"CALLSHEET_SANDBOX_URL must be an http(s) URL, got {sandbox_url!r}.")
+        lease = _positive_number(env, "CALLSHEET_LEASE_SECONDS", cls.lease_seconds)
+        if lease < 1:
+            raise ConfigError(f"CALLSHEET_LEASE_SECONDS must be at least 1 (seconds), got {lease:g}.")
         level = (env.get("CALLSHEET_LOG_LEVEL") or cls.log_level).upper()
         if level not in get_args(LogLevel):
             raise ConfigError(f"CALLSHEET_LOG_LEVEL must be one of {', '.join(get_args(LogLevel))}.")
@@ -74,6 +96,9 @@ class Settings:
             http_tokens=tuple(
                 t.strip() for t in (env.get("CALLSHEET_HTTP_TOKEN") or "").split(",") if t.strip()
             ),
+            store_url=store_url,
+            lease_seconds=lease,
+            sandbox_url=sandbox_url,
         )
 
     def describe(self) -> dict[str, object]:
@@ -82,6 +107,7 @@ class Settings:
             "home": str(self.home),
             "input_roots": [str(r) for r in self.input_roots],
             "allow_private_urls": self.allow_private_urls,
+            "store": self.store_where,
             "providers": {
                 name: {"mode": p.mode.value, "base_url": p.base_url, "key_set": p.api_key is not None}
                 for name, p in self.providers.items()
@@ -91,7 +117,13 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every configured secret (provider keys, bearer tokens): what `Redactor` removes from texts."""
         keys = [p.api_key for p in self.providers.values() if p.api_key]
-        return [*keys, *self.http_tokens]
+        password = urlsplit(self.store_url).password if self.store_url else None
+        return [*keys, *self.http_tokens, *([password] if password else [])]
+
+    @property
+    def store_where(self) -> str:
+        """Where the store is, as people may see it (a Redis URL without its password)."""
+        return f"embedded, in {self.store_dir}" if self.store_url is None else public_url(self.store_url)
 
     @property
     def media_dir(self) -> Path:

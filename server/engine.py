@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,9 +59,13 @@ from server.models import (
 )
 from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
-from server.store import Store
+from server.signals import JOBS, Signals
+from server.store import LeaseLost, Store
 
 log = logging.getLogger("callsheet.engine")
+
+_driving: ContextVar[str | None] = ContextVar("callsheet_driving", default=None)
+"""The job the current task drives: its writes are fenced by the job's lease (`Engine._write`)."""
 
 ProgressFn = Callable[[float, str], Awaitable[None]]
 
@@ -86,6 +91,7 @@ class Engine:
         store: Store,
         media: Media,
         providers: dict[str, Provider],
+        signals: Signals | None = None,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         lease_ttl: float = 30.0,
@@ -93,6 +99,7 @@ class Engine:
         self.store = store
         self.media = media
         self.providers = providers
+        self.signals = signals or Signals()
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.lease_ttl = lease_ttl
@@ -100,9 +107,10 @@ class Engine:
         """Who this engine is when it holds a job's lease (one per process)."""
         self._tg: TaskGroup | None = None
         self._drivers: dict[str, anyio.CancelScope] = {}
-        self._slot_release: dict[str, Callable[[], None]] = {}
+        self._slot_release: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._providers_of: dict[str, str] = {}
+        """The provider of each job holding an in-flight slot here (to renew the slots by provider)."""
         self._leased: set[str] = set()
-        self._changed = anyio.Event()
         self._preparing = anyio.CapacityLimiter(PREPARE_AT_ONCE)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -217,7 +225,7 @@ class Engine:
             # The holder vanished between the claim and the read: take the key for ourselves.
             await self.store.put(record)
             await self.store.claim_key(key, record.job_id, force=True)
-        self._notify()
+        await self.signals.notify(JOBS)
         self._spawn(record.job_id)
         return record
 
@@ -263,7 +271,7 @@ class Engine:
         deadline = time.monotonic() + wait_seconds
         finished: dict[str, JobRecord] = {}  # a finished job never changes: it is not read again
         while True:
-            changed = self._changed
+            changed = self.signals.event(JOBS)
             records = [finished.get(j) or await self.get(j, caller=caller) for j in job_ids]
             finished.update((r.job_id, r) for r in records if r.status in TERMINAL)
             done = [r.status in TERMINAL for r in records]
@@ -273,7 +281,8 @@ class Engine:
             if on_progress is not None:
                 total = sum(self.progress(r) for r in records) / len(records)
                 await on_progress(total, _progress_message(records))
-            # In-process changes wake us at once; jobs driven by another process are re-read each second.
+            # A change signalled here or by another replica wakes us at once; a missed one is seen by the
+            # re-read each second.
             with anyio.move_on_after(min(1.0, max(0.0, deadline - time.monotonic()))):
                 await changed.wait()
 
@@ -317,40 +326,63 @@ class Engine:
     async def _running(self, record: JobRecord, **changes: Any) -> JobRecord:
         return await self._write(record, JobStatus.RUNNING, **changes)
 
-    async def _succeed(self, record: JobRecord, outputs: list[Output], credits: float | None) -> JobRecord:
-        return await self._write(record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits)
+    async def _succeed(
+        self, record: JobRecord, outputs: list[Output], credits: float | None, **changes: Any
+    ) -> JobRecord:
+        return await self._write(
+            record, JobStatus.SUCCEEDED, outputs=outputs, credits_used=credits, **changes
+        )
 
     async def _fail(self, record: JobRecord, error: JobError, **changes: Any) -> JobRecord:
         return await self._write(record, JobStatus.FAILED, error=error, **changes)
 
-    async def _canceled(self, record: JobRecord, note: str) -> JobRecord:
-        return await self._write(
-            record, JobStatus.CANCELED, error=JobError(code="canceled", message=note, retryable=True)
-        )
+    async def _canceled(self, record: JobRecord, note: str, **changes: Any) -> JobRecord:
+        error = JobError(code="canceled", message=note, retryable=True)
+        return await self._write(record, JobStatus.CANCELED, error=error, **changes)
 
     async def _update(self, record: JobRecord, **changes: Any) -> JobRecord:
         """A change that is not a transition (a poll counted, an id kept): the state stays."""
-        return await self._write(record, record.status, **changes)
+        return await self._write(record, None, **changes)
 
-    async def _write(self, record: JobRecord, status: JobStatus, **changes: Any) -> JobRecord:
-        """The one function that changes a job: refuse to leave a terminal state (a late poll never
-        overwrites a cancel), stamp the time, persist, wake waiters."""
-        current = await self.store.get(record.job_id)
-        if current is not None and current.status in TERMINAL and current.status is not status:
-            return current
-        updated = record.model_copy(update={**changes, "status": status, "updated_at": utcnow()})
-        if status in TERMINAL:
-            updated.progress = 1.0 if status is JobStatus.SUCCEEDED else self.progress(record)
-            updated.payload = None
-        else:
-            updated.progress = self.progress(updated)
-        await self.store.put(updated)
-        self._notify()
-        return updated
+    async def _write(self, record: JobRecord, status: JobStatus | None, **changes: Any) -> JobRecord:
+        """The one function that changes a job: apply `changes` (and `status`; None keeps it) to the
+        stored record, refuse to leave a terminal state (a late poll never overwrites a cancel), stamp
+        the time, persist, wake waiters. One atomic step in the store: a cancel from another replica
+        is never lost between the read and the write.
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        A driver writes as the holder of the job's lease: if another process took the lease, the write
+        is refused (LeaseLost) and the driver stops. A store that cannot be reached (Redis away) makes
+        a driver wait and write again, so nothing it learned (a provider's job id) is lost.
+        """
+
+        def change(current: JobRecord) -> JobRecord | None:
+            target = current.status if status is None else status
+            if current.status in TERMINAL and current.status is not target:
+                return None
+            updated = current.model_copy(update={**changes, "status": target, "updated_at": utcnow()})
+            if target in TERMINAL:
+                updated.progress = 1.0 if target is JobStatus.SUCCEEDED else self.progress(current)
+                updated.payload = None
+            else:
+                updated.progress = self.progress(updated)
+            return updated
+
+        holder = self.lease_holder if _driving.get() == record.job_id else None
+        delay = 0.5
+        while True:
+            try:
+                stored = await self.store.update(record.job_id, change, holder=holder)
+                break
+            except StorageError as exc:
+                if holder is None or exc.code != "store_unavailable":
+                    raise
+                log.warning("job %s waits for the store: %s", record.job_id, exc.message)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        if stored is None:
+            raise NotFound(f"Job {record.job_id} is no longer in the store.")
+        await self.signals.notify(JOBS)
+        return stored
 
     # -- cancel ------------------------------------------------------------------------------
 
@@ -394,11 +426,14 @@ class Engine:
     # -- the driver --------------------------------------------------------------------------
 
     async def _drive(self, job_id: str, scope: anyio.CancelScope) -> None:
+        _driving.set(job_id)
         try:
             with scope:
                 async with self._lease(job_id) as held:
                     if held:
                         await self._run(job_id)
+        except LeaseLost:
+            log.warning("lost the lease on %s; another process drives it now", job_id)
         except StorageError as exc:
             # The store cannot be written (a full disk): the job keeps its last stored state and is
             # taken up again by the sweep once its lease lapses. One job's trouble, not the server's.
@@ -422,9 +457,20 @@ class Engine:
                 await self.store.release_lease(job_id, self.lease_holder)  # else it lapses by itself
 
     async def _renew_forever(self) -> None:
-        """One loop renews every lease this engine holds (not a task per job: thousands may run)."""
+        """One loop renews every lease this engine holds (not a task per job: thousands may run), and
+        the in-flight slots of those jobs with them."""
         while True:
             await anyio.sleep(self.lease_ttl / 3)
+            slots: dict[str, list[str]] = {}
+            for job_id in list(self._slot_release):
+                record_provider = self._providers_of.get(job_id)
+                if record_provider is not None:
+                    slots.setdefault(record_provider, []).append(job_id)
+            for name, job_ids in slots.items():
+                try:
+                    await self.providers[name].limiter.renew(job_ids, self.lease_ttl)
+                except StorageError as exc:
+                    log.warning("in-flight slots of %s not renewed: %s", name, exc.message)
             for job_id in list(self._leased):
                 try:
                     renewed = await self.store.acquire_lease(job_id, self.lease_holder, self.lease_ttl)
@@ -444,8 +490,10 @@ class Engine:
             return
         provider = self.providers[record.provider]
         queued = record.status is JobStatus.QUEUED
-        async with provider.limiter.slot(wait=queued and record.submit_started_at is None) as release:
+        wait = queued and record.submit_started_at is None
+        async with provider.limiter.slot(job_id, ttl=self.lease_ttl, wait=wait) as release:
             self._slot_release[job_id] = release
+            self._providers_of[job_id] = provider.name
             try:
                 if record.status is JobStatus.QUEUED:
                     record = await self._submit(provider, record)
@@ -454,8 +502,8 @@ class Engine:
                         await self._follow_children(record)
                     else:
                         await self._follow(provider, record)
-            except StorageError:
-                raise  # the job's state cannot be written: `_drive` pauses it
+            except (StorageError, LeaseLost):
+                raise  # the job's state cannot be written, or is no longer ours: `_drive` stops
             except CallsheetError as exc:
                 # Anything not handled below ends the job with the error, so nothing is left hanging.
                 log.info("job %s failed: %s", job_id, exc.code)
@@ -464,6 +512,7 @@ class Engine:
                     await self._fail(latest, _job_error(exc))
             finally:
                 self._slot_release.pop(job_id, None)
+                self._providers_of.pop(job_id, None)
 
     async def _submit(self, provider: Provider, record: JobRecord) -> JobRecord:
         if record.submit_started_at is not None:
@@ -540,7 +589,7 @@ class Engine:
     async def _follow_children(self, parent: JobRecord) -> None:
         """A batch ends when all its items have: its outputs are theirs, its credits their sum."""
         while True:
-            changed = self._changed
+            changed = self.signals.event(JOBS)
             children = [await self.store.get(job_id) for job_id in parent.children]
             latest = await self.store.get(parent.job_id)
             if latest is None or latest.status in TERMINAL:
@@ -585,7 +634,7 @@ class Engine:
             elapsed = (utcnow() - started).total_seconds()
             delay = max(
                 self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls),
-                provider.limiter.poll_interval(),
+                await provider.limiter.poll_interval(),
             )
             if failures:
                 delay = max(delay, self.retry.delay(failures))
@@ -598,6 +647,8 @@ class Engine:
                 report = await provider.status(provider_job_id, record.operation)
             except ProviderError as exc:
                 record = await self._update(record, status_calls=record.status_calls + 1)
+                if record.status in TERMINAL:
+                    return
                 if isinstance(exc, AuthError | InsufficientCredits | ProviderRejected) or (
                     not exc.retryable and failures >= 2
                 ):
@@ -605,29 +656,33 @@ class Engine:
                 failures += 1
                 continue
             failures = 0
-            record = record.model_copy(update={"status_calls": record.status_calls + 1})
+            calls = record.status_calls + 1
             if report.state is RemoteState.RUNNING:
-                record = await self._running(record)
+                record = await self._running(record, status_calls=calls)
             elif report.state is RemoteState.PENDING:
-                record = await self._update(record)
+                record = await self._update(record, status_calls=calls)
             else:
-                await self._end(provider, record, report)
+                await self._end(provider, record, report, status_calls=calls)
+                return
+            if record.status in TERMINAL:
                 return
 
-    async def _end(self, provider: Provider, record: JobRecord, report: StatusReport) -> JobRecord:
+    async def _end(
+        self, provider: Provider, record: JobRecord, report: StatusReport, **changes: Any
+    ) -> JobRecord:
         """End the job from a terminal report: download outputs the moment it succeeds.
 
         The job no longer runs at the provider, so its in-flight slot is freed before the download.
         """
-        self._slot_release.pop(record.job_id, _nothing)()
+        await self._slot_release.pop(record.job_id, _nothing)()
         credits = report.credits_used if report.credits_used is not None else record.credits_used
         if report.state is RemoteState.FAILED:
             error = report.error or JobError(
                 code="job_failed", message="The provider reported a failure.", retryable=True
             )
-            return await self._fail(record, error, credits_used=0 if credits is None else credits)
+            return await self._fail(record, error, credits_used=0 if credits is None else credits, **changes)
         if report.state is RemoteState.CANCELED:
-            return await self._canceled(record, "Canceled at the provider.")
+            return await self._canceled(record, "Canceled at the provider.", **changes)
         urls = ", ".join(o.url for o in report.outputs if o.url) or "none (inline data)"
         for attempt in range(1, self.retry.attempts + 1):
             try:
@@ -638,7 +693,7 @@ class Engine:
                 error = JobError(
                     code=exc.code, message=_outputs_lost(provider, record, exc, urls), retryable=True
                 )
-                return await self._fail(record, error, credits_used=credits)
+                return await self._fail(record, error, credits_used=credits, **changes)
             except ProviderError as exc:
                 if not exc.retryable or attempt == self.retry.attempts:
                     error = JobError(
@@ -646,9 +701,9 @@ class Engine:
                         message=_outputs_lost(provider, record, exc, urls),
                         retryable=exc.retryable,
                     )
-                    return await self._fail(record, error, credits_used=credits)
+                    return await self._fail(record, error, credits_used=credits, **changes)
                 await anyio.sleep(self.retry.delay(attempt))
-        return await self._succeed(record, outputs, credits)
+        return await self._succeed(record, outputs, credits, **changes)
 
     async def _finished_elsewhere(self, key: str) -> JobRecord | None:
         """The earlier job of this call, when the provider finished it and only saving its outputs failed."""
@@ -706,5 +761,5 @@ def _progress_message(records: Iterable[JobRecord]) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def _nothing() -> None:
+async def _nothing() -> None:
     """No slot to free (a child of a batch, or a job ended twice)."""

@@ -9,6 +9,7 @@ answer is redacted of every configured secret before anything reads it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,14 @@ from typing import Any
 import anyio
 import httpx
 
-from server.errors import BadResponse, ErrorText, RateLimited, TransportError, error_for_status
+from server.errors import (
+    BadResponse,
+    ErrorText,
+    RateLimited,
+    StorageError,
+    TransportError,
+    error_for_status,
+)
 from server.limiter import Limiter
 from server.policy import HTTP, Timing
 from server.redact import Redactor
@@ -100,7 +108,10 @@ class HttpCaller:
                 provider=self.provider,
             ) from None
         finally:
-            self.limiter.answered(ticket, answer)
+            # Shielded: a cancel must not leave the request uncounted. A store that cannot be reached
+            # must not lose the answer (it may carry a job id): the request then counts from admission.
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self.limiter.answered(ticket, answer)
         if response.status_code >= 400:
             retry_after = _retry_after(response)
             described = self._describe_error(response)
@@ -113,7 +124,8 @@ class HttpCaller:
                 provider_code=described.code,
             )
             if isinstance(error, RateLimited):
-                self.limiter.block(kind, retry_after if retry_after is not None else 1.0, ticket)
+                with contextlib.suppress(StorageError):
+                    await self.limiter.block(kind, retry_after if retry_after is not None else 1.0, ticket)
             log.info("%s %s %s -> %s", self.provider, method, path, response.status_code)
             raise error
         return response

@@ -8,33 +8,79 @@ One `Limiter` per provider keeps every limit that provider has, in one place:
   (`Limits.rate_headers`), minus the requests already on their way that those numbers do not count
   yet, so a burst sent before the first answer arrives meets no 429 either;
 - the jobs in flight at the provider: `slot()` (FASHN: 6).
+
+The counting lives in a `Book`: `LocalBook` in this process, or a Redis book
+(`server/store/redis.py`) that every replica shares, so that N replicas on one provider account keep
+its limits exactly as one process does. Both pass the same contract tests (tests/test_limiter.py).
+A slot is held in the book for as long as its job's lease, and renewed with it: a slot of a replica
+that died is freed when its lease lapses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 import httpx
 
-from server.policy import Limits
+from server.errors import StorageError
+from server.policy import Limits, RateWindow
+from server.signals import Signals
+
+SLOT_RECHECK_SECONDS = 1.0
+"""A job waiting for an in-flight slot looks again at least this often (a slot held by a replica
+that died frees itself when its lease lapses, without a signal)."""
+OUTSTANDING_SECONDS = 300.0
+"""A request unanswered this long no longer holds back the header budget (its sender died)."""
 
 
 @dataclass
 class Ticket:
-    """One request let through: when it counts in the windows, and its place in the header budget."""
+    """One request let through: its id in the windows, and its place in the header budget."""
 
     kind: str
-    counted_at: list[float]
+    id: str
     seq: int = 0
 
 
+class Book(Protocol):
+    """Where one provider's limits are counted; every operation is atomic."""
+
+    async def admit(self, ticket: Ticket, windows: tuple[RateWindow, ...], budget: bool) -> tuple[float, int]:
+        """Count `ticket` now if every window, a `block` and (with `budget`) the header budget allow it:
+        returns (0, its sequence number in the budget). Otherwise counts nothing and returns the
+        seconds to wait before asking again (and 0)."""
+
+    async def answered(self, ticket: Ticket, numbers: tuple[int, float] | None, has_headers: bool) -> None:
+        """The request is over: it counts in the windows from now. Its answer's rate headers (`numbers`:
+        remaining, seconds to reset) update the budget; an answer without them (`has_headers` and no
+        numbers) tells that the provider does not send them."""
+
+    async def block(self, kind: str, seconds: float, seq: int | None) -> None:
+        """Hold every request of `kind` for `seconds`; `seq`: the request that was told so."""
+
+    async def take_slot(self, job_id: str, limit: int | None, ttl: float) -> bool:
+        """Take (or keep) an in-flight slot for `job_id` for `ttl` seconds if fewer than `limit` are
+        taken (`None`: take it regardless); False when full."""
+
+    async def renew_slots(self, job_ids: list[str], ttl: float) -> None:
+        """Keep the slots of these jobs for another `ttl` seconds."""
+
+    async def free_slot(self, job_id: str) -> None:
+        """Give the job's slot back."""
+
+    async def slots_taken(self) -> int:
+        """Slots taken now, by every process that shares the book."""
+
+
 @dataclass
-class _HeaderBudget:
+class _Budget:
     """What the latest rate headers allow. Until the first numbers arrive one request goes at a time;
     a provider that answers without the headers is then never held by them."""
 
@@ -52,52 +98,108 @@ class _HeaderBudget:
             return 1 if self.headerless else 1 - uncounted
         return self.remaining + (1 if now >= self.reset_at else 0) - uncounted
 
+    def wait(self, now: float) -> float:
+        """Held by the headers: until the reset, or until an answer (a signal) brings numbers."""
+        return self.reset_at - now if self.reset_at > now else 1.0
+
+    def learn(self, seq: int, remaining: int, reset: float, now: float) -> None:
+        if seq > self.seen:
+            self.seen, self.remaining, self.reset_at = seq, remaining, now + reset
+
+
+class LocalBook:
+    """A provider's limits counted in this process (the embedded default)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._calls: dict[str, dict[str, float]] = {}
+        self._blocked_until: dict[str, float] = {}
+        self._budget = _Budget()
+        self._slots: dict[str, float] = {}
+
+    async def admit(self, ticket: Ticket, windows: tuple[RateWindow, ...], budget: bool) -> tuple[float, int]:
+        now = self.clock()
+        calls = self._calls.setdefault(ticket.kind, {})
+        longest = max((w.period for w in windows), default=0.0)
+        for old in [t for t, stamp in calls.items() if stamp <= now - longest]:
+            del calls[old]
+        wait = self._blocked_until.get(ticket.kind, 0.0) - now
+        for w in windows:
+            recent = sorted(stamp for stamp in calls.values() if stamp > now - w.period)
+            if len(recent) >= w.limit:
+                wait = max(wait, recent[-w.limit] + w.period - now)
+        if wait <= 0 and budget and self._budget.room(now) <= 0:
+            wait = self._budget.wait(now)
+        if wait > 0:
+            return wait, 0
+        calls[ticket.id] = now
+        if not budget:
+            return 0.0, 0
+        self._budget.sent += 1
+        self._budget.outstanding.add(self._budget.sent)
+        return 0.0, self._budget.sent
+
+    async def answered(self, ticket: Ticket, numbers: tuple[int, float] | None, has_headers: bool) -> None:
+        now = self.clock()
+        calls = self._calls.get(ticket.kind, {})
+        if ticket.id in calls:
+            calls[ticket.id] = now
+        budget = self._budget
+        if ticket.seq:
+            budget.outstanding.discard(ticket.seq)
+            if numbers is None and has_headers:
+                budget.headerless = budget.headerless or budget.remaining is None
+            elif numbers is not None:
+                budget.headerless = False
+                budget.learn(ticket.seq, numbers[0], numbers[1], now)
+
+    async def block(self, kind: str, seconds: float, seq: int | None) -> None:
+        now = self.clock()
+        self._blocked_until[kind] = max(self._blocked_until.get(kind, 0.0), now + seconds)
+        if seq:
+            self._budget.learn(seq, 0, seconds, now)
+
+    async def take_slot(self, job_id: str, limit: int | None, ttl: float) -> bool:
+        if job_id not in self._slots and limit is not None and len(self._slots) >= limit:
+            return False
+        self._slots[job_id] = self.clock() + ttl
+        return True
+
+    async def renew_slots(self, job_ids: list[str], ttl: float) -> None:
+        """Nothing to do: in one process a slot lives exactly as long as its holder."""
+
+    async def free_slot(self, job_id: str) -> None:
+        self._slots.pop(job_id, None)
+
+    async def slots_taken(self) -> int:
+        return len(self._slots)
+
 
 class Limiter:
-    def __init__(self, limits: Limits) -> None:
+    def __init__(
+        self, limits: Limits, book: Book | None = None, signals: Signals | None = None, topic: str = "limits"
+    ) -> None:
         self.limits = limits
-        self._calls: dict[str, deque[list[float]]] = {}
+        self.book: Book = book or LocalBook()
+        self.signals = signals or Signals()
+        self.topic = topic
+        """What a freed slot or a new budget is signalled on (`signals.limits_topic(provider)`)."""
         self._locks: dict[str, anyio.Lock] = {}
-        self._blocked_until: dict[str, float] = {}
-        self._budget = _HeaderBudget() if limits.rate_headers else None
-        self._changed = anyio.Event()
-        self.in_flight = 0
-        """Jobs holding a slot: being submitted or followed at the provider."""
 
     async def acquire(self, kind: str) -> Ticket:
         """Wait until a request of `kind` may go: windows, Retry-After and header budget all allow it."""
         windows = self.limits.windows.get(kind, ())
-        lock = self._locks.setdefault(kind, anyio.Lock())
-        calls = self._calls.setdefault(kind, deque())
-        async with lock:  # FIFO: anyio locks wake waiters in order
+        ticket = Ticket(kind, uuid.uuid4().hex)
+        async with self._locks.setdefault(kind, anyio.Lock()):  # FIFO: anyio locks wake waiters in order
             while True:
-                now = time.monotonic()
-                wait = self._blocked_until.get(kind, 0.0) - now
-                for w in windows:
-                    recent = sorted(stamp[0] for stamp in calls if stamp[0] > now - w.period)
-                    if len(recent) >= w.limit:
-                        wait = max(wait, recent[-w.limit] + w.period - now)
-                budget = self._budget
-                if wait <= 0 and (budget is None or budget.room(now) > 0):
-                    break
-                changed = self._changed
-                if wait <= 0 and budget is not None:  # held by the headers: until an answer or the reset
-                    wait = budget.reset_at - now if budget.reset_at > now else 1.0
+                changed = self.signals.event(self.topic)
+                wait, ticket.seq = await self.book.admit(ticket, windows, self.limits.rate_headers)
+                if wait <= 0:
+                    return ticket
                 with anyio.move_on_after(wait):
                     await changed.wait()
-            stamp = [time.monotonic()]
-            calls.append(stamp)
-            longest = max((w.period for w in windows), default=0.0)
-            while calls and calls[0][0] <= time.monotonic() - longest:
-                calls.popleft()
-            ticket = Ticket(kind, stamp)
-            if self._budget is not None:
-                self._budget.sent += 1
-                ticket.seq = self._budget.sent
-                self._budget.outstanding.add(ticket.seq)
-        return ticket
 
-    def answered(self, ticket: Ticket, headers: httpx.Headers | None = None) -> None:
+    async def answered(self, ticket: Ticket, headers: httpx.Headers | None = None) -> None:
         """The request is over (answered, or failed on the way).
 
         It counts in the windows from now, the latest moment it can have arrived: the provider
@@ -105,66 +207,58 @@ class Limiter:
         one request travels slower than the ones after it. Its answer's rate headers, if any, update
         the budget.
         """
-        ticket.counted_at[0] = time.monotonic()
-        budget = self._budget
-        if budget is not None:
-            budget.outstanding.discard(ticket.seq)
-            numbers = rate_limit_headers(headers) if headers is not None else None
-            if numbers is None and headers is not None:
-                budget.headerless = budget.headerless or budget.remaining is None
-            elif numbers is not None:
-                budget.headerless = False
-                self._learn(ticket.seq, *numbers)
         numbers = rate_limit_headers(headers) if headers is not None else None
+        await self.book.answered(ticket, numbers, headers is not None)
         if numbers is not None and numbers[0] <= 0:
-            self.block(ticket.kind, numbers[1])  # nothing left until the reset, whatever else we know
-        self._wake()
+            await self.block(ticket.kind, numbers[1])  # nothing left until the reset, whatever else we know
+        elif self.limits.rate_headers:
+            await self.signals.notify(self.topic)  # the budget moved: requests held by it may go
 
-    def block(self, kind: str, seconds: float, ticket: Ticket | None = None) -> None:
+    async def block(self, kind: str, seconds: float, ticket: Ticket | None = None) -> None:
         """The provider said Retry-After (or that nothing is left): hold every request of this kind."""
-        until = time.monotonic() + seconds
-        self._blocked_until[kind] = max(self._blocked_until.get(kind, 0.0), until)
-        if ticket is not None and self._budget is not None:
-            self._learn(ticket.seq, 0, seconds)
-
-    def _learn(self, seq: int, remaining: int, reset: float) -> None:
-        budget = self._budget
-        if budget is not None and seq > budget.seen:
-            budget.seen, budget.remaining = seq, remaining
-            budget.reset_at = time.monotonic() + reset
-
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        seq = ticket.seq if ticket is not None and self.limits.rate_headers else None
+        await self.book.block(kind, seconds, seq)
+        await self.signals.notify(self.topic)
 
     @asynccontextmanager
-    async def slot(self, *, wait: bool = True) -> AsyncIterator[Callable[[], None]]:
+    async def slot(
+        self, job_id: str, *, ttl: float, wait: bool = True
+    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
         """Hold one in-flight slot while a job runs at the provider; yields a function that frees it early.
 
         `wait=False` takes the slot at once even when full: for jobs resumed after a restart,
-        which are already running at the provider and must be polled regardless.
+        which are already running at the provider and must be polled regardless. The slot lasts
+        `ttl` seconds unless renewed (`renew`), as the job's lease does.
         """
-        limit = self.limits.max_in_flight
-        while wait and limit is not None and self.in_flight >= limit:
-            await self._changed.wait()
-        self.in_flight += 1
-        released = False
+        limit = self.limits.max_in_flight if wait else None
+        while True:
+            changed = self.signals.event(self.topic)
+            if await self.book.take_slot(job_id, limit, ttl):
+                break
+            with anyio.move_on_after(SLOT_RECHECK_SECONDS):
+                await changed.wait()
+        freed = False
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.in_flight -= 1
-                self._wake()
+        async def release() -> None:
+            nonlocal freed
+            if not freed:
+                freed = True
+                await self.book.free_slot(job_id)
+                await self.signals.notify(self.topic)
 
         try:
             yield release
         finally:
-            release()
+            # A store that cannot be reached now: the slot lapses by itself with the job's lease.
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await release()
 
-    def poll_interval(self) -> float:
+    async def renew(self, job_ids: list[str], ttl: float) -> None:
+        await self.book.renew_slots(job_ids, ttl)
+
+    async def poll_interval(self) -> float:
         """The shortest interval between two polls of one job now (`Limits.poll_interval`)."""
-        return self.limits.poll_interval(self.in_flight)
+        return self.limits.poll_interval(await self.book.slots_taken())
 
 
 def rate_limit_headers(headers: httpx.Headers) -> tuple[int, float] | None:

@@ -1,7 +1,7 @@
-"""The project's own data models: the public `Job` result and the stored `JobRecord`.
+"""The project's own data models: the public `Job` and `Shoot` results and the stored records.
 
-Job status is a `str` Enum with named state sets (as in arq/saq); every change of
-state goes through `JobEngine.transition`, which stamps times and persists.
+Job, shoot and step status are `str` Enums with named state sets (as in arq/saq); only the engine
+writes jobs (through `Engine._write`) and only the shoot runner writes shoots.
 """
 
 from __future__ import annotations
@@ -196,3 +196,28 @@ class Shoot(BaseModel):
     note: str | None = Field(default=None, description="Why the shoot stopped, when it did early.")
     created_at: datetime = Field(description="When the shoot started (UTC).")
     updated_at: datetime = Field(description="When it last changed (UTC).")
+
+
+class StepState(BaseModel):
+    id: str = Field(description="Step id from the plan.")
+    status: StepStatus = Field(
+        default=StepStatus.WAITING, description="waiting, running, succeeded, failed, skipped."
+    )
+    job_ids: list[str] = Field(default_factory=list, description="The step's jobs, in item order.")
+    note: str | None = Field(default=None, description="Why the step was skipped or failed.")
+
+
+class ShootRecord(BaseModel):
+    shoot_id: str
+    name: str
+    status: ShootStatus
+    plan: dict[str, Any]
+    steps: list[StepState]
+    folder: str
+    credits_used: float = 0.0
+    credits_estimate: float = 0.0
+    note: str | None = None
+    caller: str | None = Field(default=None, validation_alias=AliasChoices("caller", "owner"))
+    """Whose shoot it is (None: the local user); records written before the rename call it owner."""
+    created_at: datetime
+    updated_at: datetime

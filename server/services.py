@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -27,8 +28,9 @@ from server.policy import HTTP, PollPolicy, RetryPolicy
 from server.providers import REGISTRY
 from server.providers.base import Mode, OperationSpec, Provider
 from server.redact import Redactor
-from server.shoots import ShootRunner, ShootStore
-from server.store import DiskStore
+from server.shoots import ShootRunner
+from server.signals import limits_topic
+from server.store import DiskShoots, DiskStore, open_backend
 
 
 @dataclass
@@ -59,11 +61,12 @@ def operation_specs(providers: dict[str, Provider]) -> dict[str, tuple[str, Oper
 
 
 def check_store(settings: Settings) -> None:
-    """Open and close the stores once: a damaged file raises StorageError saying what to do, a damaged
-    index is rebuilt, a damaged record is set aside."""
+    """Open and close the embedded stores once: a damaged file raises StorageError saying what to do, a
+    damaged index is rebuilt, a damaged record is set aside. (Redis is checked when services open.)"""
     settings.home.mkdir(parents=True, exist_ok=True)
-    DiskStore(settings.store_dir).close()
-    ShootStore(settings.store_dir / "shoots").close()
+    if settings.store_url is None:
+        DiskStore(settings.store_dir).close()
+        DiskShoots(settings.store_dir / "shoots").close()
 
 
 @asynccontextmanager
@@ -75,64 +78,75 @@ async def open_services(
     live_transport: httpx.AsyncBaseTransport | None = None,
     retry: RetryPolicy | None = None,
     poll: PollPolicy | None = None,
-    lease_ttl: float = 30.0,
+    lease_ttl: float | None = None,
     start_engine: bool = True,
 ) -> AsyncIterator[Services]:
     """`providers` are the app's adapters (made here when not given); `sandbox_apps` and
     `live_transport` let tests put their own fakes behind the real adapters."""
     settings.home.mkdir(parents=True, exist_ok=True)
     providers = make_providers(settings) if providers is None else providers
-    store = DiskStore(settings.store_dir)
-    media = Media(settings, store)
-    try:
-        async with AsyncExitStack() as stack:
-            headers = {"User-Agent": f"callsheet/{__version__}"}
-            live = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=HTTP.timeout, headers=headers, transport=live_transport)
-            )
-            redactor = Redactor(settings.secrets())
-            for name, adapter in providers.items():
-                conf = adapter.settings
-                scale = settings.sandbox_time_scale if adapter.sandbox else 1.0
-                client = live
-                if adapter.sandbox:
-                    app = (sandbox_apps or {}).get(name) or adapter.emulator(scale, settings.home / "sandbox")
-                    client = await stack.enter_async_context(
-                        httpx.AsyncClient(
-                            transport=httpx.ASGITransport(app=app), timeout=HTTP.timeout, headers=headers
-                        )
-                    )
-                adapter.connect(
-                    HttpCaller(
-                        client,
-                        provider=name,
-                        base_url=conf.base_url,
-                        limiter=Limiter(adapter.limits().scaled(scale)),
-                        headers=adapter.auth_headers("sandbox" if adapter.sandbox else conf.api_key or ""),
-                        key_var=conf.key_var,
-                        describe_error=adapter.describe_error,
-                        time_scale=scale,
-                        redactor=redactor,
+    async with open_backend(settings.store_url, settings.store_dir) as backend, AsyncExitStack() as stack:
+        media = Media(settings, backend.jobs)
+        headers = {"User-Agent": f"callsheet/{__version__}"}
+        live = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=HTTP.timeout, headers=headers, transport=live_transport)
+        )
+        redactor = Redactor(settings.secrets())
+        for name, adapter in providers.items():
+            conf = adapter.settings
+            scale = settings.sandbox_time_scale if adapter.sandbox else 1.0
+            client, base_url = live, conf.base_url
+            if adapter.sandbox and settings.sandbox_url and name not in (sandbox_apps or {}):
+                # The emulators served once for every replica (python -m server.sandbox): one account.
+                base_url = f"{settings.sandbox_url}/{name}{urlsplit(conf.base_url).path}"
+            elif adapter.sandbox:
+                app = (sandbox_apps or {}).get(name) or adapter.emulator(scale, settings.home / "sandbox")
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        transport=httpx.ASGITransport(app=app), timeout=HTTP.timeout, headers=headers
                     )
                 )
-            engine = Engine(
-                store=store, media=media, providers=providers, retry=retry, poll=poll, lease_ttl=lease_ttl
+            limiter = Limiter(
+                adapter.limits().scaled(scale), backend.book(name), backend.signals, limits_topic(name)
             )
-            shoot_store = ShootStore(settings.store_dir / "shoots")
-            stack.callback(shoot_store.close)
-            shoots = ShootRunner(
-                engine=engine, store=shoot_store, settings=settings, tools=lambda: operation_specs(providers)
+            adapter.connect(
+                HttpCaller(
+                    client,
+                    provider=name,
+                    base_url=base_url,
+                    limiter=limiter,
+                    headers=adapter.auth_headers("sandbox" if adapter.sandbox else conf.api_key or ""),
+                    key_var=conf.key_var,
+                    describe_error=adapter.describe_error,
+                    time_scale=scale,
+                    redactor=redactor,
+                )
             )
-            services = Services(settings, media, engine, providers, shoots)
-            if not start_engine:  # the command line reading or canceling jobs: drive nothing
+        engine = Engine(
+            store=backend.jobs,
+            media=media,
+            providers=providers,
+            signals=backend.signals,
+            retry=retry,
+            poll=poll,
+            lease_ttl=settings.lease_seconds if lease_ttl is None else lease_ttl,
+        )
+        shoots = ShootRunner(
+            engine=engine,
+            store=backend.shoots,
+            leases=backend.jobs,
+            signals=backend.signals,
+            settings=settings,
+            tools=lambda: operation_specs(providers),
+        )
+        services = Services(settings, media, engine, providers, shoots)
+        if not start_engine:  # the command line reading or canceling jobs: drive nothing
+            yield services
+            return
+        async with engine.running(), shoots.running(), anyio.create_task_group() as upkeep:
+            for adapter in providers.values():
+                upkeep.start_soon(adapter.background)
+            try:
                 yield services
-                return
-            async with engine.running(), shoots.running(), anyio.create_task_group() as upkeep:
-                for adapter in providers.values():
-                    upkeep.start_soon(adapter.background)
-                try:
-                    yield services
-                finally:
-                    upkeep.cancel_scope.cancel()
-    finally:
-        store.close()
+            finally:
+                upkeep.cancel_scope.cancel()

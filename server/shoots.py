@@ -9,7 +9,11 @@ crossed: the runner stops before the job that would cross it. The shoot folder k
 
 The runner is the only writer of shoot records: a shoot's state changes through `_shoot_to`, a
 step's through `_step_to`, and what is not a transition (the jobs a step made) through
-`_record_jobs`; all three stamp the time and persist.
+`_record_jobs`; all go through `_change`, which applies them to the stored record in one atomic
+step, stamps the time and wakes waiters.
+
+With several replicas on one store, a shoot is run by whichever replica holds its lease; the others
+take it over when the lease lapses (a replica died), and any replica can follow or cancel it.
 """
 
 from __future__ import annotations
@@ -21,13 +25,12 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import AliasChoices, BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from server import paths
 from server.config import Settings
@@ -43,7 +46,9 @@ from server.models import (
     JobRecord,
     JobStatus,
     Shoot,
+    ShootRecord,
     ShootStatus,
+    StepState,
     StepStatus,
     StepView,
     credits_text,
@@ -64,7 +69,8 @@ from server.plans import (
 )
 from server.policy import CONFIRM_ABOVE_CREDITS
 from server.providers.base import OperationSpec
-from server.store import guarded, open_cache, set_aside
+from server.signals import JOBS, Signals
+from server.store import ShootStore, Store
 
 log = logging.getLogger("callsheet.shoots")
 
@@ -74,95 +80,21 @@ STORAGE_RETRY_SECONDS = 15.0
 ProgressFn = Callable[[float, str], Awaitable[None]]
 
 
-class StepState(BaseModel):
-    id: str = Field(description="Step id from the plan.")
-    status: StepStatus = Field(
-        default=StepStatus.WAITING, description="waiting, running, succeeded, failed, skipped."
-    )
-    job_ids: list[str] = Field(default_factory=list, description="The step's jobs, in item order.")
-    note: str | None = Field(default=None, description="Why the step was skipped or failed.")
-
-
-class ShootRecord(BaseModel):
-    shoot_id: str
-    name: str
-    status: ShootStatus
-    plan: dict[str, Any]
-    steps: list[StepState]
-    folder: str
-    credits_used: float = 0.0
-    credits_estimate: float = 0.0
-    note: str | None = None
-    caller: str | None = Field(default=None, validation_alias=AliasChoices("caller", "owner"))
-    """Whose shoot it is (None: the local user); records written before the rename call it owner."""
-    created_at: datetime
-    updated_at: datetime
-
-
-class ShootStore:
-    """Shoot records as JSON in their own diskcache folder (process-safe, like the job store)."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self._cache = open_cache(directory, "shoot records", "the shoots in it are lost")
-
-    @guarded("The shoot store")
-    async def get(self, shoot_id: str) -> ShootRecord | None:
-        key = f"shoot:{shoot_id}"
-        raw = self._cache.get(key)
-        if raw is None:
-            return None
-        try:
-            return ShootRecord.model_validate_json(cast(str, raw))
-        except (ValidationError, ValueError, TypeError):
-            set_aside(self.directory.parent, "shoot", shoot_id, raw)
-            self._cache.delete(key)
-            return None
-
-    @guarded("The shoot store")
-    async def put(self, record: ShootRecord) -> None:
-        self._cache.set(f"shoot:{record.shoot_id}", record.model_dump_json())
-
-    @guarded("The shoot store")
-    async def list(
-        self,
-        *,
-        status: ShootStatus | None = None,
-        caller: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> tuple[list[ShootRecord], str | None]:
-        out: list[ShootRecord] = []
-        for key in self._cache.iterkeys(reverse=True):
-            shoot_id = str(key).removeprefix("shoot:")
-            if cursor is not None and shoot_id >= cursor:
-                continue
-            record = await self.get(shoot_id)
-            if record is None or (status is not None and record.status is not status):
-                continue
-            if caller is not None and record.caller != caller:
-                continue
-            if len(out) == limit:
-                return out, out[-1].shoot_id
-            out.append(record)
-        return out, None
-
-    def close(self) -> None:
-        self._cache.close()
-
-
 class ShootRunner:
     def __init__(
         self,
         *,
         engine: Engine,
         store: ShootStore,
+        leases: Store,
+        signals: Signals,
         settings: Settings,
         tools: Callable[[], dict[str, tuple[str, OperationSpec]]],
     ) -> None:
         self.engine = engine
         self.store = store
+        self.leases = leases
+        self.signals = signals
         self.settings = settings
         self._tools = tools
         self._tg: TaskGroup | None = None
@@ -176,21 +108,52 @@ class ShootRunner:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ShootRunner]:
-        """Run shoots in a task group of their own; resume every shoot left running."""
+        """Run shoots in a task group of their own: resume every shoot left running that no live
+        process runs, keep the leases of those run here, and take over those whose lease lapses."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            records, cursor = await self.store.list(status=ShootStatus.RUNNING, limit=100)
-            while True:
-                for record in records:
-                    self._spawn(record.shoot_id)
-                if cursor is None:
-                    break
-                records, cursor = await self.store.list(status=ShootStatus.RUNNING, limit=100, cursor=cursor)
+            await self.resume()
+            tg.start_soon(self._keep_leases)
             try:
                 yield self
             finally:
                 self._tg = None
                 tg.cancel_scope.cancel()
+
+    async def resume(self) -> None:
+        """Start every running shoot that is not run here (its lease decides whether it runs here)."""
+        cursor: str | None = None
+        while True:
+            records, cursor = await self.store.list(status=ShootStatus.RUNNING, limit=100, cursor=cursor)
+            for record in records:
+                if record.shoot_id not in self._running:
+                    self._spawn(record.shoot_id)
+            if cursor is None:
+                return
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the shoots run here; stop one whose lease another process took; take up
+        shoots whose runner died."""
+        ttl = self.engine.lease_ttl
+        since_sweep = 0.0
+        while True:
+            await anyio.sleep(ttl / 3)
+            for shoot_id, scope in list(self._running.items()):
+                try:
+                    held = await self.leases.acquire_lease(shoot_id, self.engine.lease_holder, ttl)
+                except StorageError as exc:
+                    log.warning("lease of shoot %s not renewed: %s", shoot_id, exc.message)
+                    continue
+                if not held:
+                    log.warning("lost the lease on shoot %s; another process runs it now", shoot_id)
+                    scope.cancel()
+            since_sweep += ttl / 3
+            if since_sweep >= ttl / 2:
+                since_sweep = 0.0
+                try:
+                    await self.resume()
+                except StorageError as exc:
+                    log.warning("running shoots not swept: %s", exc.message)
 
     # -- checking and pricing a plan -----------------------------------------------------------
 
@@ -294,7 +257,8 @@ class ShootRunner:
             raise InputError(
                 "output_dir", f"the shoot folder {folder} cannot be made ({exc}).", "Choose another folder."
             ) from None
-        await self._save(record)
+        await self.store.put(record)
+        await self.signals.notify(JOBS)
         self._spawn(shoot_id)
         return record
 
@@ -316,9 +280,25 @@ class ShootRunner:
         return await self.store.list(status=status, caller=caller, limit=limit, cursor=cursor)
 
     async def cancel(self, shoot_id: str, *, caller: str | None = None) -> ShootRecord:
+        """Cancel the shoot and its unfinished jobs, whichever replica runs it."""
         record = await self.get(shoot_id, caller=caller)
         if record.status not in SHOOT_ACTIVE:
             return record
+
+        def canceled(current: ShootRecord) -> ShootRecord | None:
+            if current.status not in SHOOT_ACTIVE:
+                return None
+            steps = [
+                step.model_copy(update={"status": StepStatus.CANCELED})
+                if step.status in STEP_ACTIVE
+                else step
+                for step in current.steps
+            ]
+            note = "Canceled; jobs that had finished keep their outputs."
+            return current.model_copy(update={"status": ShootStatus.CANCELED, "note": note, "steps": steps})
+
+        # The state first: a runner (here or on another replica) submits nothing more once it reads it.
+        record = await self._change(shoot_id, canceled)
         scope = self._running.get(shoot_id)
         if scope is not None:
             scope.cancel()
@@ -326,11 +306,7 @@ class ShootRunner:
             for job_id in step.job_ids:
                 with contextlib.suppress(NotFound):  # a job deleted since; finished ones are left as they are
                     await self.engine.cancel(job_id)
-            if step.status in STEP_ACTIVE:
-                step.status = StepStatus.CANCELED
-        return await self._shoot_to(
-            record, ShootStatus.CANCELED, "Canceled; jobs that had finished keep their outputs."
-        )
+        return record
 
     async def view(self, record: ShootRecord) -> Shoot:
         steps = []
@@ -379,6 +355,7 @@ class ShootRunner:
     ) -> ShootRecord:
         with anyio.move_on_after(wait_seconds):
             while True:
+                changed = self.signals.event(JOBS)
                 record = await self.get(shoot_id, caller=caller)
                 if record.status not in SHOOT_ACTIVE:
                     return record
@@ -386,7 +363,9 @@ class ShootRunner:
                     view = await self.view(record)
                     running = [s.id for s in view.steps if s.status is StepStatus.RUNNING]
                     await on_progress(view.progress, f"steps running: {', '.join(running) or 'none'}")
-                await anyio.sleep(0.25)
+                # Woken by any job or shoot change, here or on another replica; re-read each second anyway.
+                with anyio.move_on_after(1.0):
+                    await changed.wait()
         return await self.get(shoot_id)
 
     # -- running a shoot ---------------------------------------------------------------------
@@ -399,20 +378,28 @@ class ShootRunner:
         self._tg.start_soon(self._run, shoot_id, scope)
 
     async def _run(self, shoot_id: str, scope: anyio.CancelScope) -> None:
+        holder, ttl = self.engine.lease_holder, self.engine.lease_ttl
         try:
             with scope:
                 while True:
                     try:
-                        await self._run_once(shoot_id)
+                        if not await self.leases.acquire_lease(shoot_id, holder, ttl):
+                            return  # another process runs it
+                        try:
+                            await self._run_once(shoot_id)
+                        finally:
+                            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                                await self.leases.release_lease(shoot_id, holder)
                         return
                     except* StorageError as group:
-                        # The store cannot be written (a full disk): the shoot keeps its last stored state
-                        # and runs again a little later. Its jobs are found again by their keys, so
-                        # nothing is paid twice.
+                        # The store cannot be written (a full disk, Redis away): the shoot keeps its last
+                        # stored state and runs again a little later. Its jobs are found again by their
+                        # keys, so nothing is paid twice.
                         log.warning("shoot %s paused: %s", shoot_id, group.exceptions[0])
                     await anyio.sleep(STORAGE_RETRY_SECONDS)
         finally:
-            self._running.pop(shoot_id, None)
+            if self._running.get(shoot_id) is scope:
+                del self._running[shoot_id]
 
     async def _run_once(self, shoot_id: str) -> None:
         record = await self.get(shoot_id)
@@ -461,7 +448,7 @@ class ShootRunner:
             await self._step_to(shoot_id, step_id, StepStatus.RUNNING)
             for n, item in enumerate(items):
                 args = substitute(with_item(step.args, item), lambda text: _resolve(text, outputs))
-                if not await self._within_budget(shoot_id, plan.budget_credits, spec, args):
+                if not await self._may_submit(shoot_id, plan.budget_credits, spec, args):
                     return
                 if n < len(job_ids):
                     continue  # submitted before a restart; its job goes on by itself
@@ -499,12 +486,16 @@ class ShootRunner:
         resolved = _resolve(str(for_each), outputs)
         return resolved if isinstance(resolved, list) else [resolved]
 
-    async def _within_budget(
+    async def _may_submit(
         self, shoot_id: str, budget: float | None, spec: OperationSpec, args: object
     ) -> bool:
+        """The next job may go: the shoot still runs (it may have been canceled on another replica) and
+        the job keeps it within its budget; else the shoot stops over budget."""
+        record = await self.get(shoot_id)
+        if record.status not in SHOOT_ACTIVE:
+            return False
         if budget is None:
             return True
-        record = await self.get(shoot_id)
         try:
             estimate = spec.credits(spec.inputs.model_validate(args))
         except ValidationError:
@@ -524,7 +515,7 @@ class ShootRunner:
             f"({committed:g} committed, next job ~{estimate or 0:g}). Raise budget_credits and start again: "
             "finished jobs are reused at no cost."
         )
-        await self._shoot_to(record, ShootStatus.OVER_BUDGET, note)
+        await self._shoot_to(shoot_id, ShootStatus.OVER_BUDGET, note)
         return False
 
     async def _outputs(self, record: ShootRecord, step_id: str) -> builtins.list[str]:
@@ -566,7 +557,7 @@ class ShootRunner:
         except OSError as exc:
             note = f"{note or ''} The contact sheet could not be written: {exc}.".strip()
         await self._write_manifest(ended)
-        await self._shoot_to(record, status, note, credits_used=view.credits_used)
+        await self._shoot_to(shoot_id, status, note, credits_used=view.credits_used)
 
     async def _write_manifest(self, record: ShootRecord) -> None:
         """Rewrite manifest.json; a disk problem is logged and noted, it never stops the shoot."""
@@ -582,34 +573,50 @@ class ShootRunner:
     # -- the shoot's transitions ---------------------------------------------------------------
 
     async def _shoot_to(
-        self, record: ShootRecord, status: ShootStatus, note: str | None, **changes: Any
+        self, shoot_id: str, status: ShootStatus, note: str | None, **changes: Any
     ) -> ShootRecord:
-        """The one way a shoot's state changes: to `status` with a note, stamped and saved. A shoot that
-        ended stays as it ended (a step finishing late does not undo a cancel)."""
-        current = await self.store.get(record.shoot_id)
-        if current is not None and current.status not in SHOOT_ACTIVE and current.status is not status:
-            return current
-        record = record.model_copy(update={**changes, "status": status, "note": note})
-        await self._save(record)
-        return record
+        """The one way a shoot's state changes: to `status` with a note. A shoot that ended stays as it
+        ended (a step finishing late does not undo a cancel)."""
+
+        def to(current: ShootRecord) -> ShootRecord | None:
+            if current.status not in SHOOT_ACTIVE and current.status is not status:
+                return None
+            return current.model_copy(update={**changes, "status": status, "note": note})
+
+        return await self._change(shoot_id, to)
 
     async def _step_to(
         self, shoot_id: str, step_id: str, status: StepStatus, note: str | None = None
     ) -> None:
-        record = await self.get(shoot_id)
-        state = _state(record, step_id)
-        state.status, state.note = status, note
-        await self._save(record)
+        await self._change_step(shoot_id, step_id, status=status, note=note)
 
     async def _record_jobs(self, shoot_id: str, step_id: str, job_ids: builtins.list[str]) -> None:
         """Not a transition: the jobs a running step has made so far."""
-        record = await self.get(shoot_id)
-        _state(record, step_id).job_ids = list(job_ids)
-        await self._save(record)
+        await self._change_step(shoot_id, step_id, job_ids=list(job_ids))
 
-    async def _save(self, record: ShootRecord) -> None:
-        record.updated_at = utcnow()
-        await self.store.put(record)
+    async def _change_step(self, shoot_id: str, step_id: str, **changes: Any) -> None:
+        def step_changed(current: ShootRecord) -> ShootRecord | None:
+            if current.status not in SHOOT_ACTIVE:
+                return None  # the shoot ended (canceled, over budget): its steps stay as they are
+            steps = [s.model_copy(update=changes) if s.id == step_id else s for s in current.steps]
+            return current.model_copy(update={"steps": steps})
+
+        await self._change(shoot_id, step_changed)
+
+    async def _change(
+        self, shoot_id: str, change: Callable[[ShootRecord], ShootRecord | None]
+    ) -> ShootRecord:
+        """Apply `change` to the stored shoot in one atomic step, stamp the time, wake waiters."""
+
+        def stamped(current: ShootRecord) -> ShootRecord | None:
+            changed = change(current)
+            return None if changed is None else changed.model_copy(update={"updated_at": utcnow()})
+
+        record = await self.store.update(shoot_id, stamped)
+        if record is None:
+            raise NotFound(f"Unknown shoot id {shoot_id!r}. shoots_list shows the shoots there are.")
+        await self.signals.notify(JOBS)
+        return record
 
 
 def _state(record: ShootRecord, step_id: str) -> StepState:

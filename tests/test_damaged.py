@@ -15,8 +15,7 @@ from mcp import Client
 from server.app import create_app
 from server.config import Settings
 from server.models import JobRecord, JobStatus, new_job_id, utcnow
-from server.shoots import ShootStore
-from server.store import DiskStore, damaged_records
+from server.store import DiskShoots, DiskStore, damaged_records
 from tests.conftest import sandbox_services
 
 pytestmark = pytest.mark.anyio
@@ -108,7 +107,7 @@ async def test_a_damaged_database_is_one_clear_line_never_a_traceback(
     settings: Settings, damaged: str, names: str
 ) -> None:
     await stored(settings, record())
-    ShootStore(settings.store_dir / "shoots").close()
+    DiskShoots(settings.store_dir / "shoots").close()
     path = settings.store_dir / damaged / "cache.db"
     garble(path)
     for args in (["serve"], ["jobs", "list"], ["shoots", "list"]):

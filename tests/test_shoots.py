@@ -19,7 +19,9 @@ from server.models import ShootStatus, StepStatus
 from server.plans import ShootPlan, validate_plan
 from server.providers.fashn.adapter import Fashn
 from server.providers.fashn.emulator import FashnEmulator
-from server.shoots import ShootRecord, ShootRunner, ShootStore
+from server.models import ShootRecord
+from server.shoots import ShootRunner
+from server.store import DiskShoots
 from tests.conftest import TIME_SCALE, sandbox_services, tools_of
 
 pytestmark = pytest.mark.anyio
@@ -30,10 +32,15 @@ TOOLS = tools_of(Fashn)
 @asynccontextmanager
 async def runner(settings: Settings, emulator: FashnEmulator) -> AsyncIterator[ShootRunner]:
     async with sandbox_services(settings, emulator) as svc:
-        store = ShootStore(settings.store_dir / "shoots")
+        store = DiskShoots(settings.store_dir / "shoots")
         try:
             async with ShootRunner(
-                engine=svc.engine, store=store, settings=settings, tools=lambda: TOOLS
+                engine=svc.engine,
+                store=store,
+                leases=svc.engine.store,
+                signals=svc.engine.signals,
+                settings=settings,
+                tools=lambda: TOOLS,
             ).running() as r:
                 yield r
         finally:
@@ -204,9 +211,16 @@ async def test_no_api_key_reaches_the_shoot_folder(tmp_path: Path, garments) -> 
         "poll": PollPolicy(floor=0.01, ceiling=0.05),
     }
     async with sandbox_services(live, emulator, **options) as svc:
-        store = ShootStore(live.store_dir / "shoots")
+        store = DiskShoots(live.store_dir / "shoots")
         try:
-            r = ShootRunner(engine=svc.engine, store=store, settings=live, tools=lambda: TOOLS)
+            r = ShootRunner(
+                engine=svc.engine,
+                store=store,
+                leases=svc.engine.store,
+                signals=svc.engine.signals,
+                settings=live,
+                tools=lambda: TOOLS,
+            )
             async with r.running():
                 record = await start(r, plan_for(garments))
                 done = await r.wait(record.shoot_id, 30)

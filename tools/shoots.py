@@ -9,10 +9,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from server.models import Shoot, ShootStatus, credits_text
+from server.models import Shoot, ShootRecord, ShootStatus, credits_text
 from server.plans import ShootPlan, Validation
 from server.policy import CONFIRM_ABOVE_CREDITS
-from server.shoots import ShootRecord, ShootRunner
+from server.shoots import ShootRunner
 from tools.common import CANCEL, READ_ONLY, caller, progress_reporter, services, tool_errors
 
 

@@ -1,4 +1,4 @@
-"""Job store: the interface and its diskcache backend.
+"""The embedded store in `CALLSHEET_HOME/store`: diskcache for records, a SQLite catalog beside them.
 
 Records are persisted as JSON (`JobRecord.model_dump_json()`), never pickled. The store is
 process-safe: two servers on one data folder share it, idempotency keys are claimed atomically,
@@ -7,6 +7,9 @@ and leases make sure only one of them drives (submits or polls) any given job.
 At 100,000 jobs a listing must not read every record to find one page, and a start-up that resumes
 10,000 jobs must not spend its time on lease bookkeeping: `DiskStore` keeps a small SQLite catalog
 beside the records for both (see its docstring; `benchmarks/README.md` has the figures).
+
+SQLite and diskcache block: every operation runs in a worker thread (`blocking`), so a cheap call
+stays fast on the event loop while sixty jobs are being written.
 """
 
 from __future__ import annotations
@@ -14,74 +17,25 @@ from __future__ import annotations
 import builtins
 import functools
 import logging
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+import anyio
+import anyio.to_thread
 from diskcache import Cache
 from diskcache import Timeout as CacheTimeout
 from pydantic import ValidationError
 
-from server import paths
 from server.errors import StorageError, storage_failure
-from server.models import ACTIVE, HOLDS_KEY, JobRecord, JobStatus
+from server.models import ACTIVE, HOLDS_KEY, JobRecord, JobStatus, ShootRecord, ShootStatus
+from server.store.base import JobChange, LeaseLost, ShootChange, set_aside
 
 Entry = tuple[str, str, str, str, str]
 """A catalog row: job id, status, provider, shoot id, caller (`""` for none)."""
-
-
-class Store(Protocol):
-    """Where job records live; every backend passes the same contract tests."""
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        """The record, or None if unknown."""
-
-    async def put(self, record: JobRecord) -> None:
-        """Insert or replace the record (also keeps the set of unfinished jobs up to date)."""
-
-    async def delete(self, job_id: str) -> None:
-        """Remove a record that was never submitted (a lost race for an idempotency key)."""
-
-    async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
-        """Atomically make `job_id` the holder of idempotency `key`.
-
-        Returns None when `job_id` now holds the key. Returns the id of the current holder instead
-        when that job is queued, submitted, running or succeeded (a repeat call: reuse it).
-        A holder that failed or was canceled, or is missing, is replaced. `force=True` always
-        replaces. The caller has already `put` the record of `job_id`.
-        """
-
-    async def key_holder(self, key: str) -> str | None:
-        """The id of the job that holds idempotency `key` now, whatever its state; None if none."""
-
-    async def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        provider: str | None = None,
-        shoot_id: str | None = None,
-        caller: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> tuple[builtins.list[JobRecord], str | None]:
-        """Newest first, filtered; returns (page, next_cursor). The cursor is opaque to callers."""
-
-    # `builtins.list`: inside the class, plain `list` names the method above.
-    async def unfinished(self) -> builtins.list[JobRecord]:
-        """Every job whose status is queued, submitted or running."""
-
-    async def acquire_lease(self, job_id: str, holder: str, ttl: float) -> bool:
-        """Take or renew the lease on a job for `ttl` seconds; False when another holder has it."""
-
-    async def release_lease(self, job_id: str, holder: str) -> None:
-        """Give the lease up (only if `holder` has it)."""
-
-    def close(self) -> None:
-        """Release file handles."""
 
 
 P = ParamSpec("P")
@@ -94,18 +48,18 @@ BACKEND_ERRORS = (sqlite3.Error, OSError, CacheTimeout)
 """What SQLite and diskcache raise when a file cannot be read or written (a full disk, say)."""
 
 
-Op = Callable[Concatenate[S, P], Coroutine[Any, Any, R]]
+def blocking(
+    what: str,
+) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], Coroutine[Any, Any, R]]]:
+    """A store operation run in a worker thread, whose backend failures become one StorageError naming
+    `what` (and disk_full when the disk is full): the call that meets it fails clearly, never the
+    server. The thread finishes what it started even when the caller is cancelled."""
 
-
-def guarded(what: str) -> Callable[[Op[S, P, R]], Op[S, P, R]]:
-    """A store operation whose backend failures become one StorageError naming `what` (and disk_full
-    when the disk is full): the call that meets it fails clearly, never the server."""
-
-    def wrap(fn: Op[S, P, R]) -> Op[S, P, R]:
+    def wrap(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
         @functools.wraps(fn)
         async def run(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                return await fn(store, *args, **kwargs)
+                return await anyio.to_thread.run_sync(functools.partial(fn, store, *args, **kwargs))
             except BACKEND_ERRORS as exc:
                 raise storage_failure(exc, what) from exc
 
@@ -154,27 +108,39 @@ class DiskStore:
             self._keys = open_cache(_set_file_aside(directory / "keys" / "cache.db").parent, "", "")
             self._rebuild_keys()
 
-    @guarded("The job store")
-    async def get(self, job_id: str) -> JobRecord | None:
+    @blocking("The job store")
+    def get(self, job_id: str) -> JobRecord | None:
         return self._load(job_id)
 
-    @guarded("The job store")
-    async def put(self, record: JobRecord) -> None:
-        data = record.model_dump_json()
-        entry = _entry(record)
+    @blocking("The job store")
+    def put(self, record: JobRecord) -> None:
         with self._jobs.transact(retry=True):
-            self._catalog.add(entry)
-            self._jobs.set(record.job_id, data, retry=True)
-            self._catalog.keep_only(entry)
+            self._write(record)
 
-    @guarded("The job store")
-    async def delete(self, job_id: str) -> None:
+    @blocking("The job store")
+    def update(self, job_id: str, change: JobChange, *, holder: str | None = None) -> JobRecord | None:
+        # Under the `jobs/` write lock (a SQLite transaction, so across processes too): nothing else
+        # writes the record between the read and the write.
+        with self._jobs.transact(retry=True):
+            if holder is not None and self._catalog.holder(job_id) != holder:
+                raise LeaseLost(job_id)
+            current = self._load(job_id)
+            if current is None:
+                return None
+            changed = change(current)
+            if changed is None:
+                return current
+            self._write(changed)
+            return changed
+
+    @blocking("The job store")
+    def delete(self, job_id: str) -> None:
         with self._jobs.transact(retry=True):
             self._jobs.delete(job_id, retry=True)
             self._catalog.forget(job_id)
 
-    @guarded("The job store")
-    async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
+    @blocking("The job store")
+    def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
         if not force and self._keys.add(key, job_id, retry=True):
             return None
         with self._keys.transact(retry=True):
@@ -186,12 +152,12 @@ class DiskStore:
             self._keys.set(key, job_id, retry=True)
             return None
 
-    @guarded("The job store")
-    async def key_holder(self, key: str) -> str | None:
+    @blocking("The job store")
+    def key_holder(self, key: str) -> str | None:
         return cast("str | None", self._keys.get(key))
 
-    @guarded("The job store")
-    async def list(
+    @blocking("The job store")
+    def list(
         self,
         *,
         status: JobStatus | None = None,
@@ -228,8 +194,8 @@ class DiskStore:
                 return page, None
             cursor = batch[-1]
 
-    @guarded("The job store")
-    async def unfinished(self) -> builtins.list[JobRecord]:
+    @blocking("The job store")
+    def unfinished(self) -> builtins.list[JobRecord]:
         records = []
         for job_id in self._catalog.with_status(ACTIVE):
             record = self._load(job_id)
@@ -239,18 +205,25 @@ class DiskStore:
                 self._heal(job_id)
         return records
 
-    @guarded("The job store")
-    async def acquire_lease(self, job_id: str, holder: str, ttl: float) -> bool:
-        return self._catalog.lease(job_id, holder, ttl)
+    @blocking("The job store")
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return self._catalog.lease(name, holder, ttl)
 
-    @guarded("The job store")
-    async def release_lease(self, job_id: str, holder: str) -> None:
-        self._catalog.release(job_id, holder)
+    @blocking("The job store")
+    def release_lease(self, name: str, holder: str) -> None:
+        self._catalog.release(name, holder)
 
     def close(self) -> None:
         for cache in (self._jobs, self._keys):
             cache.close()
         self._catalog.close()
+
+    def _write(self, record: JobRecord) -> None:
+        """Under the `jobs/` write lock: the new row first, then the record, then the job's other rows go."""
+        entry = _entry(record)
+        self._catalog.add(entry)
+        self._jobs.set(record.job_id, record.model_dump_json(), retry=True)
+        self._catalog.keep_only(entry)
 
     def _load(self, job_id: str) -> JobRecord | None:
         data = self._jobs.get(job_id)
@@ -416,19 +389,24 @@ class _Catalog:
         )
         return [job_id for (job_id,) in rows]
 
-    def lease(self, job_id: str, holder: str, ttl: float) -> bool:
+    def lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take a free or expired lease, or renew our own: one statement, so atomic across processes."""
         now = time.time()
         cursor = self._con().execute(
             "INSERT INTO leases (job_id, holder, expires) VALUES (?, ?, ?) "
             "ON CONFLICT (job_id) DO UPDATE SET holder = excluded.holder, expires = excluded.expires "
             "WHERE leases.holder = excluded.holder OR leases.expires <= ?",
-            (job_id, holder, now + ttl, now),
+            (name, holder, now + ttl, now),
         )
         return cursor.rowcount == 1
 
-    def release(self, job_id: str, holder: str) -> None:
-        self._con().execute("DELETE FROM leases WHERE job_id = ? AND holder = ?", (job_id, holder))
+    def release(self, name: str, holder: str) -> None:
+        self._con().execute("DELETE FROM leases WHERE job_id = ? AND holder = ?", (name, holder))
+
+    def holder(self, name: str) -> str | None:
+        """Who holds the lease on `name` (expired or not: until another takes it, it is still theirs)."""
+        row = self._con().execute("SELECT holder FROM leases WHERE job_id = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         with self._opened_lock:
@@ -442,11 +420,18 @@ def _entry(record: JobRecord) -> Entry:
     return (record.job_id, record.status.value, record.provider, record.shoot_id or "", record.caller or "")
 
 
+INLINE_UP_TO = 1 << 30
+"""Records up to this size (all of them) are kept inside SQLite, read and written atomically."""
+
+
 def open_cache(directory: Path, holds: str, lost: str) -> Cache:
     """A diskcache folder of records; a damaged database is a StorageError saying what to do."""
     try:
         # eviction_policy="none": diskcache otherwise culls the oldest items past its 1 GB default limit.
-        return Cache(str(directory), eviction_policy="none")
+        # disk_min_file_size: every record inside SQLite, none in a side file. diskcache replaces a side
+        # file on update and deletes the old one, so a read racing an update (another thread or
+        # process) could find the file gone and answer "no such record".
+        return Cache(str(directory), eviction_policy="none", disk_min_file_size=INLINE_UP_TO)
     except sqlite3.DatabaseError as exc:
         path = directory / "cache.db"
         raise StorageError(
@@ -455,28 +440,6 @@ def open_cache(directory: Path, holds: str, lost: str) -> Cache:
             code="store_damaged",
             retryable=False,
         ) from None
-
-
-DAMAGED = "damaged"
-"""The store's folder of records set aside because they could not be read."""
-
-
-def set_aside(directory: Path, kind: str, key: str, raw: object) -> Path:
-    """Keep a record that cannot be read in `directory/damaged/` and say so in the log."""
-    folder = directory / DAMAGED
-    folder.mkdir(exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", key)[:80] or "record"
-    target = folder / f"{kind}-{name}.txt"
-    text = raw if isinstance(raw, str) else repr(raw)
-    paths.write_atomic(directory.resolve(), target.resolve(), text.encode("utf-8", "replace"))
-    log.warning("the %s record %s is damaged; it was set aside in %s", kind, key, target)
-    return target
-
-
-def damaged_records(directory: Path) -> builtins.list[Path]:
-    """The records set aside in the store folder, for `callsheet doctor`."""
-    folder = directory / DAMAGED
-    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _set_file_aside(path: Path) -> Path:
@@ -488,3 +451,71 @@ def _set_file_aside(path: Path) -> Path:
             source.rename(source.with_name(f"{source.name}.damaged-{stamp}"))
     log.warning("%s was damaged; it was set aside and is being rebuilt from the records", path)
     return path
+
+
+class DiskShoots:
+    """Shoot records as JSON in their own diskcache folder (process-safe, like the job store)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._cache = open_cache(directory, "shoot records", "the shoots in it are lost")
+
+    @blocking("The shoot store")
+    def get(self, shoot_id: str) -> ShootRecord | None:
+        return self._load(shoot_id)
+
+    @blocking("The shoot store")
+    def put(self, record: ShootRecord) -> None:
+        self._cache.set(f"shoot:{record.shoot_id}", record.model_dump_json(), retry=True)
+
+    @blocking("The shoot store")
+    def update(self, shoot_id: str, change: ShootChange) -> ShootRecord | None:
+        with self._cache.transact(retry=True):
+            current = self._load(shoot_id)
+            if current is None:
+                return None
+            changed = change(current)
+            if changed is None:
+                return current
+            self._cache.set(f"shoot:{shoot_id}", changed.model_dump_json(), retry=True)
+            return changed
+
+    @blocking("The shoot store")
+    def list(
+        self,
+        *,
+        status: ShootStatus | None = None,
+        caller: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[ShootRecord], str | None]:
+        out: builtins.list[ShootRecord] = []
+        for key in self._cache.iterkeys(reverse=True):
+            shoot_id = str(key).removeprefix("shoot:")
+            if cursor is not None and shoot_id >= cursor:
+                continue
+            record = self._load(shoot_id)
+            if record is None or (status is not None and record.status is not status):
+                continue
+            if caller is not None and record.caller != caller:
+                continue
+            if len(out) == limit:
+                return out, out[-1].shoot_id
+            out.append(record)
+        return out, None
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def _load(self, shoot_id: str) -> ShootRecord | None:
+        key = f"shoot:{shoot_id}"
+        raw = self._cache.get(key)
+        if raw is None:
+            return None
+        try:
+            return ShootRecord.model_validate_json(cast(str, raw))
+        except (ValidationError, ValueError, TypeError):
+            set_aside(self.directory.parent, "shoot", shoot_id, raw)
+            self._cache.delete(key)
+            return None
