@@ -15,11 +15,10 @@ from PIL import Image
 
 from server.config import Settings
 from server.errors import InputError
-from server.models import ShootStatus, StepStatus
+from server.models import ShootRecord, ShootStatus, StepStatus
 from server.plans import ShootPlan, validate_plan
 from server.providers.fashn.adapter import Fashn
 from server.providers.fashn.emulator import FashnEmulator
-from server.models import ShootRecord
 from server.shoots import ShootRunner
 from server.store import DiskShoots
 from tests.conftest import TIME_SCALE, sandbox_services, tools_of
