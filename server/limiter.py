@@ -184,6 +184,7 @@ class Limiter:
         self.signals = signals or Signals()
         self.topic = topic
         """What a freed slot or a new budget is signalled on (`signals.limits_topic(provider)`)."""
+        self.recheck = SLOT_RECHECK_SECONDS
         self._locks: dict[str, anyio.Lock] = {}
 
     async def acquire(self, kind: str) -> Ticket:
@@ -235,7 +236,7 @@ class Limiter:
             changed = self.signals.event(self.topic)
             if await self.book.take_slot(job_id, limit, ttl):
                 break
-            with anyio.move_on_after(SLOT_RECHECK_SECONDS):
+            with anyio.move_on_after(self.recheck):
                 await changed.wait()
         freed = False
 

@@ -38,7 +38,7 @@ from server.providers.base import (
     StatusReport,
     Submission,
 )
-from server.store import DiskStore
+from server.store import open_backend
 from tests.conftest import FAST_RETRY
 
 pytestmark = pytest.mark.anyio
@@ -118,22 +118,29 @@ DONE = StatusReport(RemoteState.SUCCEEDED, outputs=[RemoteOutput(data=png(), mim
 ACCEPTED = Submission("p1", credits_used=2)
 
 
+@pytest.fixture(params=["disk", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Every engine test runs on the embedded store and on Redis."""
+    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+
 @asynccontextmanager
-async def engine(settings: Settings, provider: Scripted, **options: Any) -> AsyncIterator[Engine]:
-    store = DiskStore(settings.store_dir)
-    try:
+async def engine(settings: Settings, provider: Scripted, store_url: str | None) -> AsyncIterator[Engine]:
+    async with open_backend(store_url, settings.store_dir) as backend:
+        book = backend.book(provider.name)
+        provider._limiter = Limiter(
+            provider._limiter.limits, book, backend.signals, f"limits:{provider.name}"
+        )
         core = Engine(
-            store=store,
-            media=Media(settings, store),
+            store=backend.jobs,
+            media=Media(settings, backend.jobs),
             providers={provider.name: provider},
+            signals=backend.signals,
             retry=FAST_RETRY,
             poll=EAGER,
-            **options,
         )
         async with core.running():
             yield core
-    finally:
-        store.close()
 
 
 async def run(core: Engine, what: str = "a thing") -> JobRecord:
@@ -143,11 +150,13 @@ async def run(core: Engine, what: str = "a thing") -> JobRecord:
     return result.jobs[0]
 
 
-async def test_a_job_is_followed_through_its_states_to_a_stored_output(settings: Settings) -> None:
+async def test_a_job_is_followed_through_its_states_to_a_stored_output(
+    settings: Settings, store_url: str | None
+) -> None:
     provider = Scripted(
         [ACCEPTED], [StatusReport(RemoteState.PENDING), StatusReport(RemoteState.RUNNING), DONE]
     )
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.SUCCEEDED and done.credits_used == 2 == done.credits_estimate
     assert done.status_calls == 3 and provider.polled == ["p1"] * 3
@@ -163,9 +172,11 @@ async def test_a_job_is_followed_through_its_states_to_a_stored_output(settings:
         TransportError("connection refused", maybe_sent=False),
     ],
 )
-async def test_a_submission_surely_not_accepted_is_sent_again(settings: Settings, refusal: Exception) -> None:
+async def test_a_submission_surely_not_accepted_is_sent_again(
+    settings: Settings, store_url: str | None, refusal: Exception
+) -> None:
     provider = Scripted([refusal, refusal, ACCEPTED], [DONE])
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.SUCCEEDED and len(provider.sent) == 3
 
@@ -178,63 +189,71 @@ async def test_a_submission_surely_not_accepted_is_sent_again(settings: Settings
     ],
 )
 async def test_a_submission_that_may_have_landed_is_never_sent_again(
-    settings: Settings, unknown: Exception
+    settings: Settings, store_url: str | None, unknown: Exception
 ) -> None:
     provider = Scripted([unknown, ACCEPTED], [DONE])
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.FAILED and done.error is not None
     assert done.error.code == "submission_lost" and "may have been charged" in done.error.message
     assert len(provider.sent) == 1
 
 
-async def test_a_refusal_of_the_input_fails_at_once_with_its_code(settings: Settings) -> None:
+async def test_a_refusal_of_the_input_fails_at_once_with_its_code(
+    settings: Settings, store_url: str | None
+) -> None:
     provider = Scripted([ProviderRejected("no such garment", provider_code="BAD_INPUT")])
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.FAILED and done.error is not None
     assert done.error.code == "invalid_request" and not done.error.retryable
     assert len(provider.sent) == 1
 
 
-async def test_status_errors_are_tolerated_but_a_refused_key_ends_the_job(settings: Settings) -> None:
+async def test_status_errors_are_tolerated_but_a_refused_key_ends_the_job(
+    settings: Settings, store_url: str | None
+) -> None:
     flaky = Scripted([ACCEPTED], [ProviderUnavailable("blip"), ProviderUnavailable("blip"), DONE])
-    async with engine(settings, flaky) as core:
+    async with engine(settings, flaky, store_url) as core:
         assert (await run(core)).status is JobStatus.SUCCEEDED
     refused = Scripted([ACCEPTED], [AuthError("key revoked")])
-    async with engine(settings, refused) as core:
+    async with engine(settings, refused, store_url) as core:
         done = await run(core, "another thing")
     assert done.status is JobStatus.FAILED and done.error is not None and done.error.code == "unauthorized"
 
 
-async def test_a_synchronous_answer_ends_the_job_without_polling(settings: Settings) -> None:
+async def test_a_synchronous_answer_ends_the_job_without_polling(
+    settings: Settings, store_url: str | None
+) -> None:
     provider = Scripted([Submission("p9", credits_used=2, done=DONE)])
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.SUCCEEDED and provider.polled == []
 
 
 async def test_a_failure_at_the_provider_keeps_its_error_and_the_charge_it_reports(
-    settings: Settings,
+    settings: Settings, store_url: str | None
 ) -> None:
     """A failure costs what the provider says it cost; when it says nothing, what it charged on
     acceptance stands."""
     error = JobError(code="pose_error", message="no pose found", retryable=False)
     refunded = Scripted([ACCEPTED], [StatusReport(RemoteState.FAILED, error=error, credits_used=0)])
-    async with engine(settings, refunded) as core:
+    async with engine(settings, refunded, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.FAILED and done.error == error and done.credits_used == 0
     silent = Scripted([ACCEPTED], [StatusReport(RemoteState.FAILED, error=error)])
-    async with engine(settings, silent) as core:
+    async with engine(settings, silent, store_url) as core:
         done = await run(core, "another thing")
     assert done.status is JobStatus.FAILED and done.credits_used == 2
 
 
-async def test_a_batch_ends_when_its_items_have_keeping_the_good_outputs(settings: Settings) -> None:
+async def test_a_batch_ends_when_its_items_have_keeping_the_good_outputs(
+    settings: Settings, store_url: str | None
+) -> None:
     failed = StatusReport(RemoteState.FAILED, error=JobError(code="x", message="x", retryable=True))
     batch = Submission("b1", credits_used=6, children=("c1", "c2", "c3"), child_operation="make")
     provider = Scripted([batch], [DONE, failed, DONE])
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         done = await run(core)
     assert done.status is JobStatus.FAILED and done.error is not None
     assert done.error.code == "batch_incomplete" and len(done.children) == 3
@@ -244,11 +263,11 @@ async def test_a_batch_ends_when_its_items_have_keeping_the_good_outputs(setting
 
 
 async def test_cancel_before_sending_sends_nothing_and_after_sending_cancels_at_the_provider(
-    settings: Settings,
+    settings: Settings, store_url: str | None
 ) -> None:
     provider = Scripted([ACCEPTED], [StatusReport(RemoteState.RUNNING)])
     provider._limiter = Limiter(Limits(windows={}, max_in_flight=1))  # the second job waits for a slot
-    async with engine(settings, provider) as core:
+    async with engine(settings, provider, store_url) as core:
         running = await core.submit("scripted", "make", {"what": "a thing"})
         with anyio.fail_after(10):
             while (await core.get(running.job_id)).provider_job_id is None:
@@ -261,9 +280,10 @@ async def test_cancel_before_sending_sends_nothing_and_after_sending_cancels_at_
     assert provider.sent == [{"what": "a thing"}] and provider.canceled == ["p1"]
 
 
-async def test_a_job_left_mid_send_by_a_crash_is_never_resent(settings: Settings) -> None:
+async def test_a_job_left_mid_send_by_a_crash_is_never_resent(
+    settings: Settings, store_url: str | None
+) -> None:
     """The server stopped between sending and storing the provider's id: it may have been charged."""
-    store = DiskStore(settings.store_dir)
     now = utcnow()
     record = JobRecord(
         job_id="j0000000001crash",
@@ -276,10 +296,10 @@ async def test_a_job_left_mid_send_by_a_crash_is_never_resent(settings: Settings
         payload={"what": "a thing"},
         submit_started_at=now,
     )
-    await store.put(record)
-    store.close()
+    async with open_backend(store_url, settings.store_dir) as backend:
+        await backend.jobs.put(record)
     provider = Scripted([ACCEPTED], [DONE])
-    async with engine(settings, provider) as core:  # resumes it at start
+    async with engine(settings, provider, store_url) as core:  # resumes it at start
         result = await core.wait([record.job_id], wait_seconds=10)
     (done,) = result.jobs
     assert done.status is JobStatus.FAILED and done.error is not None

@@ -1,13 +1,12 @@
-"""One contract for every store backend, run on real resources (a temporary folder for diskcache).
-
-A new backend (e.g. Redis) joins by adding a param to the `store` fixture.
+"""One contract for every store backend, run on real resources: a temporary folder for the embedded
+store, a real redis-server for Redis. A new backend joins by adding a param to the `backend` fixture.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,17 @@ from typing import Any
 import anyio
 import pytest
 
-from server.models import JobError, JobRecord, JobStatus, Output, new_job_id
-from server.store import DiskStore, Store
+from server.models import (
+    JobError,
+    JobRecord,
+    JobStatus,
+    Output,
+    ShootRecord,
+    ShootStatus,
+    StepState,
+    new_job_id,
+)
+from server.store import Backend, DiskStore, LeaseLost, Store, open_backend
 
 # Marked at collection time (not only by conftest after collection): anyio's late marking replaces
 # each test's parameters, which would drop the `store` backends and the parametrized cases.
@@ -38,17 +46,16 @@ def make_job(job_id: str | None = None, status: JobStatus = JobStatus.QUEUED, **
     return JobRecord(**values)
 
 
-def open_store(kind: str, tmp_path: Path) -> Store:
-    if kind == "disk":
-        return DiskStore(tmp_path / "store")
-    raise AssertionError(f"unknown store kind {kind}")
+@pytest.fixture(params=["disk", "redis"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    async with open_backend(url, tmp_path / "store") as opened:
+        yield opened
 
 
-@pytest.fixture(params=["disk"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(request.param, tmp_path)
-    yield s
-    s.close()
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.jobs
 
 
 async def put_many(store: Store, n: int, **fields: Any) -> list[JobRecord]:
@@ -69,7 +76,7 @@ async def all_pages(store: Store, limit: int, **filters: Any) -> list[list[str]]
         assert len(pages) < 100, "cursor never ends"
 
 
-class StoreContract:
+class TestStoreContract:
     async def test_round_trip(self, store: Store) -> None:
         record = make_job(
             status=JobStatus.FAILED,
@@ -258,8 +265,177 @@ class StoreContract:
         assert not await store.acquire_lease("j1", "a", ttl=30)
         assert not await store.acquire_lease("j2", "b", ttl=30)
 
+    async def test_filtered_pages_skip_many_other_jobs(self, store: Store) -> None:
+        wanted = await put_many(store, 3, provider="genapi", status=JobStatus.FAILED)
+        await put_many(store, 150, provider="genapi", status=JobStatus.SUCCEEDED)
+        await put_many(store, 150, provider="fashn", status=JobStatus.FAILED)
+        pages = await all_pages(store, limit=2, provider="genapi", status=JobStatus.FAILED)
+        assert [i for p in pages for i in p] == sorted((r.job_id for r in wanted), reverse=True)
 
-class TestDiskStore(StoreContract):
+    async def test_update_applies_the_change_to_the_stored_record(self, store: Store) -> None:
+        job = make_job()
+        await store.put(job)
+        running = await store.update(job.job_id, lambda r: r.model_copy(update={"status": JobStatus.RUNNING}))
+        assert running is not None and running.status is JobStatus.RUNNING
+        unchanged = await store.update(job.job_id, lambda r: None)
+        assert unchanged == running == await store.get(job.job_id)
+        assert await store.update("j-nope", lambda r: r) is None
+        assert [r.job_id for r in (await store.list(status=JobStatus.RUNNING))[0]] == [job.job_id]
+        assert (await store.list(status=JobStatus.QUEUED))[0] == []
+
+    async def test_concurrent_updates_lose_nothing(self, store: Store) -> None:
+        job = make_job()
+        await store.put(job)
+
+        async def count() -> None:
+            await store.update(
+                job.job_id, lambda r: r.model_copy(update={"status_calls": r.status_calls + 1})
+            )
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(count)
+        stored = await store.get(job.job_id)
+        assert stored is not None and stored.status_calls == 40
+
+    async def test_a_write_by_a_holder_that_lost_the_lease_is_refused(self, store: Store) -> None:
+        """Fencing: once another process holds the job's lease, the old holder can write nothing."""
+        job = make_job()
+        await store.put(job)
+        assert await store.acquire_lease(job.job_id, "a", ttl=0.2)
+        running = await store.update(
+            job.job_id, lambda r: r.model_copy(update={"status_calls": 1}), holder="a"
+        )
+        assert running is not None and running.status_calls == 1
+        await anyio.sleep(0.3)  # a's lease lapses...
+        assert await store.acquire_lease(job.job_id, "b", ttl=30)  # ...and b takes it
+        with pytest.raises(LeaseLost):
+            await store.update(job.job_id, lambda r: r.model_copy(update={"status_calls": 99}), holder="a")
+        stored = await store.update(
+            job.job_id, lambda r: r.model_copy(update={"status_calls": 2}), holder="b"
+        )
+        assert stored is not None and stored.status_calls == 2
+        with pytest.raises(LeaseLost):  # nobody holds the lease of this one
+            await store.update(job.job_id + "x", lambda r: r, holder="a")
+        # A writer without a lease (a cancel from a tool) is never fenced.
+        canceled = await store.update(
+            job.job_id, lambda r: r.model_copy(update={"status": JobStatus.CANCELED})
+        )
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
+
+    async def test_an_expired_lease_nobody_took_still_fences_for_its_holder(self, store: Store) -> None:
+        job = make_job()
+        await store.put(job)
+        assert await store.acquire_lease(job.job_id, "a", ttl=0.1)
+        await anyio.sleep(0.2)
+        stored = await store.update(
+            job.job_id, lambda r: r.model_copy(update={"status_calls": 3}), holder="a"
+        )
+        assert stored is not None and stored.status_calls == 3
+
+    async def test_two_handles_race_for_keys_and_leases(self, backend: Backend, tmp_path: Path) -> None:
+        """Two connections to one store (as two replicas have): each key and each lease has one winner."""
+        url = None if isinstance(backend.jobs, DiskStore) else backend.where
+        async with open_backend(url, tmp_path / "store") as other:
+            stores = [backend.jobs, other.jobs]
+            records = [make_job(), make_job()]
+            for s, r in zip(stores, records, strict=True):
+                await s.put(r)
+            outcomes: dict[tuple[int, int], tuple[str | None, bool]] = {}
+
+            async def contend(n: int) -> None:
+                for i in range(20):
+                    holder = await stores[n].claim_key(f"key-{i}", records[n].job_id)
+                    leased = await stores[n].acquire_lease(f"job-{i}", f"p{n}", ttl=60)
+                    outcomes[(n, i)] = (records[n].job_id if holder is None else holder, leased)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(contend, 0)
+                tg.start_soon(contend, 1)
+        for i in range(20):
+            assert outcomes[(0, i)][0] == outcomes[(1, i)][0], f"round {i}"
+            assert outcomes[(0, i)][1] + outcomes[(1, i)][1] == 1, f"round {i}"
+
+
+def shoot(status: ShootStatus = ShootStatus.RUNNING, **fields: Any) -> ShootRecord:
+    values: dict[str, Any] = {
+        "shoot_id": "s" + new_job_id()[1:],
+        "name": "spring",
+        "status": status,
+        "plan": {"name": "spring", "steps": []},
+        "steps": [StepState(id="cast")],
+        "folder": "/tmp/spring",
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    values.update(fields)
+    return ShootRecord(**values)
+
+
+class TestShootStoreContract:
+    async def test_round_trip_update_and_unknown(self, backend: Backend) -> None:
+        record = shoot(caller="alice", credits_estimate=12.5)
+        await backend.shoots.put(record)
+        assert await backend.shoots.get(record.shoot_id) == record
+        assert await backend.shoots.get("s-nope") is None
+        ended = await backend.shoots.update(
+            record.shoot_id, lambda r: r.model_copy(update={"status": ShootStatus.CANCELED})
+        )
+        assert ended is not None and ended.status is ShootStatus.CANCELED
+        assert await backend.shoots.get(record.shoot_id) == ended
+        assert await backend.shoots.update("s-nope", lambda r: r) is None
+
+    async def test_concurrent_step_changes_lose_nothing(self, backend: Backend) -> None:
+        record = shoot(steps=[StepState(id=f"s{n}") for n in range(10)])
+        await backend.shoots.put(record)
+
+        async def add_job(n: int) -> None:
+            def change(r: ShootRecord) -> ShootRecord:
+                steps = [
+                    s.model_copy(update={"job_ids": [f"j{n}"]}) if s.id == f"s{n}" else s for s in r.steps
+                ]
+                return r.model_copy(update={"steps": steps})
+
+            await backend.shoots.update(record.shoot_id, change)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(10):
+                tg.start_soon(add_job, n)
+        stored = await backend.shoots.get(record.shoot_id)
+        assert stored is not None and [s.job_ids for s in stored.steps] == [[f"j{n}"] for n in range(10)]
+
+    async def test_list_newest_first_filtered_with_cursor(self, backend: Backend) -> None:
+        made = [
+            shoot(status=ShootStatus.RUNNING if n % 2 else ShootStatus.SUCCEEDED, caller=f"c{n % 3}")
+            for n in range(9)
+        ]
+        for r in made:
+            await backend.shoots.put(r)
+        newest = sorted(made, key=lambda r: r.shoot_id, reverse=True)
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = await backend.shoots.list(limit=4, cursor=cursor)
+            seen += [r.shoot_id for r in page]
+            if cursor is None:
+                break
+        assert seen == [r.shoot_id for r in newest]
+        running, _ = await backend.shoots.list(status=ShootStatus.RUNNING, limit=20)
+        assert [r.shoot_id for r in running] == [
+            r.shoot_id for r in newest if r.status is ShootStatus.RUNNING
+        ]
+        mine, _ = await backend.shoots.list(status=ShootStatus.RUNNING, caller="c1", limit=20)
+        expected = [r.shoot_id for r in newest if r.status is ShootStatus.RUNNING and r.caller == "c1"]
+        assert [r.shoot_id for r in mine] == expected and expected
+
+
+class TestDiskStore:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[DiskStore]:
+        opened = DiskStore(tmp_path / "store")
+        yield opened
+        opened.close()
+
     async def test_values_are_json_text(self, store: Store, tmp_path: Path) -> None:
         record = make_job()
         await store.put(record)
@@ -308,13 +484,6 @@ class TestDiskStore(StoreContract):
         page, _ = await store.list()
         assert [r.job_id for r in page] == [job.job_id]
         assert store._catalog.with_status(frozenset(JobStatus)) == [job.job_id]  # healed: one row left
-
-    async def test_filtered_pages_skip_many_other_jobs(self, store: Store) -> None:
-        wanted = await put_many(store, 3, provider="genapi", status=JobStatus.FAILED)
-        await put_many(store, 150, provider="genapi", status=JobStatus.SUCCEEDED)
-        await put_many(store, 150, provider="fashn", status=JobStatus.FAILED)
-        pages = await all_pages(store, limit=2, provider="genapi", status=JobStatus.FAILED)
-        assert [i for p in pages for i in p] == sorted((r.job_id for r in wanted), reverse=True)
 
 
 # --- several processes on one folder ----------------------------------------------------------
