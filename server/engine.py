@@ -74,6 +74,8 @@ SUBMISSION_LOST = (
     "have been charged. callsheet will not resend it by itself. Check the provider's dashboard; "
     "to generate again anyway, repeat the call with force: true."
 )
+REREAD_SECONDS = 1.0
+"""A waiter reads its jobs again at least this often, even when no wake-up arrives (a lost message)."""
 REFETCHABLE = frozenset({"download_failed", "disk_full", "storage_error"})
 """Failures after the provider finished the job: a repeat fetches its outputs again, paying nothing."""
 
@@ -103,6 +105,7 @@ class Engine:
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.lease_ttl = lease_ttl
+        self.reread_seconds = REREAD_SECONDS
         self.lease_holder = f"{os.uname().nodename}:{os.getpid()}:{os.urandom(3).hex()}"
         """Who this engine is when it holds a job's lease (one per process)."""
         self._tg: TaskGroup | None = None
@@ -282,8 +285,8 @@ class Engine:
                 total = sum(self.progress(r) for r in records) / len(records)
                 await on_progress(total, _progress_message(records))
             # A change signalled here or by another replica wakes us at once; a missed one is seen by the
-            # re-read each second.
-            with anyio.move_on_after(min(1.0, max(0.0, deadline - time.monotonic()))):
+            # re-read each `reread_seconds`.
+            with anyio.move_on_after(min(self.reread_seconds, max(0.0, deadline - time.monotonic()))):
                 await changed.wait()
 
     def public(self, record: JobRecord) -> Job:
@@ -475,8 +478,9 @@ class Engine:
                 try:
                     renewed = await self.store.acquire_lease(job_id, self.lease_holder, self.lease_ttl)
                 except StorageError as exc:
-                    log.warning("lease of %s not renewed: %s", job_id, exc.message)
-                    continue
+                    # The store is away: the others would fail alike. Say it once; try next round.
+                    log.warning("leases of %d jobs not renewed: %s", len(self._leased), exc.message)
+                    break
                 if job_id in self._leased and not renewed:
                     log.warning("lost the lease on %s; another process drives it now", job_id)
                     self._leased.discard(job_id)
@@ -597,7 +601,7 @@ class Engine:
             done = [c for c in children if c is not None and c.status in TERMINAL]
             if len(done) == len(children):
                 break
-            with anyio.move_on_after(1.0):  # items driven by another process are re-read each second
+            with anyio.move_on_after(self.reread_seconds):  # a wake-up missed is seen by the re-read
                 await changed.wait()
         outputs = [
             output.model_copy(update={"uri": f"callsheet://jobs/{parent.job_id}/outputs/{n}"})

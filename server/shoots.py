@@ -142,8 +142,8 @@ class ShootRunner:
                 try:
                     held = await self.leases.acquire_lease(shoot_id, self.engine.lease_holder, ttl)
                 except StorageError as exc:
-                    log.warning("lease of shoot %s not renewed: %s", shoot_id, exc.message)
-                    continue
+                    log.warning("leases of %d shoots not renewed: %s", len(self._running), exc.message)
+                    break
                 if not held:
                     log.warning("lost the lease on shoot %s; another process runs it now", shoot_id)
                     scope.cancel()
@@ -363,8 +363,8 @@ class ShootRunner:
                     view = await self.view(record)
                     running = [s.id for s in view.steps if s.status is StepStatus.RUNNING]
                     await on_progress(view.progress, f"steps running: {', '.join(running) or 'none'}")
-                # Woken by any job or shoot change, here or on another replica; re-read each second anyway.
-                with anyio.move_on_after(1.0):
+                # Woken by any job or shoot change, here or on another replica; re-read now and then anyway.
+                with anyio.move_on_after(self.engine.reread_seconds):
                     await changed.wait()
         return await self.get(shoot_id)
 

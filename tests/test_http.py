@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -20,76 +18,12 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextContent
 
 from server.models import Job
+from tests.servers import free_port, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
 
-STARTUP_TIMEOUT = 20.0
 CALL_TIMEOUT = 30.0
 TOKEN = "http-token-5c4b3a"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The sandbox environment, with nothing else inherited (no *_API_KEY, no CALLSHEET_HTTP_TOKEN)."""
-    inputs = tmp_path / "inputs"
-    inputs.mkdir(exist_ok=True)
-    env = {
-        "CALLSHEET_HOME": str(tmp_path / "home"),
-        "CALLSHEET_INPUT_ROOTS": str(inputs),
-        "CALLSHEET_SANDBOX": "1",
-        "CALLSHEET_SANDBOX_TIME_SCALE": "0.005",
-        **extra,
-    }
-    for name in ("PATH", "HOME"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env
-
-
-@contextmanager
-def serving(tmp_path: Path, *args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m server serve --http ...`, stopped (terminate, then kill) however the test ends."""
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--http", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-    assert "Traceback" not in log_path.read_text(errors="replace")
-
-
-async def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while True:
-            assert proc.poll() is None, f"server exited with {proc.returncode} before answering /health"
-            try:
-                response = await http.get(f"http://127.0.0.1:{port}/health")
-            except httpx.TransportError:
-                response = None
-            if response is not None:
-                assert response.status_code == 200
-                assert response.json() == {"status": "ok"}
-                return
-            assert time.monotonic() < deadline, f"no /health answer on port {port} within {STARTUP_TIMEOUT}s"
-            await anyio.sleep(0.05)
 
 
 def text(result: CallToolResult) -> str:

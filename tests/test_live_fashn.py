@@ -6,20 +6,15 @@ The FASHN emulator runs under uvicorn on 127.0.0.1, `FASHN_BASE_URL` points at i
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
-import uvicorn
 from mcp import Client
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import ASGIApp
 
 from server.app import create_app
 from server.config import Settings
@@ -27,6 +22,7 @@ from server.models import Job
 from server.policy import PollPolicy
 from server.providers.fashn.emulator import FashnEmulator
 from tests.conftest import FAST_RETRY, make_settings, png_bytes
+from tests.servers import serve_on_socket
 
 pytestmark = pytest.mark.anyio
 
@@ -40,26 +36,6 @@ LIVE_POLL = PollPolicy(floor=0.01, ceiling=0.05)
 @pytest.fixture(params=["auto", "legacy"])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@asynccontextmanager
-async def serve_on_socket(app: ASGIApp) -> AsyncIterator[int]:
-    """Serve `app` with uvicorn on 127.0.0.1 in a thread of its own; yield the port it bound."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-emulator", daemon=True)
-    thread.start()
-    try:
-        with anyio.fail_after(10):
-            while not server.started:
-                assert thread.is_alive(), "uvicorn stopped before it started"
-                await anyio.sleep(0.01)
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        await anyio.to_thread.run_sync(thread.join, 10.0)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 def live_settings(tmp_path: Path, base_url: str, key: str = KEY) -> Settings:

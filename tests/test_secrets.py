@@ -19,13 +19,13 @@ from server.config import Settings
 from server.policy import PollPolicy
 from server.providers.fashn.emulator import FashnEmulator
 from tests.conftest import FAST_RETRY
+from tests.servers import serve_on_socket
 from tests.test_live_fashn import (
     CALL_TIMEOUT,
     EMULATOR_SCALE,
     job_of,
     live_client,
     live_settings,
-    serve_on_socket,
     text,
     tryon_args,
 )
