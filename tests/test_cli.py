@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import anyio
@@ -12,15 +13,27 @@ from server.config import Settings
 from server.models import JobRecord
 from server.plans import validate_plan
 from tests.conftest import sandbox_services
+from tests.redis_server import free_port
 
 
-@pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for var in ("FASHN_API_KEY", "AUTOTOON_API_KEY", "NEOFASHION_API_KEY", "GENAPI_API_KEY"):
+@pytest.fixture(params=["disk", "redis"])
+def env(request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The command line's environment, on the embedded store and on Redis."""
+    for var in (
+        "FASHN_API_KEY",
+        "AUTOTOON_API_KEY",
+        "NEOFASHION_API_KEY",
+        "GENAPI_API_KEY",
+        "CALLSHEET_STORE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CALLSHEET_HOME", str(settings.home))
     monkeypatch.setenv("CALLSHEET_INPUT_ROOTS", str(settings.input_roots[0]))
     monkeypatch.setenv("CALLSHEET_SANDBOX", "1")
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        monkeypatch.setenv("CALLSHEET_STORE", url)
+        return dataclasses.replace(settings, store_url=url)
     return settings
 
 
@@ -87,3 +100,20 @@ def test_doctor_in_sandbox(env: Settings, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert str(env.home) in out
     assert "fashn" in out and "sandbox" in out and "reachable" in out
+    if env.store_url:
+        assert f"store: {env.store_url}" in out and "answers" in out
+
+
+def test_doctor_names_a_redis_that_does_not_answer(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLSHEET_HOME", str(settings.home))
+    monkeypatch.setenv("CALLSHEET_SANDBOX", "1")
+    monkeypatch.setenv("CALLSHEET_STORE", f"redis://:s3cret-pass@127.0.0.1:{free_port()}/2")
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "NOT usable" in out and "cannot be reached" in out and "redis://:***@127.0.0.1" in out
+    assert "s3cret-pass" not in out
+    assert main(["jobs"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and "Traceback" not in err and "s3cret-pass" not in err

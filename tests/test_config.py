@@ -43,6 +43,30 @@ def test_base_urls_keep_their_prefix_and_bad_values_are_named(tmp_path: Path) ->
         settings_with(tmp_path, NEOFASHION_RATE_PER_MINUTE="fast")
 
 
+def test_the_store_lease_and_shared_sandbox_settings(tmp_path: Path) -> None:
+    s = settings_with(tmp_path)
+    assert s.store_url is None and s.lease_seconds == 30 and s.sandbox_url is None
+    assert s.store_where == f"embedded, in {s.store_dir}"
+    s = settings_with(
+        tmp_path,
+        CALLSHEET_STORE="rediss://user:pa55word@redis.internal:6380/3",
+        CALLSHEET_LEASE_SECONDS="5",
+        CALLSHEET_SANDBOX_URL="http://127.0.0.1:9100/",
+    )
+    assert s.store_url == "rediss://user:pa55word@redis.internal:6380/3" and s.lease_seconds == 5
+    assert s.sandbox_url == "http://127.0.0.1:9100"
+    assert s.store_where == "rediss://user:***@redis.internal:6380/3" == s.describe()["store"]
+    assert "pa55word" in s.secrets() and "pa55word" not in repr(s)
+    for bad, named in [
+        ({"CALLSHEET_STORE": "postgres://db/1"}, "CALLSHEET_STORE"),
+        ({"CALLSHEET_LEASE_SECONDS": "0.5"}, "CALLSHEET_LEASE_SECONDS"),
+        ({"CALLSHEET_LEASE_SECONDS": "soon"}, "CALLSHEET_LEASE_SECONDS"),
+        ({"CALLSHEET_SANDBOX_URL": "127.0.0.1:9100"}, "CALLSHEET_SANDBOX_URL"),
+    ]:
+        with pytest.raises(ConfigError, match=named):
+            settings_with(tmp_path, **bad)
+
+
 async def test_listed_tools_follow_the_modes(tmp_path: Path) -> None:
     async with Client(create_app(settings_with(tmp_path))) as client:
         names = {t.name for t in (await client.list_tools()).tools}
