@@ -7,11 +7,13 @@ not the MCP layer's (figure 5 measures that).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,12 +67,15 @@ class Batch:
         return self.ended - self.started
 
 
-async def submit_all(engine: Engine, operation: str, calls: Sequence[dict[str, Any]]) -> list[JobRecord]:
-    """Submit every call at once (concurrently), as an assistant firing a batch of tool calls would."""
+async def submit_all(
+    engines: Sequence[Engine], operation: str, calls: Sequence[dict[str, Any]]
+) -> list[JobRecord]:
+    """Submit every call at once (concurrently), as an assistant firing a batch of tool calls would;
+    with several engines (replicas), call n goes to engine n mod their number, as a round robin would."""
     records: dict[int, JobRecord] = {}
 
     async def one(i: int, args: dict[str, Any]) -> None:
-        records[i] = await engine.submit("fashn", operation, args)
+        records[i] = await engines[i % len(engines)].submit("fashn", operation, args)
 
     async with anyio.create_task_group() as tg:
         for i, args in enumerate(calls):
@@ -154,18 +159,31 @@ async def run_batch(
     calls: list[dict[str, Any]],
     wait_limit: float,
     repeat: bool = False,
+    store_url: str | None = None,
+    replicas: int = 1,
 ) -> tuple[Batch, dict[str, Any] | None]:
-    """Run `calls` at once against a fresh emulator; with `repeat`, send them again once all succeeded."""
-    settings = sandbox_settings(home, inputs, time_scale)
+    """Run `calls` at once against a fresh emulator; with `repeat`, send them again once all succeeded.
+
+    `replicas` sets of services (engines with their own store connections) share `store_url` and the
+    one emulator, as replicas of one deployment share Redis and one provider account."""
+    settings = dataclasses.replace(sandbox_settings(home, inputs, time_scale), store_url=store_url)
     emulator = FashnEmulator(time_scale=time_scale, seed=SEED)
     log = RequestLog(CdnCache(emulator, emulator.app))
-    async with open_services(
-        settings, sandbox_apps={"fashn": log}, retry=scaled_retry(time_scale), poll=poll
-    ) as svc:
+    async with AsyncExitStack() as stack:
+        engines = [
+            (
+                await stack.enter_async_context(
+                    open_services(
+                        settings, sandbox_apps={"fashn": log}, retry=scaled_retry(time_scale), poll=poll
+                    )
+                )
+            ).engine
+            for _ in range(replicas)
+        ]
         offset = time.time() - time.monotonic()
         started = time.monotonic()
-        submitted = await submit_all(svc.engine, operation, calls)
-        records = await wait_all(svc.engine, [r.job_id for r in submitted], wait_limit)
+        submitted = await submit_all(engines, operation, calls)
+        records = await wait_all(engines[-1], [r.job_id for r in submitted], wait_limit)
         ended = max(monotonic_of(r, offset) for r in records)
         batch = Batch(records, emulator, log, started, ended, offset)
         batch.durations = {pid: p.duration for pid, p in emulator.stats.predictions.items()}
@@ -174,8 +192,8 @@ async def run_batch(
             stats = emulator.stats
             before = (stats.run_calls, stats.status_calls, stats.cdn_calls, stats.cancel_calls)
             t0 = time.monotonic()
-            again = await submit_all(svc.engine, operation, calls)
-            again = await wait_all(svc.engine, [r.job_id for r in again], wait_limit)
+            again = await submit_all(engines, operation, calls)
+            again = await wait_all(engines[-1], [r.job_id for r in again], wait_limit)
             wall = time.monotonic() - t0
             after = (stats.run_calls, stats.status_calls, stats.cdn_calls, stats.cancel_calls)
             repeated = {
@@ -347,6 +365,45 @@ async def orchestration(
         report.figure("sdk_1s_total", sum(sdk), "fixed 1 s polling (FASHN SDK): total")
         assert repeated is not None
     return repeated
+
+
+async def replicas(report: Report, *, redis: str, time_scale: float, wait_limit: float) -> None:
+    """Figure 1 again on Redis (`redis`: its URL without a database): one replica, then three sharing
+    the store and the provider account (each call to the next replica), in the same run as figure 1.
+    Each run has a database of its own, so the second is not a repeat of the first."""
+    report.section("replicas", f"1b. The same {BATCH} try-ons on Redis: 1 replica beside 3 replicas")
+    report.figure("time_scale", time_scale, "time scale")
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+        model, garment = write_inputs(Path(tmp) / "inputs")
+        calls = [{"model_image": str(model), "product_image": str(garment), "seed": n} for n in range(BATCH)]
+        for n in (1, 3):
+            batch, _ = await run_batch(
+                Path(tmp) / f"home-{n}",
+                Path(tmp) / "inputs",
+                time_scale=time_scale,
+                poll=scaled_poll(time_scale),
+                operation="tryon_max",
+                calls=calls,
+                wait_limit=wait_limit,
+                store_url=f"{redis}/{n}",
+                replicas=n,
+            )
+            bound, _ = lower_bound(list(batch.durations.values()), time_scale)
+            stats = batch.emulator.stats
+            ok = sum(r.status is JobStatus.SUCCEEDED for r in batch.records)
+            report.figure(
+                f"ratio_{n}",
+                batch.wall / bound,
+                f"{n} replica(s): ratio wall / lower bound",
+                target="<= 1.10",
+            )
+            report.figure(f"sent_429_{n}", stats.sent_429, "  429s", target="0")
+            report.figure(
+                f"max_in_flight_{n}", stats.max_in_flight, "  most predictions in flight", f"(limit {SLOTS})"
+            )
+            report.figure(f"succeeded_{n}", ok, "  jobs succeeded", f"of {BATCH}")
+            report.figure(f"run_calls_{n}", stats.run_calls, "  /run calls")
+            report.figure(f"status_median_{n}", median(status_calls(batch)), "  status calls per job, median")
 
 
 async def burst(report: Report, *, time_scale: float, wait_limit: float) -> None:

@@ -39,6 +39,7 @@ from benchmarks.common import (
 )
 from server.app import create_app
 from server.providers.fashn.emulator import FashnEmulator
+from tests.servers import free_port, serving, wait_healthy
 
 TIME_SCALE = 0.01
 """Only the first job's duration depends on it: these figures are about the MCP layer."""
@@ -168,56 +169,63 @@ def in_process_app(folder: Path) -> MCPServer:
     )
 
 
-async def overhead(report: Report) -> None:
-    report.section("overhead", "5. Tool-call overhead")
-    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
-        folder = Path(tmp)
-        model, garment = write_inputs(folder / "inputs")
-        tryon = {"model_image": str(model), "product_image": str(garment), "seed": 1}
+BURST_JOBS = 60
+BURST_SCALE = 0.1
+"""A 40 s try-on takes 4 s: the burst is still being submitted and polled while job_status is timed."""
+BURST_TARGET = 3.0
 
-        app = in_process_app(folder)
-        async with Client(app) as client:
-            job = await first_job(client, "fashn_tryon_max", tryon)
+
+async def idle_and_busy(folder: Path, store_url: str | None) -> tuple[list[float], list[float]]:
+    """`job_status` latencies on a finished job, from a client in this process to `callsheet serve --http`
+    in its own (as a deployment runs it): idle, then while BURST_JOBS try-ons sent by the same client
+    at once are being submitted and polled by the server."""
+    model, garment = write_inputs(folder / "inputs")
+    env = sandbox_env(folder / "home", folder / "inputs", BURST_SCALE)
+    if store_url is not None:
+        env["CALLSHEET_STORE"] = store_url
+    port = free_port()
+    with serving(folder, "--port", str(port), env=env, log_name="burst-server.log") as proc:
+        await wait_healthy(proc, port)
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            job = await first_job(client, "fashn_model_create", {"prompt": "idle"})
             assert job.structured_content is not None
-            times = await job_status_latencies(client, str(job.structured_content["job_id"]))
-        report_latencies(report, "in_process", "in process (mcp.Client(app))", times)
+            job_id = str(job.structured_content["job_id"])
+            idle = await job_status_latencies(client, job_id)
 
-        errlog_path = folder / "stderr.log"
-        with errlog_path.open("w") as errlog:
-            params = callsheet_params(folder / "stdio-home", folder / "inputs")
-            with anyio.fail_after(CALL_TIMEOUT * 2):
-                async with Client(stdio_client(params, errlog=errlog)) as client:
-                    job = await first_job(client, "fashn_tryon_max", tryon)
-                    assert job.structured_content is not None
-                    times = await job_status_latencies(client, str(job.structured_content["job_id"]))
-            report_latencies(report, "stdio", "over stdio (callsheet serve)", times)
+            async def one(seed: int) -> None:
+                args = {"model_image": str(model), "product_image": str(garment), "seed": seed}
+                result = await client.call_tool("fashn_tryon_max", {**args, "wait_seconds": 0})
+                if result.is_error:
+                    raise RuntimeError(f"the burst's call failed: {result.content}")
 
-            reference, described = await anyio.to_thread.run_sync(install_reference, folder)
-            report.note(described if reference else f"{described}; skipping the ratio", key="reference")
-            starts: dict[str, list[float]] = {"callsheet": [], "reference": []}
-            for _ in range(COLD_STARTS):  # interleaved, so drift in the machine's load hits both alike
-                starts["callsheet"].append(await cold_start(params, errlog))
-                if reference is not None:
-                    ref_params = StdioServerParameters(command=str(reference), args=[], env=params.env)
-                    starts["reference"].append(await cold_start(ref_params, errlog))
-        ours = statistics.median(starts["callsheet"])
+            async with anyio.create_task_group() as tg:
+                for seed in range(BURST_JOBS):
+                    tg.start_soon(one, seed)
+                busy = await job_status_latencies(client, job_id)
+    return idle, busy
+
+
+async def status_under_burst(report: Report, redis: str) -> None:
+    """`job_status` p50/p99 idle, then while 60 try-ons are being submitted and polled, on each store."""
+    report.section(
+        "status_under_burst", f"5b. job_status while {BURST_JOBS} try-ons are submitted and polled"
+    )
+    for name, store_url in (("embedded", None), ("redis", redis)):
+        with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+            idle, busy = await idle_and_busy(Path(tmp), store_url)
+        p99_idle, p99_busy = percentile(idle, 99), percentile(busy, 99)
+        report.figure(f"{name}_idle_p50_ms", percentile(idle, 50), f"{name} store, idle: p50", "ms")
+        report.figure(f"{name}_idle_p99_ms", p99_idle, "  p99", "ms")
         report.figure(
-            "cold_start_s",
-            ours,
-            f"cold start of callsheet serve to tools/list (median of {COLD_STARTS})",
-            "s",
+            f"{name}_burst_p50_ms", percentile(busy, 50), f"{name} store, under the burst: p50", "ms"
         )
-        imports = await anyio.to_thread.run_sync(import_seconds, sys.executable, "server.cli, server.app")
-        report.figure("import_s", imports, "  of which importing server.app (fresh interpreter)", "s")
-        if reference is not None and starts["reference"]:
-            theirs = statistics.median(starts["reference"])
-            report.figure("reference_cold_start_s", theirs, "the same for mcp-server-time", "s")
-            python = str(reference.with_name("python"))
-            imports = await anyio.to_thread.run_sync(import_seconds, python, "mcp_server_time.server")
-            report.figure("reference_import_s", imports, "  of which importing mcp_server_time.server", "s")
-            report.figure("cold_start_ratio", ours / theirs, "ratio callsheet / mcp-server-time")
-        if "Traceback" in errlog_path.read_text():
-            report.note("a server wrote a traceback to stderr during the runs", key="stderr")
+        report.figure(f"{name}_burst_p99_ms", p99_busy, "  p99", "ms")
+        report.figure(
+            f"{name}_p99_ratio",
+            p99_busy / p99_idle,
+            "  p99 under the burst / idle",
+            target=f"<= {BURST_TARGET:g}",
+        )
 
 
 def photo_like_png(side: int, seed: int) -> bytes:

@@ -1,7 +1,8 @@
 """`python -m benchmarks`: every figure of the benchmark suite, printed and written to results.json.
 
 Sections 1-5 and 7 run in this process; the store-scale section (6) runs in two child processes, one
-filling the store and one starting a server on it, so its memory figure is a fresh server's.
+filling the store and one starting a server on it, so its memory figure is a fresh server's. Redis
+figures (1b, 5b, 6 on Redis) use a redis-server the run starts on a free port (tests/redis_server.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pathlib import Path
 import anyio
 
 from benchmarks.common import Report
-from benchmarks.orchestration import burst, orchestration, report_repeat
-from benchmarks.overhead import overhead, result_size
+from benchmarks.orchestration import burst, orchestration, replicas, report_repeat
+from benchmarks.overhead import overhead, result_size, status_under_burst
 from benchmarks.store_scale import TOTAL, UNFINISHED
+from tests.redis_server import RedisServer
 
 RESULTS = Path(__file__).with_name("results.json")
 COMMAND = "python -m benchmarks"
@@ -49,29 +51,51 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = time.perf_counter() - started
 
 
-async def in_process(report: Report, timings: dict[str, float]) -> None:
+async def in_process(report: Report, timings: dict[str, float], redis: RedisServer) -> None:
     with timed(timings, "1-2 orchestration"):
         repeated = await orchestration(
             report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT, also_at=OTHER_SCALE
         )
+    with timed(timings, "1b replicas"):
+        base = redis.url.rsplit("/", 1)[0]
+        await replicas(report, redis=base, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT)
     with timed(timings, "3 burst"):
         await burst(report, time_scale=BURST_SCALE, wait_limit=BATCH_TIMEOUT)
     report_repeat(report, repeated)
     with timed(timings, "5 overhead"):
         await overhead(report)
+    with timed(timings, "5b status under a burst"):
+        redis.flush()
+        await status_under_burst(report, redis.url)
 
 
-def store_scale(report: Report, timings: dict[str, float]) -> None:
-    report.section("store", f"6. Store scale: {TOTAL:,} jobs in the DiskStore ({UNFINISHED:,} unfinished)")
-    with timed(timings, "6 store"), tempfile.TemporaryDirectory(prefix="callsheet-bench-store-") as tmp:
-        for phase in ("fill", "resume"):
-            out = Path(tmp) / f"{phase}.json"
-            subprocess.run(
-                [sys.executable, "-m", "benchmarks.store_scale", phase, str(Path(tmp) / "home"), str(out)],
-                check=True,
-                timeout=STORE_PHASE_TIMEOUT,
-            )
-            report.sections["store"].update(json.loads(out.read_text()))
+def store_scale(report: Report, timings: dict[str, float], redis: RedisServer) -> None:
+    """Figure 6 on the embedded store, then on Redis (section `store_redis`)."""
+    for section, store_url, where in (
+        ("store", None, "the embedded store"),
+        ("store_redis", redis.url, "Redis"),
+    ):
+        redis.flush()
+        title = f"6. Store scale: {TOTAL:,} jobs in {where} ({UNFINISHED:,} unfinished)"
+        report.section(section, title)
+        with (
+            timed(timings, f"6 {section}"),
+            tempfile.TemporaryDirectory(prefix="callsheet-bench-store-") as tmp,
+        ):
+            for phase in ("fill", "resume"):
+                out = Path(tmp) / f"{phase}.json"
+                command = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.store_scale",
+                    phase,
+                    str(Path(tmp) / "home"),
+                    str(out),
+                ]
+                subprocess.run(
+                    [*command, *([store_url] if store_url else [])], check=True, timeout=STORE_PHASE_TIMEOUT
+                )
+                report.sections[section].update(json.loads(out.read_text()))
 
 
 def main() -> int:
@@ -89,8 +113,13 @@ def main() -> int:
     )
     report = Report()
     timings: dict[str, float] = {}
-    anyio.run(in_process, report, timings)
-    store_scale(report, timings)
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-redis-") as folder:
+        redis = RedisServer(Path(folder)).start()  # a redis-server of the run's own, on a free port
+        try:
+            anyio.run(in_process, report, timings, redis)
+            store_scale(report, timings, redis)
+        finally:
+            redis.stop()
     with timed(timings, "7 result size"):
         anyio.run(result_size, report)
     total = time.perf_counter() - started

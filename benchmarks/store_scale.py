@@ -13,6 +13,7 @@ store's alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import statistics
@@ -29,7 +30,7 @@ from benchmarks.common import Report, rss_mb, sandbox_settings
 from server.models import JobError, JobRecord, JobStatus, Output, _base36
 from server.policy import PollPolicy
 from server.services import open_services
-from server.store import DiskStore
+from server.store import Store, open_backend
 
 TOTAL = 100_000
 UNFINISHED = 10_000
@@ -137,7 +138,7 @@ def make_record(n: int, rng: random.Random, unfinished: bool, home: Path) -> Job
     return record
 
 
-async def fill(store: DiskStore, home: Path) -> tuple[float, str]:
+async def fill(store: Store, home: Path) -> tuple[float, str]:
     """Put TOTAL jobs, UNFINISHED of them spread evenly; returns (seconds, id of the median job)."""
     rng = random.Random(6)
     every = TOTAL // UNFINISHED
@@ -151,7 +152,7 @@ async def fill(store: DiskStore, home: Path) -> tuple[float, str]:
     return time.perf_counter() - started, middle
 
 
-async def timed_list(store: DiskStore, **query: Any) -> tuple[float, int]:
+async def timed_list(store: Store, **query: Any) -> tuple[float, int]:
     """Median milliseconds of REPEATS identical calls, and the page length."""
     times, size = [], 0
     for _ in range(REPEATS):
@@ -162,10 +163,10 @@ async def timed_list(store: DiskStore, **query: Any) -> tuple[float, int]:
     return statistics.median(times), size
 
 
-async def fill_and_query(report: Report, home: Path) -> None:
+async def fill_and_query(report: Report, home: Path, store_url: str | None) -> None:
     settings = sandbox_settings(home, home.parent / "inputs", 0.05)
-    store = DiskStore(settings.store_dir)
-    try:
+    async with open_backend(store_url, settings.store_dir) as backend:
+        store = backend.jobs
         seconds, middle = await fill(store, home)
         report.figure("insert_per_second", TOTAL / seconds, "insert rate (store.put)", "jobs/s")
         report.figure("insert_seconds", seconds, "  time to insert all", "s")
@@ -194,11 +195,9 @@ async def fill_and_query(report: Report, home: Path) -> None:
             f"store.unfinished() ({len(unfinished):,} jobs)",
             "s",
         )
-    finally:
-        store.close()
 
 
-async def resume(report: Report, home: Path) -> None:
+async def resume(report: Report, home: Path, store_url: str | None) -> None:
     """A fresh process starts a server with no jobs (cold: imports, store, sandbox providers), stops it,
     then starts one on the filled data folder."""
     rss_imports = rss_mb()
@@ -209,7 +208,7 @@ async def resume(report: Report, home: Path) -> None:
             bare = time.perf_counter() - started
     rss_before = rss_mb()
 
-    settings = sandbox_settings(home, home.parent / "inputs", 0.05)
+    settings = dataclasses.replace(sandbox_settings(home, home.parent / "inputs", 0.05), store_url=store_url)
     parking = ParkingPoll()
     started = time.perf_counter()
     with anyio.fail_after(RESUME_TIMEOUT):
@@ -241,11 +240,13 @@ async def resume(report: Report, home: Path) -> None:
 
 
 def main() -> None:
-    """`python -m benchmarks.store_scale fill|resume HOME OUT.json`: one phase, figures to OUT.json."""
+    """`python -m benchmarks.store_scale fill|resume HOME OUT.json [STORE_URL]`: one phase, on the
+    embedded store or the Redis that STORE_URL names, figures to OUT.json."""
     phase, home, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    store_url = sys.argv[4] if len(sys.argv) > 4 else None
     report = Report()
     report.section("store")
-    anyio.run(fill_and_query if phase == "fill" else resume, report, home)
+    anyio.run(fill_and_query if phase == "fill" else resume, report, home, store_url)
     out.write_text(json.dumps(report.sections["store"]))
 
 

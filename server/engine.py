@@ -110,9 +110,9 @@ class Engine:
         """Who this engine is when it holds a job's lease (one per process)."""
         self._tg: TaskGroup | None = None
         self._drivers: dict[str, anyio.CancelScope] = {}
-        self._slot_release: dict[str, Callable[[], Awaitable[None]]] = {}
-        self._providers_of: dict[str, str] = {}
-        """The provider of each job holding an in-flight slot here (to renew the slots by provider)."""
+        self._slots: dict[str, str] = {}
+        """Jobs holding an in-flight slot here, and their provider (slots are renewed by provider)."""
+        self._stopping = False
         self._leased: set[str] = set()
         self._preparing = anyio.CapacityLimiter(PREPARE_AT_ONCE)
 
@@ -120,26 +120,58 @@ class Engine:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Engine]:
-        """Run the engine: resume unfinished jobs now, adopt orphans later, stop drivers on exit."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            tg.start_soon(self._renew_forever)
-            await self.resume()
-            tg.start_soon(self._sweep_forever)
-            try:
-                yield self
-            finally:
-                self._tg = None
-                tg.cancel_scope.cancel()
+        """Run the engine: resume unfinished jobs now, adopt orphans later, stop drivers on exit.
+
+        On exit the drivers stop without giving their leases and slots back one by one: they are
+        given back together afterwards (ten thousand drivers stopping at once would otherwise queue
+        ten thousand store calls, each holding up the cancellation of all the others)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._renew_forever)
+                await self.resume()
+                tg.start_soon(self._sweep_forever)
+                try:
+                    yield self
+                finally:
+                    self._tg = None
+                    self._stopping = True
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._give_back()
+
+    async def _give_back(self) -> None:
+        """Give back every lease and in-flight slot still held here, in a few store calls."""
+        by_provider: dict[str, list[str]] = {}
+        for job_id, provider in self._slots.items():
+            by_provider.setdefault(provider, []).append(job_id)
+        try:
+            for provider, job_ids in by_provider.items():
+                await self.providers[provider].limiter.free(job_ids)
+            await self.store.release_leases(sorted(self._leased), self.lease_holder)
+        except StorageError as exc:
+            log.warning("leases and slots left to lapse by themselves: %s", exc.message)
+        self._slots.clear()
+        self._leased.clear()
 
     async def resume(self) -> int:
-        """Start a driver for every unfinished job that no live process is driving."""
-        started = 0
-        for record in await self.store.unfinished():
-            if record.job_id not in self._drivers and record.provider in self.providers:
-                self._spawn(record.job_id)
-                started += 1
-        return started
+        """Start a driver for every unfinished job that no live process is driving: their leases are
+        taken together (one store call per few hundred jobs), and each driver starts from the record
+        just read (every write re-checks the stored one, so a stale copy changes nothing)."""
+        records = [
+            r
+            for r in await self.store.unfinished()
+            if r.job_id not in self._drivers and r.provider in self.providers
+        ]
+        held = set(
+            await self.store.acquire_leases([r.job_id for r in records], self.lease_holder, self.lease_ttl)
+        )
+        self._leased |= held
+        for record in records:
+            if record.job_id in held:
+                self._spawn(record.job_id, record)
+        return len(held)
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -149,12 +181,15 @@ class Engine:
             except StorageError as exc:
                 log.warning("unfinished jobs not swept: %s", exc.message)
 
-    def _spawn(self, job_id: str) -> None:
+    def _spawn(self, job_id: str, record: JobRecord | None = None) -> None:
+        """Start the job's driver, unless one runs here already. With `record`, its lease is held."""
         if self._tg is None:
             raise RuntimeError("the engine is not running")
+        if job_id in self._drivers:
+            return
         scope = anyio.CancelScope()
         self._drivers[job_id] = scope
-        self._tg.start_soon(self._drive, job_id, scope)
+        self._tg.start_soon(self._drive, job_id, scope, record)
 
     # -- what tools, the shoot runner and the command line call ----------------------------
 
@@ -216,20 +251,29 @@ class Engine:
                     "payload": None,
                 }
             )
+        # Stored and claimed as one step: a caller that goes away half-way (a client timeout, a shoot
+        # canceled, the server stopping) must not leave a job that is stored but does not hold its
+        # key, which a repeat of the call would not find and would pay for again.
+        with anyio.CancelScope(shield=True):
+            stored = await self._store_new(record, key, force)
+        return stored
+
+    async def _store_new(self, record: JobRecord, key: str, force: bool) -> JobRecord:
+        """Store a new job and claim its key; an identical earlier job that holds the key wins."""
         await self.store.put(record)
         holder = await self.store.claim_key(key, record.job_id, force=force)
         if holder is not None:
             await self.store.delete(record.job_id)
             existing = await self.store.get(holder)
             if existing is not None:
-                if existing.active and existing.job_id not in self._drivers:
+                if existing.active:
                     self._spawn(existing.job_id)  # e.g. left by a process that died
                 return existing
             # The holder vanished between the claim and the read: take the key for ourselves.
             await self.store.put(record)
             await self.store.claim_key(key, record.job_id, force=True)
-        await self.signals.notify(JOBS)
         self._spawn(record.job_id)
+        await self.signals.notify(JOBS)
         return record
 
     async def get(self, job_id: str, *, caller: str | None = None) -> JobRecord:
@@ -428,13 +472,13 @@ class Engine:
 
     # -- the driver --------------------------------------------------------------------------
 
-    async def _drive(self, job_id: str, scope: anyio.CancelScope) -> None:
+    async def _drive(self, job_id: str, scope: anyio.CancelScope, record: JobRecord | None) -> None:
         _driving.set(job_id)
         try:
             with scope:
-                async with self._lease(job_id) as held:
+                async with self._lease(job_id, held=record is not None) as held:
                     if held:
-                        await self._run(job_id)
+                        await self._run(job_id, record)
         except LeaseLost:
             log.warning("lost the lease on %s; another process drives it now", job_id)
         except StorageError as exc:
@@ -446,18 +490,20 @@ class Engine:
                 del self._drivers[job_id]
 
     @asynccontextmanager
-    async def _lease(self, job_id: str) -> AsyncIterator[bool]:
-        """Hold the job's lease while driving it; `_renew_forever` keeps every held lease alive."""
-        if not await self.store.acquire_lease(job_id, self.lease_holder, self.lease_ttl):
+    async def _lease(self, job_id: str, *, held: bool = False) -> AsyncIterator[bool]:
+        """Hold the job's lease while driving it (`held`: taken already); `_renew_forever` keeps every
+        held lease alive."""
+        if not held and not await self.store.acquire_leases([job_id], self.lease_holder, self.lease_ttl):
             yield False
             return
         self._leased.add(job_id)
         try:
             yield True
         finally:
-            self._leased.discard(job_id)
-            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
-                await self.store.release_lease(job_id, self.lease_holder)  # else it lapses by itself
+            if not self._stopping:  # stopping: `_give_back` returns them all at once
+                self._leased.discard(job_id)
+                with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                    await self.store.release_leases([job_id], self.lease_holder)  # else it lapses
 
     async def _renew_forever(self) -> None:
         """One loop renews every lease this engine holds (not a task per job: thousands may run), and
@@ -465,58 +511,64 @@ class Engine:
         while True:
             await anyio.sleep(self.lease_ttl / 3)
             slots: dict[str, list[str]] = {}
-            for job_id in list(self._slot_release):
-                record_provider = self._providers_of.get(job_id)
-                if record_provider is not None:
-                    slots.setdefault(record_provider, []).append(job_id)
+            for job_id, provider in list(self._slots.items()):
+                slots.setdefault(provider, []).append(job_id)
             for name, job_ids in slots.items():
                 try:
                     await self.providers[name].limiter.renew(job_ids, self.lease_ttl)
                 except StorageError as exc:
                     log.warning("in-flight slots of %s not renewed: %s", name, exc.message)
-            for job_id in list(self._leased):
-                try:
-                    renewed = await self.store.acquire_lease(job_id, self.lease_holder, self.lease_ttl)
-                except StorageError as exc:
-                    # The store is away: the others would fail alike. Say it once; try next round.
-                    log.warning("leases of %d jobs not renewed: %s", len(self._leased), exc.message)
-                    break
-                if job_id in self._leased and not renewed:
+            leased = sorted(self._leased)
+            try:
+                renewed = set(await self.store.acquire_leases(leased, self.lease_holder, self.lease_ttl))
+            except StorageError as exc:
+                log.warning("leases of %d jobs not renewed: %s", len(leased), exc.message)
+                continue  # the store is away: try again next round
+            for job_id in leased:
+                if job_id in self._leased and job_id not in renewed:
                     log.warning("lost the lease on %s; another process drives it now", job_id)
                     self._leased.discard(job_id)
                     scope = self._drivers.get(job_id)
                     if scope is not None:
                         scope.cancel()
 
-    async def _run(self, job_id: str) -> None:
-        record = await self.store.get(job_id)
+    async def _run(self, job_id: str, record: JobRecord | None) -> None:
+        record = record or await self.store.get(job_id)
         if record is None or record.status not in ACTIVE:
             return
         provider = self.providers[record.provider]
         queued = record.status is JobStatus.QUEUED
-        wait = queued and record.submit_started_at is None
-        async with provider.limiter.slot(job_id, ttl=self.lease_ttl, wait=wait) as release:
-            self._slot_release[job_id] = release
-            self._providers_of[job_id] = provider.name
-            try:
-                if record.status is JobStatus.QUEUED:
-                    record = await self._submit(provider, record)
-                if record.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
-                    if record.children:
-                        await self._follow_children(record)
-                    else:
-                        await self._follow(provider, record)
-            except (StorageError, LeaseLost):
-                raise  # the job's state cannot be written, or is no longer ours: `_drive` stops
-            except CallsheetError as exc:
-                # Anything not handled below ends the job with the error, so nothing is left hanging.
-                log.info("job %s failed: %s", job_id, exc.code)
-                latest = await self.store.get(job_id)
-                if latest is not None and latest.status in ACTIVE:
-                    await self._fail(latest, _job_error(exc))
-            finally:
-                self._slot_release.pop(job_id, None)
-                self._providers_of.pop(job_id, None)
+        # A job already sent (resumed after a restart) runs at the provider: it takes a slot regardless.
+        await provider.limiter.take(
+            job_id, ttl=self.lease_ttl, wait=queued and record.submit_started_at is None
+        )
+        self._slots[job_id] = provider.name
+        try:
+            if record.status is JobStatus.QUEUED:
+                record = await self._submit(provider, record)
+            if record.status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+                if record.children:
+                    await self._follow_children(record)
+                else:
+                    await self._follow(provider, record)
+        except (StorageError, LeaseLost):
+            raise  # the job's state cannot be written, or is no longer ours: `_drive` stops
+        except CallsheetError as exc:
+            # Anything not handled below ends the job with the error, so nothing is left hanging.
+            log.info("job %s failed: %s", job_id, exc.code)
+            latest = await self.store.get(job_id)
+            if latest is not None and latest.status in ACTIVE:
+                await self._fail(latest, _job_error(exc))
+        finally:
+            if not self._stopping:  # stopping: `_give_back` returns them all at once
+                with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                    await self._free_slot(job_id)
+
+    async def _free_slot(self, job_id: str) -> None:
+        """Give the job's in-flight slot back (once; a job without one has nothing to give)."""
+        provider = self._slots.pop(job_id, None)
+        if provider is not None:
+            await self.providers[provider].limiter.free([job_id])
 
     async def _submit(self, provider: Provider, record: JobRecord) -> JobRecord:
         if record.submit_started_at is not None:
@@ -531,12 +583,15 @@ class Engine:
                 return record  # canceled while it waited for its turn: send nothing
             try:
                 # Shielded: a cancel arriving mid-send must not lose the id of a job that was accepted.
+                # A batch's items are stored in the same breath: a batch accepted is never left without them.
                 with anyio.CancelScope(shield=True):
                     submission = await provider.submit(record.operation, record.payload or {})
                     submitted = await self._submitted(record, submission)
                     if submitted.status is JobStatus.CANCELED and submission.provider_job_id:
                         await self._cancel_late(provider, submitted, submission.provider_job_id)
                         return submitted
+                    if submission.children:
+                        return await self._adopt_children(provider, submitted, submission)
             except (TransportError, BadResponse) as exc:
                 if isinstance(exc, BadResponse) or exc.maybe_sent:
                     return await self._fail(record, _submission_lost(provider, exc.message))
@@ -547,8 +602,6 @@ class Engine:
                 error = exc
             else:
                 record = submitted
-                if submission.children:
-                    return await self._adopt_children(provider, record, submission)
                 if submission.done is not None:
                     return await self._end(provider, record, submission.done)
                 return record
@@ -678,7 +731,7 @@ class Engine:
 
         The job no longer runs at the provider, so its in-flight slot is freed before the download.
         """
-        await self._slot_release.pop(record.job_id, _nothing)()
+        await self._free_slot(record.job_id)
         credits = report.credits_used if report.credits_used is not None else record.credits_used
         if report.state is RemoteState.FAILED:
             error = report.error or JobError(
@@ -763,7 +816,3 @@ def _progress_message(records: Iterable[JobRecord]) -> str:
     for r in records:
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-
-
-async def _nothing() -> None:
-    """No slot to free (a child of a batch, or a job ended twice)."""

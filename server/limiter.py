@@ -7,7 +7,7 @@ One `Limiter` per provider keeps every limit that provider has, in one place:
 - what the provider's `X-RateLimit-Remaining` / `X-RateLimit-Reset` headers still allow
   (`Limits.rate_headers`), minus the requests already on their way that those numbers do not count
   yet, so a burst sent before the first answer arrives meets no 429 either;
-- the jobs in flight at the provider: `slot()` (FASHN: 6).
+- the jobs in flight at the provider: `take()` and `free()` (FASHN: 6).
 
 The counting lives in a `Book`: `LocalBook` in this process, or a Redis book
 (`server/store/redis.py`) that every replica shares, so that N replicas on one provider account keep
@@ -18,24 +18,23 @@ that died is freed when its lease lapses.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
 import httpx
 
-from server.errors import StorageError
 from server.policy import Limits, RateWindow
 from server.signals import Signals
 
 SLOT_RECHECK_SECONDS = 1.0
 """A job waiting for an in-flight slot looks again at least this often (a slot held by a replica
 that died frees itself when its lease lapses, without a signal)."""
+SLOTS_COUNTED_EVERY = 0.5
+"""The poll interval spreads the status budget over the slots taken, counted this often at most."""
 OUTSTANDING_SECONDS = 300.0
 """A request unanswered this long no longer holds back the header budget (its sender died)."""
 
@@ -72,8 +71,8 @@ class Book(Protocol):
     async def renew_slots(self, job_ids: list[str], ttl: float) -> None:
         """Keep the slots of these jobs for another `ttl` seconds."""
 
-    async def free_slot(self, job_id: str) -> None:
-        """Give the job's slot back."""
+    async def free_slots(self, job_ids: list[str]) -> None:
+        """Give these jobs' slots back."""
 
     async def slots_taken(self) -> int:
         """Slots taken now, by every process that shares the book."""
@@ -168,8 +167,9 @@ class LocalBook:
     async def renew_slots(self, job_ids: list[str], ttl: float) -> None:
         """Nothing to do: in one process a slot lives exactly as long as its holder."""
 
-    async def free_slot(self, job_id: str) -> None:
-        self._slots.pop(job_id, None)
+    async def free_slots(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._slots.pop(job_id, None)
 
     async def slots_taken(self) -> int:
         return len(self._slots)
@@ -185,6 +185,7 @@ class Limiter:
         self.topic = topic
         """What a freed slot or a new budget is signalled on (`signals.limits_topic(provider)`)."""
         self.recheck = SLOT_RECHECK_SECONDS
+        self._taken, self._counted_at = 0, -SLOTS_COUNTED_EVERY
         self._locks: dict[str, anyio.Lock] = {}
 
     async def acquire(self, kind: str) -> Ticket:
@@ -221,45 +222,37 @@ class Limiter:
         await self.book.block(kind, seconds, seq)
         await self.signals.notify(self.topic)
 
-    @asynccontextmanager
-    async def slot(
-        self, job_id: str, *, ttl: float, wait: bool = True
-    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-        """Hold one in-flight slot while a job runs at the provider; yields a function that frees it early.
-
-        `wait=False` takes the slot at once even when full: for jobs resumed after a restart,
-        which are already running at the provider and must be polled regardless. The slot lasts
-        `ttl` seconds unless renewed (`renew`), as the job's lease does.
-        """
+    async def take(self, job_id: str, *, ttl: float, wait: bool = True) -> None:
+        """Take an in-flight slot for a job about to run at the provider, waiting for one when full;
+        `free` gives it back. `wait=False` takes it at once even when full: for jobs resumed after a
+        restart, which already run at the provider and must be polled regardless. The slot lasts `ttl`
+        seconds unless renewed (`renew`), as the job's lease does."""
         limit = self.limits.max_in_flight if wait else None
         while True:
             changed = self.signals.event(self.topic)
             if await self.book.take_slot(job_id, limit, ttl):
-                break
+                self._taken += 1  # counted again from the store now and then (other replicas' slots)
+                return
             with anyio.move_on_after(self.recheck):
                 await changed.wait()
-        freed = False
 
-        async def release() -> None:
-            nonlocal freed
-            if not freed:
-                freed = True
-                await self.book.free_slot(job_id)
-                await self.signals.notify(self.topic)
-
-        try:
-            yield release
-        finally:
-            # A store that cannot be reached now: the slot lapses by itself with the job's lease.
-            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
-                await release()
+    async def free(self, job_ids: list[str]) -> None:
+        """Give these jobs' slots back, and wake whoever waits for one (here or on other replicas)."""
+        await self.book.free_slots(job_ids)
+        self._taken = max(0, self._taken - len(job_ids))
+        await self.signals.notify(self.topic)
 
     async def renew(self, job_ids: list[str], ttl: float) -> None:
         await self.book.renew_slots(job_ids, ttl)
 
     async def poll_interval(self) -> float:
-        """The shortest interval between two polls of one job now (`Limits.poll_interval`)."""
-        return self.limits.poll_interval(await self.book.slots_taken())
+        """The shortest interval between two polls of one job now (`Limits.poll_interval`), from the
+        slots taken: those this process takes and frees are counted as they happen, and the store's
+        count (other replicas' slots too) is read at most every `SLOTS_COUNTED_EVERY`, not per poll."""
+        now = time.monotonic()
+        if self.limits.windows.get(self.limits.poll_kind) and now - self._counted_at >= SLOTS_COUNTED_EVERY:
+            self._taken, self._counted_at = await self.book.slots_taken(), now
+        return self.limits.poll_interval(self._taken)
 
 
 def rate_limit_headers(headers: httpx.Headers) -> tuple[int, float] | None:

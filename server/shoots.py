@@ -138,13 +138,14 @@ class ShootRunner:
         since_sweep = 0.0
         while True:
             await anyio.sleep(ttl / 3)
-            for shoot_id, scope in list(self._running.items()):
-                try:
-                    held = await self.leases.acquire_lease(shoot_id, self.engine.lease_holder, ttl)
-                except StorageError as exc:
-                    log.warning("leases of %d shoots not renewed: %s", len(self._running), exc.message)
-                    break
-                if not held:
+            running = dict(self._running)
+            try:
+                held = set(await self.leases.acquire_leases(list(running), self.engine.lease_holder, ttl))
+            except StorageError as exc:
+                log.warning("leases of %d shoots not renewed: %s", len(running), exc.message)
+                held = set(running)
+            for shoot_id, scope in running.items():
+                if shoot_id not in held:
                     log.warning("lost the lease on shoot %s; another process runs it now", shoot_id)
                     scope.cancel()
             since_sweep += ttl / 3
@@ -383,13 +384,13 @@ class ShootRunner:
             with scope:
                 while True:
                     try:
-                        if not await self.leases.acquire_lease(shoot_id, holder, ttl):
+                        if not await self.leases.acquire_leases([shoot_id], holder, ttl):
                             return  # another process runs it
                         try:
                             await self._run_once(shoot_id)
                         finally:
                             with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
-                                await self.leases.release_lease(shoot_id, holder)
+                                await self.leases.release_leases([shoot_id], holder)
                         return
                     except* StorageError as group:
                         # The store cannot be written (a full disk, Redis away): the shoot keeps its last

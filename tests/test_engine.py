@@ -282,9 +282,9 @@ async def test_leases_are_renewed_while_a_job_runs_longer_than_their_ttl(
         def __getattr__(self, name: str) -> object:
             return getattr(self.inner, name)
 
-        async def acquire_lease(self, job_id: str, owner: str, ttl: float) -> bool:
-            self.leases.append((job_id, owner))
-            return await self.inner.acquire_lease(job_id, owner, ttl)
+        async def acquire_leases(self, job_ids: list[str], owner: str, ttl: float) -> list[str]:
+            self.leases += [(job_id, owner) for job_id in job_ids]
+            return await self.inner.acquire_leases(job_ids, owner, ttl)
 
     async with sandbox_services(settings, emulator, start_engine=False) as svc:
         store = CountingStore(svc.engine.store)

@@ -97,8 +97,7 @@ async def test_slots_are_shared_kept_by_their_job_and_freed(books: tuple[Book, B
     assert await one.take_slot("j1", 2, ttl=60)  # the holder's own slot: kept
     assert await other.take_slot("j4", None, ttl=60)  # a resumed job takes one regardless
     assert await one.slots_taken() == 3 == await other.slots_taken()
-    await one.free_slot("j4")
-    await one.free_slot("j2")
+    await one.free_slots(["j4", "j2"])
     assert await other.take_slot("j3", 2, ttl=60)
     assert await other.slots_taken() == 2
 
@@ -122,18 +121,19 @@ async def test_limiters_of_two_replicas_wake_each_other(backends: tuple[Backend,
     other = Limiter(limits, backends[1].book("fashn"), backends[1].signals, "limits:fashn")
     other.recheck = 3600.0
     order: list[str] = []
-    async with anyio.create_task_group() as tg, one.slot("first", ttl=600) as release:
+    await one.take("first", ttl=600)
 
-        async def second() -> None:
-            async with other.slot("second", ttl=600):
-                order.append("second")
+    async def second() -> None:
+        await other.take("second", ttl=600)
+        order.append("second")
 
+    async with anyio.create_task_group() as tg:
         tg.start_soon(second)
         await anyio.sleep(0.05)
         assert order == []  # waiting: the only slot is held
         order.append("first done")
         with anyio.fail_after(60):
-            await release()
+            await one.free(["first"])
             while "second" not in order:
                 await anyio.sleep(0.005)
     assert order == ["first done", "second"]

@@ -20,7 +20,6 @@ from server.plans import ShootPlan, validate_plan
 from server.providers.fashn.adapter import Fashn
 from server.providers.fashn.emulator import FashnEmulator
 from server.shoots import ShootRunner
-from server.store import DiskShoots
 from tests.conftest import TIME_SCALE, sandbox_services, tools_of
 
 pytestmark = pytest.mark.anyio
@@ -30,20 +29,11 @@ TOOLS = tools_of(Fashn)
 
 @asynccontextmanager
 async def runner(settings: Settings, emulator: FashnEmulator) -> AsyncIterator[ShootRunner]:
-    async with sandbox_services(settings, emulator) as svc:
-        store = DiskShoots(settings.store_dir / "shoots")
-        try:
-            async with ShootRunner(
-                engine=svc.engine,
-                store=store,
-                leases=svc.engine.store,
-                signals=svc.engine.signals,
-                settings=settings,
-                tools=lambda: TOOLS,
-            ).running() as r:
-                yield r
-        finally:
-            store.close()
+    """The services' own shoot runner, with FASHN as the only provider (so its tools are TOOLS)."""
+    fashn = Fashn(settings.providers["fashn"])
+    async with sandbox_services(settings, emulator, providers={"fashn": fashn}) as svc:
+        assert set(svc.shoots.tools) == set(TOOLS)
+        yield svc.shoots
 
 
 def plan_for(garments: list[Path], **extra: Any) -> dict[str, Any]:
@@ -210,21 +200,8 @@ async def test_no_api_key_reaches_the_shoot_folder(tmp_path: Path, garments) -> 
         "poll": PollPolicy(floor=0.01, ceiling=0.05),
     }
     async with sandbox_services(live, emulator, **options) as svc:
-        store = DiskShoots(live.store_dir / "shoots")
-        try:
-            r = ShootRunner(
-                engine=svc.engine,
-                store=store,
-                leases=svc.engine.store,
-                signals=svc.engine.signals,
-                settings=live,
-                tools=lambda: TOOLS,
-            )
-            async with r.running():
-                record = await start(r, plan_for(garments))
-                done = await r.wait(record.shoot_id, 30)
-        finally:
-            store.close()
+        record = await start(svc.shoots, plan_for(garments))
+        done = await svc.shoots.wait(record.shoot_id, 30)
     assert done.status is ShootStatus.SUCCEEDED
     folder = Path(done.folder)
     for path in folder.iterdir():

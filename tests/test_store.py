@@ -246,24 +246,33 @@ class TestStoreContract:
         assert await store.unfinished() == []
 
     async def test_lease_acquire_renew_refuse_release(self, store: Store) -> None:
-        assert await store.acquire_lease("j1", "a", ttl=30)
-        assert await store.acquire_lease("j1", "a", ttl=30)  # renew
-        assert not await store.acquire_lease("j1", "b", ttl=30)
-        assert await store.acquire_lease("j2", "b", ttl=30)  # leases are per job
-        await store.release_lease("j1", "b")  # not the holder: no effect
-        assert not await store.acquire_lease("j1", "b", ttl=30)
-        await store.release_lease("j1", "a")
-        assert await store.acquire_lease("j1", "b", ttl=30)
+        assert await store.acquire_leases(["j1"], "a", ttl=30)
+        assert await store.acquire_leases(["j1"], "a", ttl=30)  # renew
+        assert not await store.acquire_leases(["j1"], "b", ttl=30)
+        assert await store.acquire_leases(["j2"], "b", ttl=30)  # leases are per job
+        await store.release_leases(["j1"], "b")  # not the holder: no effect
+        assert not await store.acquire_leases(["j1"], "b", ttl=30)
+        await store.release_leases(["j1", "j2"], "a")
+        assert await store.acquire_leases(["j1"], "b", ttl=30)
+
+    async def test_leases_are_taken_and_given_back_many_at_once(self, store: Store) -> None:
+        names = [f"j{n}" for n in range(1200)]  # more than one round trip's worth
+        assert await store.acquire_leases(["j7"], "b", ttl=30) == ["j7"]
+        held = await store.acquire_leases(names, "a", ttl=30)
+        assert held == [name for name in names if name != "j7"]
+        assert await store.acquire_leases(names, "a", ttl=30) == held  # renewed, all at once
+        await store.release_leases(names, "a")
+        assert await store.acquire_leases(names, "c", ttl=30) == held  # j7 is still b's
 
     async def test_lease_expires_unless_renewed(self, store: Store) -> None:
-        assert await store.acquire_lease("j1", "a", ttl=0.2)
-        assert await store.acquire_lease("j2", "a", ttl=0.2)
-        assert await store.acquire_lease("j2", "a", ttl=30)  # renewal extends the expiry
-        assert not await store.acquire_lease("j1", "b", ttl=0.2)
+        assert await store.acquire_leases(["j1"], "a", ttl=0.2)
+        assert await store.acquire_leases(["j2"], "a", ttl=0.2)
+        assert await store.acquire_leases(["j2"], "a", ttl=30)  # renewal extends the expiry
+        assert not await store.acquire_leases(["j1"], "b", ttl=0.2)
         await anyio.sleep(0.3)
-        assert await store.acquire_lease("j1", "b", ttl=30)
-        assert not await store.acquire_lease("j1", "a", ttl=30)
-        assert not await store.acquire_lease("j2", "b", ttl=30)
+        assert await store.acquire_leases(["j1"], "b", ttl=30)
+        assert not await store.acquire_leases(["j1"], "a", ttl=30)
+        assert not await store.acquire_leases(["j2"], "b", ttl=30)
 
     async def test_filtered_pages_skip_many_other_jobs(self, store: Store) -> None:
         wanted = await put_many(store, 3, provider="genapi", status=JobStatus.FAILED)
@@ -302,13 +311,13 @@ class TestStoreContract:
         """Fencing: once another process holds the job's lease, the old holder can write nothing."""
         job = make_job()
         await store.put(job)
-        assert await store.acquire_lease(job.job_id, "a", ttl=0.2)
+        assert await store.acquire_leases([job.job_id], "a", ttl=0.2)
         running = await store.update(
             job.job_id, lambda r: r.model_copy(update={"status_calls": 1}), holder="a"
         )
         assert running is not None and running.status_calls == 1
         await anyio.sleep(0.3)  # a's lease lapses...
-        assert await store.acquire_lease(job.job_id, "b", ttl=30)  # ...and b takes it
+        assert await store.acquire_leases([job.job_id], "b", ttl=30)  # ...and b takes it
         with pytest.raises(LeaseLost):
             await store.update(job.job_id, lambda r: r.model_copy(update={"status_calls": 99}), holder="a")
         stored = await store.update(
@@ -326,7 +335,7 @@ class TestStoreContract:
     async def test_an_expired_lease_nobody_took_still_fences_for_its_holder(self, store: Store) -> None:
         job = make_job()
         await store.put(job)
-        assert await store.acquire_lease(job.job_id, "a", ttl=0.1)
+        assert await store.acquire_leases([job.job_id], "a", ttl=0.1)
         await anyio.sleep(0.2)
         stored = await store.update(
             job.job_id, lambda r: r.model_copy(update={"status_calls": 3}), holder="a"
@@ -346,7 +355,7 @@ class TestStoreContract:
             async def contend(n: int) -> None:
                 for i in range(20):
                     holder = await stores[n].claim_key(f"key-{i}", records[n].job_id)
-                    leased = await stores[n].acquire_lease(f"job-{i}", f"p{n}", ttl=60)
+                    leased = bool(await stores[n].acquire_leases([f"job-{i}"], f"p{n}", ttl=60))
                     outcomes[(n, i)] = (records[n].job_id if holder is None else holder, leased)
 
             async with anyio.create_task_group() as tg:
@@ -503,7 +512,7 @@ def _contend(directory: str, name: str, start: Any, results: Any) -> None:
             outcomes = []
             for i in range(ROUNDS):
                 holder = await store.claim_key(f"key-{i}", record.job_id)
-                leased = await store.acquire_lease(f"job-{i}", name, ttl=60)
+                leased = bool(await store.acquire_leases([f"job-{i}"], name, ttl=60))
                 outcomes.append((holder, leased))
             return [(record.job_id if holder is None else holder, leased) for holder, leased in outcomes]
         finally:
@@ -560,6 +569,6 @@ async def test_records_and_catalogs_from_before_the_caller_rename_still_work(tmp
     try:
         page, _ = await store.list(caller="alice")
         assert [r.job_id for r in page] == [job.job_id] and page[0].caller == "alice"
-        assert await store.acquire_lease(job.job_id, "engine-1", 30)
+        assert await store.acquire_leases([job.job_id], "engine-1", 30)
     finally:
         store.close()

@@ -91,11 +91,12 @@ class Store(Protocol):
     async def unfinished(self) -> builtins.list[JobRecord]:
         """Every job whose status is queued, submitted or running."""
 
-    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        """Take or renew the lease on a job or shoot id for `ttl` seconds; False when another holds it."""
+    async def acquire_leases(self, names: builtins.list[str], holder: str, ttl: float) -> builtins.list[str]:
+        """Take or renew the leases on these job or shoot ids for `ttl` seconds; returns those `holder`
+        holds now (another holder's lease, not expired, is left to it)."""
 
-    async def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up (only if `holder` has it)."""
+    async def release_leases(self, names: builtins.list[str], holder: str) -> None:
+        """Give these leases up (those `holder` has; the others are left as they are)."""
 
     def close(self) -> None:
         """Release file handles and connections."""

@@ -48,6 +48,11 @@ BACKEND_ERRORS = (sqlite3.Error, OSError, CacheTimeout)
 """What SQLite and diskcache raise when a file cannot be read or written (a full disk, say)."""
 
 
+STORE_THREADS = anyio.CapacityLimiter(8)
+"""Worker threads of the store's own: a cheap read never queues behind media work (hashing, thumbnails)
+in anyio's default pool, and SQLite serializes writers anyway."""
+
+
 def blocking(
     what: str,
 ) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], Coroutine[Any, Any, R]]]:
@@ -59,7 +64,8 @@ def blocking(
         @functools.wraps(fn)
         async def run(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                return await anyio.to_thread.run_sync(functools.partial(fn, store, *args, **kwargs))
+                call = functools.partial(fn, store, *args, **kwargs)
+                return await anyio.to_thread.run_sync(call, limiter=STORE_THREADS)
             except BACKEND_ERRORS as exc:
                 raise storage_failure(exc, what) from exc
 
@@ -206,12 +212,12 @@ class DiskStore:
         return records
 
     @blocking("The job store")
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        return self._catalog.lease(name, holder, ttl)
+    def acquire_leases(self, names: builtins.list[str], holder: str, ttl: float) -> builtins.list[str]:
+        return [name for name in names if self._catalog.lease(name, holder, ttl)]
 
     @blocking("The job store")
-    def release_lease(self, name: str, holder: str) -> None:
-        self._catalog.release(name, holder)
+    def release_leases(self, names: builtins.list[str], holder: str) -> None:
+        self._catalog.release(names, holder)
 
     def close(self) -> None:
         for cache in (self._jobs, self._keys):
@@ -400,8 +406,12 @@ class _Catalog:
         )
         return cursor.rowcount == 1
 
-    def release(self, name: str, holder: str) -> None:
-        self._con().execute("DELETE FROM leases WHERE job_id = ? AND holder = ?", (name, holder))
+    def release(self, names: builtins.list[str], holder: str) -> None:
+        con = self._con()
+        for start in range(0, len(names), 500):  # SQLite's limit on parameters is 999 or more
+            chunk = names[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            con.execute(f"DELETE FROM leases WHERE holder = ? AND job_id IN ({marks})", [holder, *chunk])
 
     def holder(self, name: str) -> str | None:
         """Who holds the lease on `name` (expired or not: until another takes it, it is still theirs)."""

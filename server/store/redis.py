@@ -30,6 +30,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import quote
 
@@ -52,6 +53,9 @@ CAS_ATTEMPTS = 100
 """Compare-and-set retries of one update before giving up (each retry means another writer won)."""
 LEASE_GC_SECONDS = 24 * 3600
 """A lease key left by a process that died is removed by Redis after this long."""
+CONNECTIONS = 16
+"""Redis operations at once per process (and connections): a burst waits its turn in line instead of
+opening hundreds of connections, each costing a handshake."""
 CHUNK = 500
 """Records read per round trip when many are wanted (start-up, sweeps)."""
 
@@ -271,10 +275,12 @@ def reaching(
     ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
         @functools.wraps(fn)
         async def run(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            link: Link = getattr(store, "link")  # noqa: B009 (S is any store class of this module)
             try:
-                return await fn(store, *args, **kwargs)
+                async with link.gate:
+                    return await fn(store, *args, **kwargs)
             except redis.exceptions.RedisError as exc:
-                raise unavailable(exc, what, getattr(store, "where", "Redis")) from exc
+                raise unavailable(exc, what, link.where) from exc
 
         return run
 
@@ -294,6 +300,17 @@ def unavailable(exc: BaseException, what: str, where: str) -> StorageError:
         "lasts (callsheet doctor).",
         code="store_unavailable",
     )
+
+
+@dataclass(frozen=True)
+class Link:
+    """One connection pool to Redis, and the gate every operation passes: at most CONNECTIONS at once,
+    the others waiting in line (first come, first served) without touching the pool. Ten thousand
+    drivers resuming or stopping at once would otherwise all wait on the pool's lock."""
+
+    client: aioredis.Redis
+    where: str
+    gate: anyio.CapacityLimiter
 
 
 # --- Records ----------------------------------------------------------------------------------------
@@ -326,9 +343,10 @@ class _Records:
     filters: tuple[str, ...]
     model: type[BaseModel]
 
-    def __init__(self, client: aioredis.Redis, where: str) -> None:
-        self.client = client
-        self.where = where
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.client = client = link.client
+        self.where = link.where
         self._write = client.register_script(_WRITE)
         self._delete = client.register_script(_DELETE)
 
@@ -446,8 +464,9 @@ class RedisStore(_Records):
     filters = ("status", "provider", "shoot_id", "caller")
     model = JobRecord
 
-    def __init__(self, client: aioredis.Redis, where: str) -> None:
-        super().__init__(client, where)
+    def __init__(self, link: Link) -> None:
+        super().__init__(link)
+        client = link.client
         self._claim = client.register_script(_CLAIM)
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
@@ -508,15 +527,25 @@ class RedisStore(_Records):
         return [record for record in await self._many(sorted(set(ids))) if record.active]
 
     @reaching("The lease store")
-    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        taken = await self._lease(
-            keys=[f"{PREFIX}lease:{name}"], args=[holder, max(1, int(ttl * 1000)), LEASE_GC_SECONDS * 1000]
-        )
-        return bool(int(taken))
+    async def acquire_leases(self, names: builtins.list[str], holder: str, ttl: float) -> builtins.list[str]:
+        held: builtins.list[str] = []
+        args: builtins.list[str | int] = [holder, max(1, int(ttl * 1000)), LEASE_GC_SECONDS * 1000]
+        for start in range(0, len(names), CHUNK):
+            chunk = names[start : start + CHUNK]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in chunk:
+                    await self._lease(keys=[f"{PREFIX}lease:{name}"], args=args, client=pipe)
+                taken = await pipe.execute()
+            held += [name for name, got in zip(chunk, taken, strict=True) if int(got)]
+        return held
 
     @reaching("The lease store")
-    async def release_lease(self, name: str, holder: str) -> None:
-        await self._release(keys=[f"{PREFIX}lease:{name}"], args=[holder])
+    async def release_leases(self, names: builtins.list[str], holder: str) -> None:
+        for start in range(0, len(names), CHUNK):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name in names[start : start + CHUNK]:
+                    await self._release(keys=[f"{PREFIX}lease:{name}"], args=[holder], client=pipe)
+                await pipe.execute()
 
     def close(self) -> None:
         """The connection pool is closed by `open_redis`."""
@@ -566,9 +595,9 @@ class RedisShoots(_Records):
 class RedisBook(Book):
     """One provider's limits in Redis, shared by every replica (see `server/limiter.py`)."""
 
-    def __init__(self, client: aioredis.Redis, where: str, provider: str) -> None:
-        self.client = client
-        self.where = where
+    def __init__(self, link: Link, provider: str) -> None:
+        self.link = link
+        self.client = client = link.client
         base = f"{PREFIX}limits:{provider}:"
         self._calls = base + "calls:"
         self._blocks = base + "block:"
@@ -623,8 +652,9 @@ class RedisBook(Book):
             await self._renew(keys=[self._slots], args=[repr(ttl), *job_ids])
 
     @reaching("The shared limits")
-    async def free_slot(self, job_id: str) -> None:
-        await self.client.zrem(self._slots, job_id)
+    async def free_slots(self, job_ids: builtins.list[str]) -> None:
+        if job_ids:
+            await self.client.zrem(self._slots, *job_ids)
 
     @reaching("The shared limits")
     async def slots_taken(self) -> int:
@@ -639,15 +669,17 @@ class RedisSignals(Signals):
 
     CHANNEL = PREFIX + "signals"
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, link: Link) -> None:
         super().__init__()
-        self.client = client
+        self.link = link
+        self.client = link.client
 
     async def notify(self, topic: str) -> None:
         self.wake(topic)
         with contextlib.suppress(redis.exceptions.RedisError):
             # A lost wake-up costs a waiter its safety-net re-read, never a result.
-            await self.client.publish(self.CHANNEL, topic)
+            async with self.link.gate:
+                await self.client.publish(self.CHANNEL, topic)
 
     async def listen(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver published wake-ups here, reconnecting after Redis went away (then wake everyone:
@@ -681,27 +713,33 @@ async def open_redis(url: str) -> AsyncIterator[Backend]:
     """Connect to the Redis that `url` names (redis://[:password@]host:port/db, rediss://...)."""
     where = public_url(url)
     try:
-        client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5.0, health_check_interval=15
+        pool = aioredis.ConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5.0,
+            health_check_interval=15,
+            max_connections=CONNECTIONS + 2,  # and the wake-up listener's, and a spare
         )
+        client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     except ValueError as exc:
         raise ConfigError(
             f"CALLSHEET_STORE={where} is not a Redis URL ({exc}). Use redis://[:password@]host:port/db "
             "or rediss://..., or unset it for the embedded store."
         ) from None
-    signals = RedisSignals(client)
+    link = Link(client, where, anyio.CapacityLimiter(CONNECTIONS))
+    signals = RedisSignals(link)
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(signals.listen)
             books: dict[str, RedisBook] = {}
 
             def book(provider: str) -> Book:
-                return books.setdefault(provider, RedisBook(client, where, provider))
+                return books.setdefault(provider, RedisBook(link, provider))
 
             try:
                 yield Backend(
-                    jobs=RedisStore(client, where),
-                    shoots=RedisShoots(client, where),
+                    jobs=RedisStore(link),
+                    shoots=RedisShoots(link),
                     signals=signals,
                     book=book,
                     where=where,
