@@ -34,7 +34,8 @@ from benchmarks.common import (
 )
 from server.engine import Engine
 from server.models import TERMINAL, JobRecord, JobStatus
-from server.policy import FASHN_LIMITS, PollPolicy
+from server.policy import PollPolicy
+from server.providers.fashn.adapter import LIMITS as FASHN_LIMITS
 from server.providers.fashn.emulator import FashnEmulator
 from server.services import open_services
 

@@ -228,6 +228,58 @@ async def status_under_burst(report: Report, redis: str) -> None:
         )
 
 
+async def overhead(report: Report) -> None:
+    report.section("overhead", "5. Tool-call overhead")
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+        folder = Path(tmp)
+        model, garment = write_inputs(folder / "inputs")
+        tryon = {"model_image": str(model), "product_image": str(garment), "seed": 1}
+
+        app = in_process_app(folder)
+        async with Client(app) as client:
+            job = await first_job(client, "fashn_tryon_max", tryon)
+            assert job.structured_content is not None
+            times = await job_status_latencies(client, str(job.structured_content["job_id"]))
+        report_latencies(report, "in_process", "in process (mcp.Client(app))", times)
+
+        errlog_path = folder / "stderr.log"
+        with errlog_path.open("w") as errlog:
+            params = callsheet_params(folder / "stdio-home", folder / "inputs")
+            with anyio.fail_after(CALL_TIMEOUT * 2):
+                async with Client(stdio_client(params, errlog=errlog)) as client:
+                    job = await first_job(client, "fashn_tryon_max", tryon)
+                    assert job.structured_content is not None
+                    times = await job_status_latencies(client, str(job.structured_content["job_id"]))
+            report_latencies(report, "stdio", "over stdio (callsheet serve)", times)
+
+            reference, described = await anyio.to_thread.run_sync(install_reference, folder)
+            report.note(described if reference else f"{described}; skipping the ratio", key="reference")
+            starts: dict[str, list[float]] = {"callsheet": [], "reference": []}
+            for _ in range(COLD_STARTS):  # interleaved, so drift in the machine's load hits both alike
+                starts["callsheet"].append(await cold_start(params, errlog))
+                if reference is not None:
+                    ref_params = StdioServerParameters(command=str(reference), args=[], env=params.env)
+                    starts["reference"].append(await cold_start(ref_params, errlog))
+        ours = statistics.median(starts["callsheet"])
+        report.figure(
+            "cold_start_s",
+            ours,
+            f"cold start of callsheet serve to tools/list (median of {COLD_STARTS})",
+            "s",
+        )
+        imports = await anyio.to_thread.run_sync(import_seconds, sys.executable, "server.cli, server.app")
+        report.figure("import_s", imports, "  of which importing server.app (fresh interpreter)", "s")
+        if reference is not None and starts["reference"]:
+            theirs = statistics.median(starts["reference"])
+            report.figure("reference_cold_start_s", theirs, "the same for mcp-server-time", "s")
+            python = str(reference.with_name("python"))
+            imports = await anyio.to_thread.run_sync(import_seconds, python, "mcp_server_time.server")
+            report.figure("reference_import_s", imports, "  of which importing mcp_server_time.server", "s")
+            report.figure("cold_start_ratio", ours / theirs, "ratio callsheet / mcp-server-time")
+        if "Traceback" in errlog_path.read_text():
+            report.note("a server wrote a traceback to stderr during the runs", key="stderr")
+
+
 def photo_like_png(side: int, seed: int) -> bytes:
     """A 2048x2048 PNG that compresses like a photograph (smooth shapes plus fine grain), not like a
     flat placeholder: a few MB, as FASHN's real 2k outputs are."""
