@@ -251,28 +251,23 @@ class Engine:
                     "payload": None,
                 }
             )
-        # Stored and claimed as one step: a caller that goes away half-way (a client timeout, a shoot
-        # canceled, the server stopping) must not leave a job that is stored but does not hold its
-        # key, which a repeat of the call would not find and would pay for again.
+        # Stored with its key as one step (`Store.add`), and started in the same breath: a caller that
+        # goes away meanwhile (a client timeout, a shoot canceled) leaves no job that waits for the
+        # next sweep to be driven.
         with anyio.CancelScope(shield=True):
-            stored = await self._store_new(record, key, force)
+            stored = await self._store_new(record, force)
         return stored
 
-    async def _store_new(self, record: JobRecord, key: str, force: bool) -> JobRecord:
-        """Store a new job and claim its key; an identical earlier job that holds the key wins."""
-        await self.store.put(record)
-        holder = await self.store.claim_key(key, record.job_id, force=force)
-        if holder is not None:
-            await self.store.delete(record.job_id)
-            existing = await self.store.get(holder)
-            if existing is not None:
-                if existing.active:
-                    self._spawn(existing.job_id)  # e.g. left by a process that died
-                return existing
-            # The holder vanished between the claim and the read: take the key for ourselves.
-            await self.store.put(record)
-            await self.store.claim_key(key, record.job_id, force=True)
-        self._spawn(record.job_id)
+    async def _store_new(self, record: JobRecord, force: bool) -> JobRecord:
+        """Store a new job holding its key and start it; an identical earlier job that holds the key
+        is returned (and started, if it was left by a process that died) instead."""
+        stored = await self.store.add(record, force=force, holder=self.lease_holder, ttl=self.lease_ttl)
+        if stored.job_id != record.job_id:
+            if stored.active:
+                self._spawn(stored.job_id)
+            return stored
+        self._leased.add(record.job_id)  # taken with the job: its driver starts at once
+        self._spawn(record.job_id, record)
         await self.signals.notify(JOBS)
         return record
 
@@ -685,12 +680,13 @@ class Engine:
                 provider=provider.name,
             )
         failures = 0
+        calls = record.status_calls  # written with the job's next change of state, not after every call
         while True:
             # The provider's clock starts when the request arrives: closer to sending than to the answer.
             started = record.submit_started_at or record.submitted_at or record.created_at
             elapsed = (utcnow() - started).total_seconds()
             delay = max(
-                self.poll.next_delay(record.typical_seconds, elapsed, record.status_calls),
+                self.poll.next_delay(record.typical_seconds, elapsed, calls),
                 await provider.limiter.poll_interval(),
             )
             if failures:
@@ -700,25 +696,21 @@ class Engine:
             if latest is None or latest.status in TERMINAL:
                 return  # canceled (perhaps by another process) while we slept
             record = latest
+            calls += 1
             try:
                 report = await provider.status(provider_job_id, record.operation)
             except ProviderError as exc:
-                record = await self._update(record, status_calls=record.status_calls + 1)
-                if record.status in TERMINAL:
-                    return
                 if isinstance(exc, AuthError | InsufficientCredits | ProviderRejected) or (
                     not exc.retryable and failures >= 2
                 ):
+                    await self._update(record, status_calls=calls)
                     raise
                 failures += 1
                 continue
             failures = 0
-            calls = record.status_calls + 1
-            if report.state is RemoteState.RUNNING:
+            if report.state is RemoteState.RUNNING and record.status is not JobStatus.RUNNING:
                 record = await self._running(record, status_calls=calls)
-            elif report.state is RemoteState.PENDING:
-                record = await self._update(record, status_calls=calls)
-            else:
+            elif report.state not in (RemoteState.RUNNING, RemoteState.PENDING):
                 await self._end(provider, record, report, status_calls=calls)
                 return
             if record.status in TERMINAL:
@@ -764,8 +756,7 @@ class Engine:
 
     async def _finished_elsewhere(self, key: str) -> JobRecord | None:
         """The earlier job of this call, when the provider finished it and only saving its outputs failed."""
-        holder_id = await self.store.key_holder(key)
-        holder = await self.store.get(holder_id) if holder_id else None
+        holder = await self.store.holder(key)
         if (
             holder is not None
             and holder.status is JobStatus.FAILED

@@ -41,8 +41,7 @@ def record(status: JobStatus = JobStatus.SUCCEEDED, key: str = "") -> JobRecord:
 async def stored(settings: Settings, *records: JobRecord) -> None:
     store = DiskStore(settings.store_dir)
     for r in records:
-        await store.put(r)
-        await store.claim_key(r.key, r.job_id)
+        await store.add(r)
     store.close()
 
 
@@ -97,8 +96,7 @@ async def test_damaged_keys_are_told_again_from_the_records(settings: Settings) 
     garble(settings.store_dir / "keys" / "cache.db")
     store = DiskStore(settings.store_dir)
     other = record(key="the-key")
-    await store.put(other)
-    assert await store.claim_key("the-key", other.job_id) == job.job_id
+    assert await store.add(other) == job
     store.close()
 
 

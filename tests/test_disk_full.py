@@ -78,7 +78,7 @@ class FakeFashn:
     def __init__(self) -> None:
         self.runs = 0
         self.status_calls = 0
-        self.done = True
+        self.state = "completed"
         self.image = noise_png()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -88,8 +88,8 @@ class FakeFashn:
             return httpx.Response(200, json={"id": "pred-1", "error": None})
         if path == "/v1/status/pred-1":
             self.status_calls += 1
-            if not self.done:
-                return httpx.Response(200, json={"id": "pred-1", "status": "processing"})
+            if self.state != "completed":
+                return httpx.Response(200, json={"id": "pred-1", "status": self.state})
             return httpx.Response(200, json={"id": "pred-1", "status": "completed", "output": [OUTPUT]})
         if path == "/v1/out/pred-1.png":
             return httpx.Response(200, content=self.image, headers={"content-type": "image/png"})
@@ -161,7 +161,7 @@ async def test_a_job_whose_state_cannot_be_written_pauses_and_resumes_when_there
     small_disk: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fashn = FakeFashn()
-    fashn.done = False
+    fashn.state = "in_queue"  # polls that change nothing write nothing
     settings = live_settings(small_disk, tmp_path)
     transport = httpx.MockTransport(fashn)
     async with open_services(
@@ -172,6 +172,7 @@ async def test_a_job_whose_state_cannot_be_written_pauses_and_resumes_when_there
             while fashn.status_calls < 1:
                 await anyio.sleep(0.01)
         filler = fill(small_disk, leave=0)
+        fashn.state = "processing"
         with anyio.fail_after(20):  # its next state cannot be written: the job is paused, not the server
             while not any(
                 "paused" in r.getMessage() and job.job_id in r.getMessage() for r in caplog.records
@@ -179,7 +180,7 @@ async def test_a_job_whose_state_cannot_be_written_pauses_and_resumes_when_there
                 await anyio.sleep(0.01)
         stored = await svc.engine.get(job.job_id)
         assert stored.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
-        fashn.done = True
+        fashn.state = "completed"
         filler.unlink()
         done = (await svc.engine.wait([job.job_id], wait_seconds=20)).jobs[0]
     assert done.status is JobStatus.SUCCEEDED, done.error

@@ -116,65 +116,51 @@ class TestStoreContract:
     async def test_unknown_id(self, store: Store) -> None:
         assert await store.get("j-nope") is None
 
-    async def test_delete(self, store: Store) -> None:
-        record = make_job()
-        await store.put(record)
-        await store.delete(record.job_id)
-        assert await store.get(record.job_id) is None
-        assert await store.unfinished() == []
-        await store.delete(record.job_id)  # deleting twice is harmless
-
-    async def test_claim_new_key_and_repeat(self, store: Store) -> None:
-        first, second = make_job(), make_job()
-        await store.put(first)
-        await store.put(second)
-        assert await store.claim_key("k", first.job_id) is None
-        assert await store.claim_key("k", first.job_id) is None  # the holder claiming again
-        assert await store.claim_key("k", second.job_id) == first.job_id
+    async def test_add_stores_a_new_job_holding_its_key(self, store: Store) -> None:
+        first, second = make_job(key="k"), make_job(key="k")
+        assert await store.add(first) == first
+        assert await store.add(first) == first  # the holder added again
+        assert await store.add(second) == first  # a repeat: the earlier job, nothing stored
+        assert await store.get(second.job_id) is None
+        assert await store.holder("k") == first
+        assert [r.job_id for r in await store.unfinished()] == [first.job_id]
 
     @pytest.mark.parametrize("status", [JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SUCCEEDED])
-    async def test_claim_held_by_live_or_succeeded_job(self, store: Store, status: JobStatus) -> None:
-        holder, other = make_job(), make_job()
-        await store.put(holder)
-        await store.put(other)
-        assert await store.claim_key("k", holder.job_id) is None
-        await store.put(holder.model_copy(update={"status": status}))
-        assert await store.claim_key("k", other.job_id) == holder.job_id
+    async def test_a_live_or_succeeded_holder_keeps_its_key(self, store: Store, status: JobStatus) -> None:
+        holder, other = make_job(key="k"), make_job(key="k")
+        await store.add(holder)
+        moved = await store.update(holder.job_id, lambda r: r.model_copy(update={"status": status}))
+        assert await store.add(other) == moved
 
     @pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELED])
-    async def test_claim_replaces_failed_or_canceled_holder(self, store: Store, status: JobStatus) -> None:
-        holder, other, third = make_job(), make_job(), make_job()
-        for r in (holder, other, third):
-            await store.put(r)
-        assert await store.claim_key("k", holder.job_id) is None
-        await store.put(holder.model_copy(update={"status": status}))
-        assert await store.claim_key("k", other.job_id) is None
-        assert await store.claim_key("k", third.job_id) == other.job_id
+    async def test_a_failed_or_canceled_holder_is_replaced(self, store: Store, status: JobStatus) -> None:
+        holder, other, third = make_job(key="k"), make_job(key="k"), make_job(key="k")
+        await store.add(holder)
+        await store.update(holder.job_id, lambda r: r.model_copy(update={"status": status}))
+        assert await store.add(other) == other
+        assert await store.add(third) == other
+        assert await store.holder("k") == other
+        assert await store.holder("no such key") is None
 
-    async def test_claim_replaces_missing_holder(self, store: Store) -> None:
-        holder, other = make_job(), make_job()
-        await store.put(holder)
-        await store.put(other)
-        assert await store.claim_key("k", holder.job_id) is None
-        await store.delete(holder.job_id)
-        assert await store.claim_key("k", other.job_id) is None
-        assert await store.claim_key("k", holder.job_id) == other.job_id
+    async def test_force_always_stores_the_new_job(self, store: Store) -> None:
+        holder, other = make_job(key="k", status=JobStatus.SUCCEEDED), make_job(key="k")
+        await store.add(holder)
+        assert await store.add(other, force=True) == other
+        assert await store.add(make_job(key="k")) == other
+        assert await store.get(holder.job_id) == holder  # kept, it just no longer holds the key
 
-    async def test_claim_force(self, store: Store) -> None:
-        holder, other = make_job(status=JobStatus.SUCCEEDED), make_job()
-        await store.put(holder)
-        await store.put(other)
-        assert await store.claim_key("k", holder.job_id) is None
-        assert await store.claim_key("k", other.job_id, force=True) is None
-        assert await store.claim_key("k", holder.job_id) == other.job_id
-        assert await store.claim_key("fresh", other.job_id, force=True) is None
+    async def test_add_can_take_the_new_jobs_lease_in_the_same_step(self, store: Store) -> None:
+        job = make_job(key="k")
+        assert await store.add(job, holder="a", ttl=30) == job
+        assert await store.acquire_leases([job.job_id], "b", ttl=30) == []
+        assert await store.acquire_leases([job.job_id], "a", ttl=30) == [job.job_id]
+        repeat = make_job(key="k")
+        assert await store.add(repeat, holder="b", ttl=30) == job  # nothing stored, no lease taken
+        assert await store.acquire_leases([repeat.job_id], "c", ttl=30) == [repeat.job_id]
 
     async def test_keys_are_independent(self, store: Store) -> None:
-        a, b = make_job(), make_job()
-        await store.put(a)
-        await store.put(b)
-        assert await store.claim_key("k1", a.job_id) is None
-        assert await store.claim_key("k2", b.job_id) is None
+        a, b = make_job(key="k1"), make_job(key="k2")
+        assert await store.add(a) == a and await store.add(b) == b
 
     async def test_list_newest_first_with_cursor_paging(self, store: Store) -> None:
         records = await put_many(store, 25)
@@ -347,16 +333,13 @@ class TestStoreContract:
         url = None if isinstance(backend.jobs, DiskStore) else backend.where
         async with open_backend(url, tmp_path / "store") as other:
             stores = [backend.jobs, other.jobs]
-            records = [make_job(), make_job()]
-            for s, r in zip(stores, records, strict=True):
-                await s.put(r)
             outcomes: dict[tuple[int, int], tuple[str | None, bool]] = {}
 
             async def contend(n: int) -> None:
                 for i in range(20):
-                    holder = await stores[n].claim_key(f"key-{i}", records[n].job_id)
+                    holder = await stores[n].add(make_job(key=f"key-{i}"))
                     leased = bool(await stores[n].acquire_leases([f"job-{i}"], f"p{n}", ttl=60))
-                    outcomes[(n, i)] = (records[n].job_id if holder is None else holder, leased)
+                    outcomes[(n, i)] = (holder.job_id, leased)
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(contend, 0)
@@ -501,20 +484,18 @@ ROUNDS = 50
 
 
 def _contend(directory: str, name: str, start: Any, results: Any) -> None:
-    """Child process: put its own job, then race the others for the same keys and leases."""
+    """Child process: race the others to add a job under the same keys, and for the same leases."""
 
     async def main() -> list[tuple[str | None, bool]]:
         store = DiskStore(Path(directory))
         try:
-            record = make_job()
-            await store.put(record)
             start.wait(timeout=30)
-            outcomes = []
+            outcomes: list[tuple[str | None, bool]] = []
             for i in range(ROUNDS):
-                holder = await store.claim_key(f"key-{i}", record.job_id)
+                holder = await store.add(make_job(key=f"key-{i}"))
                 leased = bool(await store.acquire_leases([f"job-{i}"], name, ttl=60))
-                outcomes.append((holder, leased))
-            return [(record.job_id if holder is None else holder, leased) for holder, leased in outcomes]
+                outcomes.append((holder.job_id, leased))
+            return outcomes
         finally:
             store.close()
 

@@ -49,7 +49,7 @@ class Store(Protocol):
         """The record, or None if unknown."""
 
     async def put(self, record: JobRecord) -> None:
-        """Insert or replace the record (a new job, or one set straight; changes go through `update`)."""
+        """Insert or replace the record without its key (a batch's items; changes go through `update`)."""
 
     async def update(self, job_id: str, change: JobChange, *, holder: str | None = None) -> JobRecord | None:
         """Atomically replace the stored record by `change(stored)`; returns what is stored afterwards
@@ -58,20 +58,19 @@ class Store(Protocol):
         With `holder`, the write happens only while `holder` holds the job's lease: else LeaseLost.
         """
 
-    async def delete(self, job_id: str) -> None:
-        """Remove a record that was never submitted (a lost race for an idempotency key)."""
+    async def add(
+        self, record: JobRecord, *, force: bool = False, holder: str | None = None, ttl: float = 0.0
+    ) -> JobRecord:
+        """Store a new job as the holder of its idempotency key (`record.key`), as one atomic step;
+        with `holder`, the job's lease is taken for it for `ttl` seconds in the same step.
 
-    async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
-        """Atomically make `job_id` the holder of idempotency `key`.
-
-        Returns None when `job_id` now holds the key. Returns the id of the current holder instead
-        when that job is queued, submitted, running or succeeded (a repeat call: reuse it).
-        A holder that failed or was canceled, or is missing, is replaced. `force=True` always
-        replaces. The caller has already `put` the record of `job_id`.
+        When an identical earlier job holds the key and is queued, submitted, running or succeeded
+        (a repeat call), nothing is stored and that job is returned instead. A holder that failed or
+        was canceled, or is missing, is replaced; `force=True` always stores the new job.
         """
 
-    async def key_holder(self, key: str) -> str | None:
-        """The id of the job that holds idempotency `key` now, whatever its state; None if none."""
+    async def holder(self, key: str) -> JobRecord | None:
+        """The job that holds idempotency `key` now, whatever its state; None if none."""
 
     async def list(
         self,

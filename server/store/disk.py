@@ -48,24 +48,28 @@ BACKEND_ERRORS = (sqlite3.Error, OSError, CacheTimeout)
 """What SQLite and diskcache raise when a file cannot be read or written (a full disk, say)."""
 
 
-STORE_THREADS = anyio.CapacityLimiter(8)
-"""Worker threads of the store's own: a cheap read never queues behind media work (hashing, thumbnails)
-in anyio's default pool, and SQLite serializes writers anyway."""
+READERS = anyio.CapacityLimiter(8)
+"""Worker threads of the store's own for reads: a cheap read never queues behind media work (hashing,
+thumbnails) in anyio's default pool, and reads run side by side (SQLite's WAL)."""
+WRITER = anyio.CapacityLimiter(1)
+"""One writer thread per process: SQLite takes one writer at a time anyway, and threads that race for
+its lock sleep in its busy handler (milliseconds each) instead of queueing here."""
 
 
 def blocking(
-    what: str,
+    what: str, *, writes: bool = False
 ) -> Callable[[Callable[Concatenate[S, P], R]], Callable[Concatenate[S, P], Coroutine[Any, Any, R]]]:
     """A store operation run in a worker thread, whose backend failures become one StorageError naming
     `what` (and disk_full when the disk is full): the call that meets it fails clearly, never the
-    server. The thread finishes what it started even when the caller is cancelled."""
+    server. The thread finishes what it started even when the caller is cancelled. `writes`: the
+    operation writes, and waits for the process's one writer thread."""
 
     def wrap(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
         @functools.wraps(fn)
         async def run(store: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 call = functools.partial(fn, store, *args, **kwargs)
-                return await anyio.to_thread.run_sync(call, limiter=STORE_THREADS)
+                return await anyio.to_thread.run_sync(call, limiter=WRITER if writes else READERS)
             except BACKEND_ERRORS as exc:
                 raise storage_failure(exc, what) from exc
 
@@ -118,12 +122,12 @@ class DiskStore:
     def get(self, job_id: str) -> JobRecord | None:
         return self._load(job_id)
 
-    @blocking("The job store")
+    @blocking("The job store", writes=True)
     def put(self, record: JobRecord) -> None:
         with self._jobs.transact(retry=True):
             self._write(record)
 
-    @blocking("The job store")
+    @blocking("The job store", writes=True)
     def update(self, job_id: str, change: JobChange, *, holder: str | None = None) -> JobRecord | None:
         # Under the `jobs/` write lock (a SQLite transaction, so across processes too): nothing else
         # writes the record between the read and the write.
@@ -139,28 +143,28 @@ class DiskStore:
             self._write(changed)
             return changed
 
-    @blocking("The job store")
-    def delete(self, job_id: str) -> None:
-        with self._jobs.transact(retry=True):
-            self._jobs.delete(job_id, retry=True)
-            self._catalog.forget(job_id)
-
-    @blocking("The job store")
-    def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
-        if not force and self._keys.add(key, job_id, retry=True):
-            return None
+    @blocking("The job store", writes=True)
+    def add(
+        self, record: JobRecord, *, force: bool = False, holder: str | None = None, ttl: float = 0.0
+    ) -> JobRecord:
+        # Lock order keys -> jobs: nothing else claims the key between the read and the write.
         with self._keys.transact(retry=True):
-            holder = cast("str | None", self._keys.get(key))
-            if not force and holder is not None and holder != job_id:
-                current = self._load(holder)
+            held_by = cast("str | None", self._keys.get(record.key))
+            if not force and held_by is not None and held_by != record.job_id:
+                current = self._load(held_by)
                 if current is not None and current.status in HOLDS_KEY:
-                    return holder
-            self._keys.set(key, job_id, retry=True)
-            return None
+                    return current
+            with self._jobs.transact(retry=True):
+                self._write(record)
+                if holder is not None:
+                    self._catalog.lease(record.job_id, holder, ttl)
+            self._keys.set(record.key, record.job_id, retry=True)
+        return record
 
     @blocking("The job store")
-    def key_holder(self, key: str) -> str | None:
-        return cast("str | None", self._keys.get(key))
+    def holder(self, key: str) -> JobRecord | None:
+        job_id = cast("str | None", self._keys.get(key))
+        return None if job_id is None else self._load(job_id)
 
     @blocking("The job store")
     def list(
@@ -211,11 +215,11 @@ class DiskStore:
                 self._heal(job_id)
         return records
 
-    @blocking("The job store")
+    @blocking("The job store", writes=True)
     def acquire_leases(self, names: builtins.list[str], holder: str, ttl: float) -> builtins.list[str]:
         return [name for name in names if self._catalog.lease(name, holder, ttl)]
 
-    @blocking("The job store")
+    @blocking("The job store", writes=True)
     def release_leases(self, names: builtins.list[str], holder: str) -> None:
         self._catalog.release(names, holder)
 
@@ -475,11 +479,11 @@ class DiskShoots:
     def get(self, shoot_id: str) -> ShootRecord | None:
         return self._load(shoot_id)
 
-    @blocking("The shoot store")
+    @blocking("The shoot store", writes=True)
     def put(self, record: ShootRecord) -> None:
         self._cache.set(f"shoot:{record.shoot_id}", record.model_dump_json(), retry=True)
 
-    @blocking("The shoot store")
+    @blocking("The shoot store", writes=True)
     def update(self, shoot_id: str, change: ShootChange) -> ShootRecord | None:
         with self._cache.transact(retry=True):
             current = self._load(shoot_id)

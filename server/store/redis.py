@@ -87,23 +87,27 @@ redis.call('HSET', KEYS[1], 'data', ARGV[3], 'status', ARGV[4], 'idx', ARGV[6], 
 return version + 1
 """
 
-_DELETE = """
--- KEYS: record. ARGV: id.
-local idx = redis.call('HGET', KEYS[1], 'idx')
-if idx then for old in string.gmatch(idx, '%S+') do redis.call('ZREM', old, ARGV[1]) end end
-return redis.call('DEL', KEYS[1])
-"""
-
-_CLAIM = """
--- KEYS: idempotency key. ARGV: job id, force ('1'/'0'), job key prefix, statuses that hold a key.
+_ADD = (
+    _NOW
+    + """
+-- KEYS: idempotency key, record, lease. ARGV: job id, force ('1'/'0'), job key prefix, statuses that
+-- hold a key, data, status, indexes, lease holder ('' = none), ttl ms, gc ms. Returns the holder's
+-- data when an identical job holds the key.
 local holder = redis.call('GET', KEYS[1])
 if ARGV[2] == '0' and holder and holder ~= ARGV[1] then
-  local status = redis.call('HGET', ARGV[3] .. holder, 'status')
-  if status and string.find(' ' .. ARGV[4] .. ' ', ' ' .. status .. ' ', 1, true) then return holder end
+  local found = redis.call('HMGET', ARGV[3] .. holder, 'status', 'data')
+  if found[1] and string.find(' ' .. ARGV[4] .. ' ', ' ' .. found[1] .. ' ', 1, true) then return found[2] end
 end
+for new in string.gmatch(ARGV[7], '%S+') do redis.call('ZADD', new, 0, ARGV[1]) end
+redis.call('HSET', KEYS[2], 'data', ARGV[5], 'status', ARGV[6], 'idx', ARGV[7], 'v', 1)
 redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[8] ~= '' then
+  local expires = string.format('%d', math.floor(now * 1000) + tonumber(ARGV[9]))
+  redis.call('SET', KEYS[3], expires .. ':' .. ARGV[8], 'PX', ARGV[10])
+end
 return false
 """
+)
 
 _LEASE = (
     _NOW
@@ -348,7 +352,6 @@ class _Records:
         self.client = client = link.client
         self.where = link.where
         self._write = client.register_script(_WRITE)
-        self._delete = client.register_script(_DELETE)
 
     def key(self, record_id: str) -> str:
         return f"{PREFIX}{self.kind[:-1]}:{record_id}"
@@ -467,7 +470,7 @@ class RedisStore(_Records):
     def __init__(self, link: Link) -> None:
         super().__init__(link)
         client = link.client
-        self._claim = client.register_script(_CLAIM)
+        self._add = client.register_script(_ADD)
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
 
@@ -486,21 +489,47 @@ class RedisStore(_Records):
         return result
 
     @reaching("The job store")
-    async def delete(self, job_id: str) -> None:
-        await self._delete(keys=[self.key(job_id)], args=[job_id])
+    async def add(
+        self, record: JobRecord, *, force: bool = False, holder: str | None = None, ttl: float = 0.0
+    ) -> JobRecord:
+        existing = await self._add_holding(record, force, holder or "", ttl)
+        if existing is None:
+            return record
+        found: JobRecord | None = self._parse(existing[0], existing[1])
+        if found is None:  # the holder's record is damaged: it holds nothing any more
+            await self._add_holding(record, True, holder or "", ttl)
+            return record
+        return found
 
-    @reaching("The job store")
-    async def claim_key(self, key: str, job_id: str, *, force: bool = False) -> str | None:
+    async def _add_holding(
+        self, record: JobRecord, force: bool, holder: str, ttl: float
+    ) -> tuple[str, str] | None:
+        """Run the add script: None when `record` was stored, else the holder's (id, data)."""
         holding = " ".join(status.value for status in HOLDS_KEY)
-        holder = await self._claim(
-            keys=[f"{PREFIX}key:{key}"], args=[job_id, "1" if force else "0", f"{PREFIX}job:", holding]
+        found = await self._add(
+            keys=[f"{PREFIX}key:{record.key}", self.key(record.job_id), f"{PREFIX}lease:{record.job_id}"],
+            args=[
+                record.job_id,
+                "1" if force else "0",
+                f"{PREFIX}job:",
+                holding,
+                record.model_dump_json(),
+                record.status.value,
+                _indexes(self.kind, self.filters, record),
+                holder,
+                max(1, int(ttl * 1000)),
+                LEASE_GC_SECONDS * 1000,
+            ],
         )
-        return None if holder is None else str(holder)
+        return None if found is None else (record.key, str(found))
 
     @reaching("The job store")
-    async def key_holder(self, key: str) -> str | None:
-        holder = await self.client.get(f"{PREFIX}key:{key}")
-        return None if holder is None else str(holder)
+    async def holder(self, key: str) -> JobRecord | None:
+        job_id = await self.client.get(f"{PREFIX}key:{key}")
+        if job_id is None:
+            return None
+        loaded = await self._load(str(job_id))
+        return None if loaded is None else loaded[0]
 
     @reaching("The job store")
     async def list(
