@@ -216,47 +216,48 @@ class Engine:
         Raises InputError (nothing stored, nothing charged) when the arguments cannot be submitted.
         """
         provider = self.provider(provider_name)
-        # A burst of calls is prepared a few at a time, in arrival order: the first job reaches the
-        # provider after its own input files are read, not after those of the sixty behind it.
+        # A burst of calls is prepared and stored a few at a time, in arrival order: the first job
+        # reaches the provider after its own input files are read and its record written, not after
+        # those of the sixty behind it (their writes would queue ahead of its driver's).
         async with self._preparing:
             prepared = await provider.prepare(operation, args, CallerImages(self.media, caller))
-        key = job_key(provider_name, operation, prepared.key_material, caller)
-        now = utcnow()
-        record = JobRecord(
-            job_id=new_job_id(),
-            provider=provider_name,
-            operation=operation,
-            status=JobStatus.QUEUED,
-            credits_estimate=prepared.credits_estimate,
-            sandbox=provider.sandbox,
-            created_at=now,
-            updated_at=now,
-            key=key,
-            payload=prepared.payload,
-            summary=prepared.summary,
-            shoot_id=shoot_id,
-            caller=caller,
-            typical_seconds=prepared.typical_seconds * provider.time_scale,
-        )
-        finished = None if force else await self._finished_elsewhere(key)
-        if finished is not None:
-            # The provider finished this very call before and only its outputs were lost: follow that
-            # provider job again instead of paying for a new one.
-            record = record.model_copy(
-                update={
-                    "status": JobStatus.SUBMITTED,
-                    "provider_job_id": finished.provider_job_id,
-                    "submitted_at": now,
-                    "credits_used": finished.credits_used,
-                    "payload": None,
-                }
+            key = job_key(provider.name, operation, prepared.key_material, caller)
+            now = utcnow()
+            record = JobRecord(
+                job_id=new_job_id(),
+                provider=provider.name,
+                operation=operation,
+                status=JobStatus.QUEUED,
+                credits_estimate=prepared.credits_estimate,
+                sandbox=provider.sandbox,
+                created_at=now,
+                updated_at=now,
+                key=key,
+                payload=prepared.payload,
+                summary=prepared.summary,
+                shoot_id=shoot_id,
+                caller=caller,
+                typical_seconds=prepared.typical_seconds * provider.time_scale,
             )
-        # Stored with its key as one step (`Store.add`), and started in the same breath: a caller that
-        # goes away meanwhile (a client timeout, a shoot canceled) leaves no job that waits for the
-        # next sweep to be driven.
-        with anyio.CancelScope(shield=True):
-            stored = await self._store_new(record, force)
-        return stored
+            finished = None if force else await self._finished_elsewhere(key)
+            if finished is not None:
+                # The provider finished this very call before and only its outputs were lost: follow that
+                # provider job again instead of paying for a new one.
+                record = record.model_copy(
+                    update={
+                        "status": JobStatus.SUBMITTED,
+                        "provider_job_id": finished.provider_job_id,
+                        "submitted_at": now,
+                        "credits_used": finished.credits_used,
+                        "payload": None,
+                    }
+                )
+            # Stored with its key as one step (`Store.add`), and started in the same breath: a caller that
+            # goes away meanwhile (a client timeout, a shoot canceled) leaves no job that waits for the
+            # next sweep to be driven.
+            with anyio.CancelScope(shield=True):
+                stored = await self._store_new(record, force)
+            return stored
 
     async def _store_new(self, record: JobRecord, force: bool) -> JobRecord:
         """Store a new job holding its key and start it; an identical earlier job that holds the key
