@@ -8,6 +8,7 @@ not the MCP layer's (figure 5 measures that).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import math
 import tempfile
@@ -42,6 +43,8 @@ from server.services import open_services
 BATCH = 60
 BURST_FACTOR = 3
 SLOTS = FASHN_LIMITS.max_in_flight or 6
+PACES = (0.5, 1.0, 2.0)
+"""How fast FASHN runs against its documented durations in figure 1c."""
 RUN_LIMIT, RUN_PERIOD = FASHN_LIMITS.windows["run"][0].limit, FASHN_LIMITS.windows["run"][0].period
 SDK_POLL_INTERVAL = 1.0
 """The official FASHN SDK polls `/status` every second."""
@@ -162,13 +165,16 @@ async def run_batch(
     repeat: bool = False,
     store_url: str | None = None,
     replicas: int = 1,
+    pace: float = 1.0,
+    seed: int = SEED,
 ) -> tuple[Batch, dict[str, Any] | None]:
     """Run `calls` at once against a fresh emulator; with `repeat`, send them again once all succeeded.
 
     `replicas` sets of services (engines with their own store connections) share `store_url` and the
-    one emulator, as replicas of one deployment share Redis and one provider account."""
+    one emulator, as replicas of one deployment share Redis and one provider account. The emulator
+    (`seed` draws its durations) runs jobs at `pace` times their documented durations."""
     settings = dataclasses.replace(sandbox_settings(home, inputs, time_scale), store_url=store_url)
-    emulator = FashnEmulator(time_scale=time_scale, seed=SEED)
+    emulator = FashnEmulator(time_scale=time_scale, seed=seed, pace=pace)
     log = RequestLog(CdnCache(emulator, emulator.app))
     async with AsyncExitStack() as stack:
         engines = [
@@ -405,6 +411,52 @@ async def replicas(report: Report, *, redis: str, time_scale: float, wait_limit:
             report.figure(f"succeeded_{n}", ok, "  jobs succeeded", f"of {BATCH}")
             report.figure(f"run_calls_{n}", stats.run_calls, "  /run calls")
             report.figure(f"status_median_{n}", median(status_calls(batch)), "  status calls per job, median")
+
+
+async def paces(report: Report, *, time_scale: float, wait_limit: float) -> None:
+    """Figure 1 when FASHN runs faster or slower than it documents. Cold: on a fresh store, the
+    engine starts from the documented durations and learns from the jobs of the batch itself.
+    Learned: the same batch after the engine saw a first batch at that pace (other durations, drawn
+    with another seed), as a deployment that has run for a while polls."""
+    report.section(
+        "paces", f"1c. The same {BATCH} try-ons when FASHN's jobs take 0.5x, 1x and 2x as documented"
+    )
+    report.figure("time_scale", time_scale, "time scale")
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+        model, garment = write_inputs(Path(tmp) / "inputs")
+        calls = [{"model_image": str(model), "product_image": str(garment), "seed": n} for n in range(BATCH)]
+        earlier = [{**call, "seed": BATCH + n} for n, call in enumerate(calls)]
+        for pace in PACES:
+            for state in ("cold", "learned"):
+                home = Path(tmp) / f"home-{pace}-{state}"
+                batch_at = functools.partial(
+                    run_batch,
+                    home,
+                    Path(tmp) / "inputs",
+                    time_scale=time_scale,
+                    poll=scaled_poll(time_scale),
+                    operation="tryon_max",
+                    wait_limit=wait_limit * pace,
+                    pace=pace,
+                )
+                if state == "learned":
+                    await batch_at(calls=earlier, seed=SEED + 1)
+                batch, _ = await batch_at(calls=calls)
+                bound, _ = lower_bound(list(batch.durations.values()), time_scale)
+                made = status_calls(batch)
+                name = f"{pace:g}x_{state}"
+                report.figure(
+                    f"ratio_{name}",
+                    batch.wall / bound,
+                    f"{pace:g}x, {state}: ratio wall / lower bound",
+                    f"({batch.wall:.2f} s / {bound:.2f} s)",
+                    target="<= 1.10",
+                )
+                report.figure(
+                    f"status_median_{name}", median(made), "  status calls per job, median", target="<= 4"
+                )
+                report.figure(f"status_p95_{name}", percentile(made, 95), "  95th percentile")
+                report.figure(f"sent_429_{name}", batch.emulator.stats.sent_429, "  429s", target="0")
 
 
 async def burst(report: Report, *, time_scale: float, wait_limit: float) -> None:

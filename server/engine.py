@@ -57,7 +57,7 @@ from server.models import (
     new_job_id,
     utcnow,
 )
-from server.policy import PREPARE_AT_ONCE, PollPolicy, RetryPolicy
+from server.policy import PACE_KEPT, PACE_RANGE, PACE_REREAD, PREPARE_AT_ONCE, PollPolicy, RetryPolicy, pace
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
 from server.signals import JOBS, Signals
 from server.store import LeaseLost, Store
@@ -115,6 +115,7 @@ class Engine:
         self._stopping = False
         self._leased: set[str] = set()
         self._preparing = anyio.CapacityLimiter(PREPARE_AT_ONCE)
+        self.paces = Paces(store)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -344,7 +345,8 @@ class Engine:
             return 0.0 if record.submit_started_at is None else 0.05
         started = record.submitted_at or record.created_at
         elapsed = (utcnow() - started).total_seconds()
-        return round(min(0.95, 0.05 + 0.9 * elapsed / max(record.typical_seconds * 1.2, 0.001)), 3)
+        typical = record.typical_seconds * self.paces.known(record)
+        return round(min(0.95, 0.05 + 0.9 * elapsed / max(typical * 1.2, 0.001)), 3)
 
     # -- transitions: one method each, all through `_write` ------------------------------------
 
@@ -682,12 +684,16 @@ class Engine:
             )
         failures = 0
         calls = record.status_calls  # written with the job's next change of state, not after every call
+        # When the job was last seen still running (s after it started): its end falls after that.
+        # Unknown for a job followed again after a restart, which therefore teaches no pace.
+        running_at: float | None = 0.0 if calls == 0 else None
+        # The provider's clock starts when the request arrives: closer to sending than to the answer.
+        started = record.submit_started_at or record.submitted_at or record.created_at
         while True:
-            # The provider's clock starts when the request arrives: closer to sending than to the answer.
-            started = record.submit_started_at or record.submitted_at or record.created_at
             elapsed = (utcnow() - started).total_seconds()
+            typical = record.typical_seconds * await self.paces.of(record)
             delay = max(
-                self.poll.next_delay(record.typical_seconds, elapsed, calls),
+                self.poll.next_delay(typical, elapsed, calls),
                 await provider.limiter.poll_interval(),
             )
             if failures:
@@ -698,6 +704,7 @@ class Engine:
                 return  # canceled (perhaps by another process) while we slept
             record = latest
             calls += 1
+            looked_at = (utcnow() - started).total_seconds()
             try:
                 report = await provider.status(provider_job_id, record.operation)
             except ProviderError as exc:
@@ -709,10 +716,17 @@ class Engine:
                 failures += 1
                 continue
             failures = 0
-            if report.state is RemoteState.RUNNING and record.status is not JobStatus.RUNNING:
-                record = await self._running(record, status_calls=calls)
-            elif report.state not in (RemoteState.RUNNING, RemoteState.PENDING):
+            if report.state in (RemoteState.RUNNING, RemoteState.PENDING):
+                running_at = looked_at
+                if report.state is RemoteState.RUNNING and record.status is not JobStatus.RUNNING:
+                    record = await self._running(record, status_calls=calls)
+            else:
                 await self._end(provider, record, report, status_calls=calls)
+                if report.state is RemoteState.SUCCEEDED and running_at is not None:
+                    # It ended between the last look that saw it running and this one: the middle. One
+                    # never seen running ended before its first look, how long before is unknown: the
+                    # look itself, an upper bound (the looks then move earlier until they see it run).
+                    await self.paces.learn(record, (running_at + looked_at) / 2 if running_at else looked_at)
                 return
             if record.status in TERMINAL:
                 return
@@ -768,6 +782,48 @@ class Engine:
         ):
             return holder
         return None
+
+
+class Paces:
+    """How fast each provider's operation runs now against its documented duration (`policy.pace`),
+    learned from the jobs seen ending and kept in the store, so that every replica polls by it and a
+    restart keeps what was learned. Read again every PACE_REREAD s for what other replicas taught."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: dict[str, tuple[float, float]] = {}
+        """By kind (provider/operation): the pace and when it was read (monotonic seconds)."""
+
+    def known(self, record: JobRecord) -> float:
+        """The pace as last read (1 before it was read), without waiting for the store."""
+        return self._known.get(_kind(record), (1.0, 0.0))[0]
+
+    async def of(self, record: JobRecord) -> float:
+        kind = _kind(record)
+        known = self._known.get(kind)
+        if known is None or time.monotonic() - known[1] > PACE_REREAD:
+            try:
+                ratios = await self.store.paces(kind)
+            except StorageError:  # the store is away: poll by what was known (or the documented pace)
+                return 1.0 if known is None else known[0]
+            known = self._known[kind] = (pace(ratios), time.monotonic())
+        return known[0]
+
+    async def learn(self, record: JobRecord, seconds: float) -> None:
+        """Count a job of this kind that ran about `seconds` (a lesson lost to an absent store is no harm)."""
+        if record.typical_seconds <= 0:
+            return
+        ratio = min(max(seconds / record.typical_seconds, PACE_RANGE[0]), PACE_RANGE[1])
+        try:
+            ratios = await self.store.learn_pace(_kind(record), ratio, PACE_KEPT)
+        except StorageError as exc:
+            log.info("the pace of %s was not learned: %s", _kind(record), exc)
+            return
+        self._known[_kind(record)] = (pace(ratios), time.monotonic())
+
+
+def _kind(record: JobRecord) -> str:
+    return f"{record.provider}/{record.operation}"
 
 
 def job_key(provider: str, operation: str, inputs: dict[str, Any], caller: str | None = None) -> str:

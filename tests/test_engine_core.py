@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from server.errors import (
 from server.limiter import Limiter
 from server.media import Media
 from server.models import JobError, JobRecord, JobStatus, Output, RemoteOutput, utcnow
-from server.policy import Limits, PollPolicy
+from server.policy import PACE_MIN_SEEN, Limits, PollPolicy
 from server.providers.base import (
     Mode,
     OperationSpec,
@@ -125,7 +126,9 @@ def store_url(request: pytest.FixtureRequest) -> str | None:
 
 
 @asynccontextmanager
-async def engine(settings: Settings, provider: Scripted, store_url: str | None) -> AsyncIterator[Engine]:
+async def engine(
+    settings: Settings, provider: Scripted, store_url: str | None, poll: PollPolicy = EAGER
+) -> AsyncIterator[Engine]:
     async with open_backend(store_url, settings.store_dir) as backend:
         book = backend.book(provider.name)
         provider._limiter = Limiter(
@@ -137,7 +140,7 @@ async def engine(settings: Settings, provider: Scripted, store_url: str | None) 
             providers={provider.name: provider},
             signals=backend.signals,
             retry=FAST_RETRY,
-            poll=EAGER,
+            poll=poll,
         )
         async with core.running():
             yield core
@@ -305,3 +308,39 @@ async def test_a_job_left_mid_send_by_a_crash_is_never_resent(
     assert done.status is JobStatus.FAILED and done.error is not None
     assert done.error.code == "submission_lost" and provider.sent == []
     assert "charged" in done.error.message and "force" in done.error.message
+
+
+@dataclass(frozen=True)
+class Looking(PollPolicy):
+    """Looks every `every` s and notes the typical duration each look was placed from."""
+
+    every: float = 0.02
+    typicals: list[float] = field(default_factory=list)
+
+    def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
+        self.typicals.append(typical)
+        return self.every
+
+
+async def test_polls_follow_the_pace_learned_from_jobs_seen_and_every_replica_shares_it(
+    settings: Settings, store_url: str | None
+) -> None:
+    """ "make" is documented at 0.01 s; each job is seen running twice and done at the third look, so
+    it took at least 0.05 s (looks 0.02 s apart): five times the documented duration or more."""
+    running = StatusReport(RemoteState.RUNNING)
+    documented = 0.01
+    script = [running, running, DONE] * (PACE_MIN_SEEN + 2)
+    provider = Scripted([ACCEPTED], script)
+    looks = Looking()
+    async with engine(settings, provider, store_url, looks) as core:
+        for n in range(PACE_MIN_SEEN):
+            await run(core, f"thing {n}")
+        assert looks.typicals == [documented] * 3 * PACE_MIN_SEEN  # as documented until enough were seen
+        looks.typicals.clear()
+        await run(core, "one more")
+    assert min(looks.typicals) >= 5 * documented
+
+    replica = Looking()  # another replica (or this one restarted) polls by what was learned
+    async with engine(settings, provider, store_url, replica) as core:
+        await run(core, "on another replica")
+    assert min(replica.typicals) >= 5 * documented

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from server.models import JobStatus
-from server.policy import PollPolicy
+from server.policy import PACE_MIN_SEEN, PACE_RANGE, PollPolicy, pace
 from server.providers.base import Mode, ProviderSettings
 from server.providers.fashn.adapter import LIMITS as FASHN_LIMITS
 from server.providers.fashn.emulator import FashnEmulator
@@ -122,3 +122,10 @@ async def test_the_engine_spreads_polls_over_the_status_budget(tmp_path: Path) -
     ]
     assert gaps, "six jobs were followed together for a while"
     assert min(gaps) >= interval * 0.999  # every 1 ms would have been asked
+
+
+def test_the_pace_is_the_median_of_the_jobs_seen_once_there_are_enough() -> None:
+    assert pace([]) == pace([0.5] * (PACE_MIN_SEEN - 1)) == 1.0  # as documented until enough were seen
+    assert pace([0.5, 0.4, 3.0, 0.6, 0.5]) == 0.5  # one slow job does not move it
+    assert pace([2.0] * PACE_MIN_SEEN) == 2.0
+    assert pace([1000.0] * PACE_MIN_SEEN) == PACE_RANGE[1] and pace([0.0] * PACE_MIN_SEEN) == PACE_RANGE[0]

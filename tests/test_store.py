@@ -348,6 +348,24 @@ class TestStoreContract:
             assert outcomes[(0, i)][0] == outcomes[(1, i)][0], f"round {i}"
             assert outcomes[(0, i)][1] + outcomes[(1, i)][1] == 1, f"round {i}"
 
+    async def test_paces_keep_the_newest_per_kind_for_every_handle(
+        self, backend: Backend, tmp_path: Path
+    ) -> None:
+        """What one replica learns of a provider's pace, another reads; only the newest `keep` stay."""
+        store = backend.jobs
+        assert await store.paces("fashn/tryon-max") == []
+        for n in range(7):
+            kept = await store.learn_pace("fashn/tryon-max", 0.5 + n / 10, keep=5)
+        assert kept == pytest.approx([1.1, 1.0, 0.9, 0.8, 0.7])
+        await store.learn_pace("autotoon/relight", 2.0, keep=5)
+        url = None if isinstance(store, DiskStore) else backend.where
+        async with open_backend(url, tmp_path / "store") as other:
+            assert await other.jobs.paces("fashn/tryon-max") == pytest.approx(kept)
+            assert await other.jobs.paces("autotoon/relight") == [2.0]
+            assert await other.jobs.learn_pace("fashn/tryon-max", 0.25, keep=5) == pytest.approx(
+                [0.25, 1.1, 1.0, 0.9, 0.8]
+            )
+
 
 def shoot(status: ShootStatus = ShootStatus.RUNNING, **fields: Any) -> ShootRecord:
     values: dict[str, Any] = {

@@ -77,19 +77,28 @@ class Emulator:
         seed: int = 0,
         clock: Callable[[], float] | None = None,
         state_dir: Path | None = None,
+        pace: float = 1.0,
     ) -> None:
-        """`time_scale` scales every duration and rate window; `api_key=None` accepts any key; `clock`
+        """`time_scale` scales every duration and rate window, `pace` only the durations of jobs (2:
+        twice as slow as documented, as a provider on a busy day); `api_key=None` accepts any key; `clock`
         is for tests that step time by hand; with `state_dir`, state is kept in `state_file` there
         (and the clock is wall-clock time, since monotonic times mean nothing to the next process)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        if pace <= 0:
+            raise ValueError("pace must be positive")
         self.time_scale = time_scale
+        self.pace = pace
         self.api_key = api_key
         self.seed = seed
         self.state_dir = state_dir
         self.clock = clock or (time.time if state_dir is not None else time.monotonic)
         self.next_number = 0
         self._rendered: OrderedDict[object, tuple[bytes, str]] = OrderedDict()
+
+    def seconds(self, documented: float) -> float:
+        """How long a job documented to take `documented` seconds takes here."""
+        return max(documented * self.pace * self.time_scale, 1e-6)
 
     def number(self) -> int:
         """A new request number (seeds what it draws, so a run is repeatable)."""

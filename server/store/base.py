@@ -97,6 +97,13 @@ class Store(Protocol):
     async def release_leases(self, names: builtins.list[str], holder: str) -> None:
         """Give these leases up (those `holder` has; the others are left as they are)."""
 
+    async def learn_pace(self, kind: str, ratio: float, keep: int) -> builtins.list[float]:
+        """Remember that a job of `kind` (provider/operation) took `ratio` times its documented
+        duration; returns the `keep` most recent ratios of that kind, newest first (older ones go)."""
+
+    async def paces(self, kind: str) -> builtins.list[float]:
+        """The ratios `learn_pace` keeps for `kind`, newest first."""
+
     def close(self) -> None:
         """Release file handles and connections."""
 

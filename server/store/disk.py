@@ -223,6 +223,14 @@ class DiskStore:
     def release_leases(self, names: builtins.list[str], holder: str) -> None:
         self._catalog.release(names, holder)
 
+    @blocking("The job store", writes=True)
+    def learn_pace(self, kind: str, ratio: float, keep: int) -> builtins.list[float]:
+        return self._catalog.learn_pace(kind, ratio, keep)
+
+    @blocking("The job store")
+    def paces(self, kind: str) -> builtins.list[float]:
+        return self._catalog.paces(kind)
+
     def close(self) -> None:
         for cache in (self._jobs, self._keys):
             cache.close()
@@ -319,6 +327,12 @@ class _Catalog:
         con.execute(
             "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
         )
+        # What was learned, not an index of the records: outside the layout that is rebuilt.
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS paces "
+            "(seen INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ratio REAL NOT NULL)"
+        )
+        con.execute("CREATE INDEX IF NOT EXISTS paces_kind ON paces (kind, seen)")
         con.execute("BEGIN IMMEDIATE")
         try:
             row = con.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
@@ -421,6 +435,27 @@ class _Catalog:
         """Who holds the lease on `name` (expired or not: until another takes it, it is still theirs)."""
         row = self._con().execute("SELECT holder FROM leases WHERE job_id = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
+
+    def learn_pace(self, kind: str, ratio: float, keep: int) -> builtins.list[float]:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("INSERT INTO paces (kind, ratio) VALUES (?, ?)", (kind, ratio))
+            con.execute(
+                "DELETE FROM paces WHERE kind = ? AND seen NOT IN "
+                "(SELECT seen FROM paces WHERE kind = ? ORDER BY seen DESC LIMIT ?)",
+                (kind, kind, keep),
+            )
+            ratios = self.paces(kind)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return ratios
+
+    def paces(self, kind: str) -> builtins.list[float]:
+        rows = self._con().execute("SELECT ratio FROM paces WHERE kind = ? ORDER BY seen DESC", (kind,))
+        return [float(ratio) for (ratio,) in rows]
 
     def close(self) -> None:
         with self._opened_lock:

@@ -14,6 +14,7 @@ Keys, under the prefix `callsheet:` (one deployment per Redis database):
   first is reverse lexical order of the time-sortable ids and a page reads only its own records;
 - `key:{key}`: the job that holds an idempotency key;
 - `lease:{id}`: `{expires_ms}:{holder}` of a job or shoot's lease;
+- `pace:{provider}/{operation}`: a list of the latest ratios of actual to documented duration;
 - `limits:{provider}:...`: the provider's windows, blocks, budget and slots;
 - channel `signals`: wake-ups (a topic name per message).
 
@@ -575,6 +576,20 @@ class RedisStore(_Records):
                 for name in names[start : start + CHUNK]:
                     await self._release(keys=[f"{PREFIX}lease:{name}"], args=[holder], client=pipe)
                 await pipe.execute()
+
+    @reaching("The job store")
+    async def learn_pace(self, kind: str, ratio: float, keep: int) -> builtins.list[float]:
+        key = f"{PREFIX}pace:{kind}"
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, repr(ratio))
+            pipe.ltrim(key, 0, keep - 1)
+            pipe.lrange(key, 0, -1)
+            *_, ratios = await pipe.execute()
+        return [float(r) for r in ratios]
+
+    @reaching("The job store")
+    async def paces(self, kind: str) -> builtins.list[float]:
+        return [float(r) for r in await self.client.lrange(f"{PREFIX}pace:{kind}", 0, -1)]
 
     def close(self) -> None:
         """The connection pool is closed by `open_redis`."""

@@ -278,7 +278,7 @@ class AutoToonEmulator(Emulator):
         number = self.number()
         rng = random.Random(f"{self.seed}:{number}")
         low, high = self.sync_seconds or DURATIONS[operation]
-        duration = rng.uniform(low, high) * self.time_scale
+        duration = self.seconds(rng.uniform(low, high))
         names = [self._store(operation, body, number, n, now) for n in range(_output_count(operation))]
         self._save(now)
         self.stats.in_flight += 1
@@ -319,7 +319,7 @@ class AutoToonEmulator(Emulator):
             image_url=str(body["imageUrl"]),
             created=now,
             created_at=_iso_now(),
-            duration=max(rng.uniform(*DURATIONS["video"]) * self.time_scale, 1e-6),
+            duration=self.seconds(rng.uniform(*DURATIONS["video"])),
             file=name,
             fails=fails,
         )

@@ -476,7 +476,7 @@ class FashnEmulator(Emulator):
             model_name=model_name,
             inputs=inputs,
             created=now,
-            duration=max(_typical_seconds(model_name, inputs, rng) * self.time_scale, 1e-6),
+            duration=self.seconds(_typical_seconds(model_name, inputs, rng)),
             credits=cost,
             outputs=_outputs(model_name, inputs),
             failure=_failure(inputs),

@@ -389,7 +389,7 @@ class GenApiEmulator(Emulator):
             tool=tool,
             generation_type=gen_type,
             created=now,
-            duration=max(TYPICAL_SECONDS * rng.uniform(0.7, 1.3) * self.time_scale, 1e-6),
+            duration=self.seconds(TYPICAL_SECONDS * rng.uniform(0.7, 1.3)),
             error=error,
         )
         self.stats.items[item.id] = item

@@ -548,7 +548,7 @@ class NeoFashionEmulator(Emulator):
             kind=kind,
             inputs=inputs,
             created=now,
-            duration=max(_duration(kind, inputs, rng) * self.time_scale, 1e-4),
+            duration=self.seconds(_duration(kind, inputs, rng)),
             cost=cost,
             created_wall=time.time(),
             fails=fails,
