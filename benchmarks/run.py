@@ -22,7 +22,7 @@ from pathlib import Path
 import anyio
 
 from benchmarks.common import Report
-from benchmarks.orchestration import burst, orchestration, replicas, report_repeat
+from benchmarks.orchestration import burst, orchestration, paces, replicas, report_repeat
 from benchmarks.overhead import overhead, result_size, status_under_burst
 from benchmarks.store_scale import TOTAL, UNFINISHED
 from tests.redis_server import RedisServer
@@ -59,6 +59,8 @@ async def in_process(report: Report, timings: dict[str, float], redis: RedisServ
     with timed(timings, "1b replicas"):
         base = redis.url.rsplit("/", 1)[0]
         await replicas(report, redis=base, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT)
+    with timed(timings, "1c paces"):
+        await paces(report, time_scale=ORCHESTRATION_SCALE, wait_limit=BATCH_TIMEOUT)
     with timed(timings, "3 burst"):
         await burst(report, time_scale=BURST_SCALE, wait_limit=BATCH_TIMEOUT)
     report_repeat(report, repeated)
