@@ -1,0 +1,70 @@
+"""server.json, the MCP Registry's description of callsheet, against the registry's published schema
+(a pinned copy in bundle/registry/), and against what callsheet really is."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "bundle" / "registry" / "server.schema.json").read_text())
+
+
+def server_json() -> dict[str, Any]:
+    return dict(json.loads((ROOT / "server.json").read_text()))
+
+
+def problems(document: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_server_json_is_valid_against_the_registrys_schema() -> None:
+    document = server_json()
+    assert document["$schema"] == SCHEMA["$id"]
+    assert problems(document) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda d: d.update(name="callsheet"), "name"),  # not reverse-DNS
+        (lambda d: d.update(description="x" * 101), "description"),
+        (lambda d: d["packages"][0].update(version="latest"), "packages/0"),
+        (lambda d: d["packages"][0].pop("transport"), "packages/0"),
+    ],
+)
+def test_the_schema_is_in_force(change: Any, where: str) -> None:
+    """The pinned schema refuses what the registry refuses (so the test above can fail)."""
+    document = copy.deepcopy(server_json())
+    change(document)
+    assert any(problem.startswith(where) for problem in problems(document)), problems(document)
+
+
+def test_server_json_says_what_callsheet_is() -> None:
+    document = server_json()
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        project = tomllib.load(file)["project"]
+    package = document["packages"][0]
+    assert document["version"] == package["version"] == project["version"]
+    assert package["identifier"] == project["name"] and package["registryType"] == "pypi"
+    assert package["runtimeHint"] == "uvx" and package["packageArguments"][0]["value"] == "serve"
+    assert "callsheet" in project["scripts"]  # uvx runs the package's console script
+    variables = {v["name"]: v for v in package["environmentVariables"]}
+    readme = (ROOT / "README.md").read_text()
+    for name, variable in variables.items():
+        assert f"`{name}`" in readme, f"{name} is not documented in the README"
+        assert variable.get("isSecret", False) == name.endswith("_API_KEY"), name
+    assert {f"{p.upper()}_API_KEY" for p in ("fashn", "autotoon", "neofashion", "genapi")} <= set(variables)
+    remote = document["remotes"][0]
+    assert remote["type"] == "streamable-http" and remote["url"] == "{CALLSHEET_PUBLIC_URL}/mcp"
+    assert (
+        "`CALLSHEET_PUBLIC_URL`" in readme
+        or "CALLSHEET_PUBLIC_URL" in (ROOT.parent / "shared" / "DESIGN.md").read_text()
+    )
