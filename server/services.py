@@ -9,14 +9,15 @@ built, since their operations become its tools.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__
 from server.config import Settings
@@ -69,6 +70,19 @@ def check_store(settings: Settings) -> None:
         DiskShoots(settings.store_dir / "shoots").close()
 
 
+def built_on_first_request(build: Callable[[], ASGIApp]) -> ASGIApp:
+    """An app made by `build` when the first request arrives: a sandbox emulator costs nothing at
+    start-up (a server answers `initialize` and `tools/list` sooner) until a tool needs it."""
+    built: list[ASGIApp] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if not built:
+            built.append(build())
+        await built[0](scope, receive, send)
+
+    return app
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -88,24 +102,30 @@ async def open_services(
     async with open_backend(settings.store_url, settings.store_dir) as backend, AsyncExitStack() as stack:
         media = Media(settings, backend.jobs)
         headers = {"User-Agent": f"callsheet/{__version__}"}
-        live = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=HTTP.timeout, headers=headers, transport=live_transport)
-        )
+        live: httpx.AsyncClient | None = None  # made for the first provider reached over the network
         redactor = Redactor(settings.secrets())
         for name, adapter in providers.items():
             conf = adapter.settings
             scale = settings.sandbox_time_scale if adapter.sandbox else 1.0
-            client, base_url = live, conf.base_url
-            if adapter.sandbox and settings.sandbox_url and name not in (sandbox_apps or {}):
-                # The emulators served once for every replica (python -m server.sandbox): one account.
-                base_url = f"{settings.sandbox_url}/{name}{urlsplit(conf.base_url).path}"
-            elif adapter.sandbox:
-                app = (sandbox_apps or {}).get(name) or adapter.emulator(scale, settings.home / "sandbox")
+            base_url = conf.base_url
+            if adapter.sandbox and not (settings.sandbox_url and name not in (sandbox_apps or {})):
+                app = (sandbox_apps or {}).get(name) or built_on_first_request(
+                    functools.partial(adapter.emulator, scale, settings.home / "sandbox")
+                )
                 client = await stack.enter_async_context(
                     httpx.AsyncClient(
                         transport=httpx.ASGITransport(app=app), timeout=HTTP.timeout, headers=headers
                     )
                 )
+            else:
+                if adapter.sandbox:
+                    # The emulators served once for every replica (python -m server.sandbox_server).
+                    base_url = f"{settings.sandbox_url}/{name}{urlsplit(conf.base_url).path}"
+                if live is None:
+                    live = await stack.enter_async_context(
+                        httpx.AsyncClient(timeout=HTTP.timeout, headers=headers, transport=live_transport)
+                    )
+                client = live
             limiter = Limiter(
                 adapter.limits().scaled(scale), backend.book(name), backend.signals, limits_topic(name)
             )

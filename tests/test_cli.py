@@ -6,12 +6,17 @@ import dataclasses
 import json
 
 import anyio
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from server.cli import main
 from server.config import Settings
 from server.models import JobRecord
 from server.plans import validate_plan
+from server.services import built_on_first_request
 from tests.conftest import sandbox_services
 from tests.redis_server import free_port
 
@@ -117,3 +122,22 @@ def test_doctor_names_a_redis_that_does_not_answer(
     assert main(["jobs"]) == 2
     err = capsys.readouterr().err
     assert "cannot be reached" in err and "Traceback" not in err and "s3cret-pass" not in err
+
+
+@pytest.mark.anyio
+async def test_a_sandbox_emulator_is_built_by_its_first_request_and_only_once() -> None:
+    """Start-up (and `callsheet jobs`) build no emulator; two first requests at once build one."""
+    built: list[int] = []
+
+    def build() -> Starlette:
+        built.append(1)
+        return Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"))])
+
+    app = built_on_first_request(build)
+    assert built == []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox") as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(client.get, "/")
+        assert (await client.get("/")).text == "ok"
+    assert built == [1]
