@@ -95,8 +95,11 @@ class PollPolicy:
 # Learned pace: how fast each provider's operation really runs against its documented typical duration.
 PACE_KEPT = 30
 """The most recent jobs of an operation whose durations set its pace."""
-PACE_MIN_SEEN = 3
+PACE_MIN_SEEN = 5
 """Until this many were seen, the documented duration is used as it is."""
+PACE_TOLERANCE = 0.2
+"""While the jobs seen run within this share of the documented pace, the documented durations stay:
+the looks were placed for them, and a batch's first ends are its shortest jobs, not its typical ones."""
 PACE_REREAD = 30.0
 """Seconds between re-reads of a pace that other replicas may have taught meanwhile."""
 PACE_RANGE = (0.1, 10.0)
@@ -105,14 +108,18 @@ PACE_RANGE = (0.1, 10.0)
 
 def pace(ratios: Sequence[float]) -> float:
     """How fast an operation runs now (1: as documented, 0.5: twice as fast), from the `ratios` of
-    actual to documented duration of the last jobs seen: their median, once there are enough.
+    actual to documented duration of the last jobs seen: their median, once there are enough and it
+    is further from the documented pace than PACE_TOLERANCE.
 
     The poll policy's looks are placed in units of the typical duration, so scaling it by the pace
     places them where the actual durations fall: a provider that runs twice as fast is seen on time,
     one that runs twice as slow does not spend its looks before the end."""
     if len(ratios) < PACE_MIN_SEEN:
         return 1.0
-    return min(max(statistics.median(ratios), PACE_RANGE[0]), PACE_RANGE[1])
+    seen = statistics.median(ratios)
+    if abs(seen - 1.0) <= PACE_TOLERANCE:
+        return 1.0
+    return min(max(seen, PACE_RANGE[0]), PACE_RANGE[1])
 
 
 @dataclass(frozen=True)

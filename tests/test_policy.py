@@ -128,4 +128,5 @@ def test_the_pace_is_the_median_of_the_jobs_seen_once_there_are_enough() -> None
     assert pace([]) == pace([0.5] * (PACE_MIN_SEEN - 1)) == 1.0  # as documented until enough were seen
     assert pace([0.5, 0.4, 3.0, 0.6, 0.5]) == 0.5  # one slow job does not move it
     assert pace([2.0] * PACE_MIN_SEEN) == 2.0
+    assert pace([0.85, 1.1, 0.9, 1.15, 0.95]) == 1.0  # near the documented pace: documented
     assert pace([1000.0] * PACE_MIN_SEEN) == PACE_RANGE[1] and pace([0.0] * PACE_MIN_SEEN) == PACE_RANGE[0]
