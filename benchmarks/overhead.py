@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -43,6 +44,8 @@ from tests.servers import free_port, serving, wait_healthy
 
 TIME_SCALE = 0.01
 """Only the first job's duration depends on it: these figures are about the MCP layer."""
+START_TARGET = 1.2
+"""Cold start and idle memory, each at most this times the reference server's (issue 14)."""
 CALLS = 300
 WARMUP = 20
 COLD_STARTS = 5
@@ -103,19 +106,43 @@ def import_seconds(python: str, modules: str) -> float:
     return statistics.median(runs)
 
 
-async def cold_start(params: StdioServerParameters, errlog: TextIO) -> float:
-    """Seconds from spawning the server to the answer of `tools/list` (legacy era: initialize first).
+async def cold_start(params: StdioServerParameters, errlog: TextIO) -> tuple[float, float]:
+    """Seconds from spawning the server to the answer of `tools/list` (legacy era: initialize first),
+    and the server's resident memory (MiB) then, idle.
 
     The 2025-11-25 handshake is what today's desktop clients do, and the only one the reference speaks.
     """
+    before = set(children())
     started = time.perf_counter()
     with anyio.fail_after(CALL_TIMEOUT):
         async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
             tools = await client.list_tools()
             elapsed = time.perf_counter() - started
+            await anyio.sleep(0.2)  # idle: whatever the server does after answering is done
+            rss = sum(rss_mib(pid) for pid in set(children()) - before)
     if not tools.tools:
         raise RuntimeError(f"{params.command} listed no tools")
-    return elapsed
+    return elapsed, rss
+
+
+def children() -> list[int]:
+    """This process's child processes (from /proc)."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def install_reference(folder: Path) -> tuple[Path | None, str]:
@@ -255,11 +282,17 @@ async def overhead(report: Report) -> None:
             reference, described = await anyio.to_thread.run_sync(install_reference, folder)
             report.note(described if reference else f"{described}; skipping the ratio", key="reference")
             starts: dict[str, list[float]] = {"callsheet": [], "reference": []}
+            memory: dict[str, list[float]] = {"callsheet": [], "reference": []}
             for _ in range(COLD_STARTS):  # interleaved, so drift in the machine's load hits both alike
-                starts["callsheet"].append(await cold_start(params, errlog))
+                runs = [("callsheet", params)]
                 if reference is not None:
-                    ref_params = StdioServerParameters(command=str(reference), args=[], env=params.env)
-                    starts["reference"].append(await cold_start(ref_params, errlog))
+                    runs.append(
+                        ("reference", StdioServerParameters(command=str(reference), args=[], env=params.env))
+                    )
+                for name, server in runs:
+                    seconds, rss = await cold_start(server, errlog)
+                    starts[name].append(seconds)
+                    memory[name].append(rss)
         ours = statistics.median(starts["callsheet"])
         report.figure(
             "cold_start_s",
@@ -275,7 +308,24 @@ async def overhead(report: Report) -> None:
             python = str(reference.with_name("python"))
             imports = await anyio.to_thread.run_sync(import_seconds, python, "mcp_server_time.server")
             report.figure("reference_import_s", imports, "  of which importing mcp_server_time.server", "s")
-            report.figure("cold_start_ratio", ours / theirs, "ratio callsheet / mcp-server-time")
+            report.figure(
+                "cold_start_ratio",
+                ours / theirs,
+                "ratio callsheet / mcp-server-time",
+                target=f"<= {START_TARGET:g}",
+            )
+            ours_mib, theirs_mib = (
+                statistics.median(memory["callsheet"]),
+                statistics.median(memory["reference"]),
+            )
+            report.figure("idle_rss_mib", ours_mib, "idle memory after tools/list: callsheet", "MiB")
+            report.figure("reference_idle_rss_mib", theirs_mib, "  mcp-server-time", "MiB")
+            report.figure(
+                "idle_rss_ratio",
+                ours_mib / theirs_mib,
+                "  ratio callsheet / mcp-server-time",
+                target=f"<= {START_TARGET:g}",
+            )
         if "Traceback" in errlog_path.read_text():
             report.note("a server wrote a traceback to stderr during the runs", key="stderr")
 
