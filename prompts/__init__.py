@@ -178,9 +178,20 @@ def complete(argument: str, typed: str) -> list[str]:
     return [prefix + o for o in options if o.startswith(last.strip().lower())]
 
 
+TITLES = {
+    "ecommerce_pdp": "E-commerce product pages",
+    "lookbook": "Lookbook",
+    "editorial_story": "Editorial story",
+    "campaign_launch": "Campaign launch",
+    "model_casting": "Model casting",
+    "social_cutdowns": "Social cut-downs",
+}
+"""What a client shows for each prompt (its name is what the assistant sends)."""
+
+
 def register_prompts(app: MCPServer) -> None:
     for fn in PROMPTS:
-        app.prompt()(fn)
+        app.prompt(title=TITLES[fn.__name__])(fn)
 
     @app.completion()  # type: ignore[no-untyped-call, untyped-decorator]  # the SDK's decorator is untyped
     async def completion(

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
 
     app: MCPServer = MCPServer(
         "callsheet",
+        title="callsheet: fashion photo and video shoots",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,

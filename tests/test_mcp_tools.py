@@ -286,3 +286,16 @@ async def test_unknown_resource_is_an_error(settings, emulator, mode) -> None:
     async with connect(settings, emulator, mode) as client:
         with pytest.raises(Exception, match="j-missing"):
             await client.read_resource("callsheet://jobs/j-missing")
+
+
+async def test_every_tool_prompt_and_the_server_have_a_title(settings, emulator, mode) -> None:
+    """Clients show titles in their tool and prompt pickers; a bare name is what they fall back to."""
+    async with connect(settings, emulator, mode) as client:
+        tools = (await client.list_tools()).tools
+        prompts = (await client.list_prompts()).prompts
+        server = client.server_info
+    assert [t.name for t in tools if not t.title] == []
+    assert [p.name for p in prompts if not p.title] == []
+    assert len({t.title for t in tools}) == len(tools)  # no two alike
+    if mode == "legacy":  # the 2026 era may leave the server's stamp out
+        assert server is not None and server.title

@@ -83,5 +83,5 @@ async def credits(ctx: Context) -> CreditsResult:
 
 
 def register_account_tools(app: MCPServer) -> None:
-    app.add_tool(providers, annotations=QUERY)
-    app.add_tool(credits, annotations=QUERY)
+    app.add_tool(providers, title="Providers, limits and prices", annotations=QUERY)
+    app.add_tool(credits, title="Credit balances", annotations=QUERY)

@@ -102,7 +102,7 @@ async def jobs_list(
 
 
 def register_job_tools(app: MCPServer) -> None:
-    app.add_tool(job_status, annotations=READ_ONLY)
-    app.add_tool(job_wait, annotations=READ_ONLY)
-    app.add_tool(job_cancel, annotations=CANCEL)
-    app.add_tool(jobs_list, annotations=READ_ONLY)
+    app.add_tool(job_status, title="Job status", annotations=READ_ONLY)
+    app.add_tool(job_wait, title="Wait for jobs", annotations=READ_ONLY)
+    app.add_tool(job_cancel, title="Cancel a job", annotations=CANCEL)
+    app.add_tool(jobs_list, title="List jobs", annotations=READ_ONLY)

@@ -207,13 +207,14 @@ async def shoots_list(
 
 
 def register_shoot_tools(app: MCPServer) -> None:
-    app.add_tool(shoot_validate, annotations=READ_ONLY)
+    app.add_tool(shoot_validate, title="Validate and price a shoot plan", annotations=READ_ONLY)
     app.add_tool(
         shoot_start,
+        title="Start a shoot",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
         ),
     )
-    app.add_tool(shoot_status, annotations=READ_ONLY)
-    app.add_tool(shoot_cancel, annotations=CANCEL)
-    app.add_tool(shoots_list, annotations=READ_ONLY)
+    app.add_tool(shoot_status, title="Shoot status", annotations=READ_ONLY)
+    app.add_tool(shoot_cancel, title="Cancel a shoot", annotations=CANCEL)
+    app.add_tool(shoots_list, title="List shoots", annotations=READ_ONLY)
