@@ -41,7 +41,7 @@ from server.errors import CallsheetError, InputError, NotFound
 from server.providers.base import OperationSpec, Provider, input_error_from
 from server.services import Services, make_providers, open_services, operation_specs
 from tools.account import register_account_tools
-from tools.common import caller, services
+from tools.common import caller, caller_of, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 from tools.shoots import register_shoot_tools
@@ -134,6 +134,8 @@ class _ArgumentCheck:
         result = await call_next(ctx)
         if ctx.method == "resources/read" and isinstance(result, dict):
             await _fix_output_mime(ctx, result)
+        elif ctx.method == "resources/list" and isinstance(result, dict) and not params.get("cursor"):
+            result["resources"] = [*result.get("resources", []), *await _recent(ctx)]
         return result
 
     async def _tool_problem(
@@ -243,6 +245,42 @@ class _ToolListChanged:
         await self.bus.publish(ToolsListChanged())
         for session in list(self.sessions):
             await session.send_tool_list_changed()
+
+
+RECENT_JOBS, RECENT_SHOOTS = 20, 10
+"""How many of the caller's newest jobs and shoots `resources/list` offers (resource pickers)."""
+
+
+async def _recent(ctx: ServerRequestContext[Any, Any]) -> list[dict[str, Any]]:
+    """The caller's newest shoots and jobs as resources, as clients' resource pickers expect."""
+    svc = ctx.lifespan_context
+    if not isinstance(svc, Services):
+        return []
+    who = caller_of(ctx).id
+    shoots, _ = await svc.shoots.list(caller=who, limit=RECENT_SHOOTS)
+    jobs, _ = await svc.engine.list_jobs(caller=who, limit=RECENT_JOBS)
+    return [
+        *(
+            {
+                "uri": f"callsheet://shoots/{s.shoot_id}",
+                "name": f"shoot-{s.shoot_id}",
+                "title": f"Shoot {s.name} ({s.status.value})",
+                "description": f"Started {s.created_at:%Y-%m-%d %H:%M} UTC: plan, steps, jobs, outputs.",
+                "mimeType": "application/json",
+            }
+            for s in shoots
+        ),
+        *(
+            {
+                "uri": f"callsheet://jobs/{j.job_id}",
+                "name": f"job-{j.job_id}",
+                "title": f"{j.provider} {j.operation} ({j.status.value})",
+                "description": f"Created {j.created_at:%Y-%m-%d %H:%M} UTC: status, outputs, credits.",
+                "mimeType": "application/json",
+            }
+            for j in jobs
+        ),
+    ]
 
 
 async def _fix_output_mime(ctx: ServerRequestContext[Any, Any], result: dict[str, Any]) -> None:

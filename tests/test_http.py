@@ -141,6 +141,8 @@ async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp
                 assert (listed.structured_content or {})["jobs"] == []
                 shoots = await bob.call_tool("shoots_list", {})
                 assert (shoots.structured_content or {})["shoots"] == []
+                offered = [str(r.uri) for r in (await bob.list_resources()).resources]
+                assert not any(job.job_id in uri or shoot_id in uri for uri in offered), offered
                 for uri in (f"callsheet://jobs/{job.job_id}", job.outputs[0].uri):
                     with pytest.raises(Exception, match=job.job_id):
                         await bob.read_resource(uri)
@@ -163,6 +165,8 @@ async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp
                 listed = await alice.call_tool("jobs_list", {})
                 ids = [j["job_id"] for j in (listed.structured_content or {})["jobs"]]
                 assert job.job_id in ids and len(ids) == 2  # her job and her shoot's, not Bob's
+                offered = {str(r.uri) for r in (await alice.list_resources()).resources}
+                assert {f"callsheet://jobs/{i}" for i in ids} | {f"callsheet://shoots/{shoot_id}"} == offered
                 assert (await alice.read_resource(job.outputs[0].uri)).contents
 
 

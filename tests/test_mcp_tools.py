@@ -299,3 +299,20 @@ async def test_every_tool_prompt_and_the_server_have_a_title(settings, emulator,
     assert len({t.title for t in tools}) == len(tools)  # no two alike
     if mode == "legacy":  # the 2026 era may leave the server's stamp out
         assert server is not None and server.title
+
+
+async def test_resources_list_offers_the_newest_jobs_to_resource_pickers(
+    settings, emulator, model_photo, garment, mode
+) -> None:
+    async with connect(settings, emulator, mode) as client:
+        assert (await client.list_resources()).resources == []
+        made = await client.call_tool(
+            "fashn_tryon_max", {"model_image": str(model_photo), "product_image": str(garment)}
+        )
+        job = job_of(made)
+        listed = (await client.list_resources()).resources
+        assert [str(r.uri) for r in listed] == [f"callsheet://jobs/{job.job_id}"]
+        assert listed[0].mime_type == "application/json" and listed[0].title
+        assert "fashn tryon_max" in listed[0].title
+        read = await client.read_resource(str(listed[0].uri))
+        assert job.job_id in read.contents[0].text  # type: ignore[union-attr]

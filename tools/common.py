@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent, ToolAnnotations
@@ -57,7 +58,12 @@ def caller(ctx: Context) -> Caller:
     Over stdio (and in memory) there is no HTTP request: the one local user, who sees everything.
     An HTTP request that did not pass the gate has no answer and is refused, never made local.
     """
-    request = ctx.request_context.request
+    return caller_of(ctx.request_context)
+
+
+def caller_of(request_context: ServerRequestContext[Any, Any]) -> Caller:
+    """`caller` for a request seen below the tools (the app's own request handling)."""
+    request = request_context.request
     if request is None:
         return LOCAL
     found = (getattr(request, "scope", {}).get("state") or {}).get(CALLER_KEY)
