@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -286,6 +287,14 @@ def shoot_plan(inputs: Path, n: int = 2) -> dict[str, Any]:
     }
 
 
+async def accepted(client: Client, shoot_id: str, step_id: str) -> bool:
+    """Whether the step's job was accepted by the provider and its id stored."""
+    result = await client.call_tool("shoot_status", {"shoot_id": shoot_id})
+    assert not result.is_error, text(result)
+    step = next(s for s in (result.structured_content or {})["steps"] if s["id"] == step_id)
+    return any(j["status"] in ("submitted", "running") for j in step["jobs"])
+
+
 async def shoot_until_ended(client: Client, shoot_id: str) -> dict[str, Any]:
     while True:
         result = await client.call_tool("shoot_status", {"shoot_id": shoot_id, "wait_seconds": 30})
@@ -295,16 +304,43 @@ async def shoot_until_ended(client: Client, shoot_id: str) -> dict[str, Any]:
             return shoot
 
 
+class HeldClock:
+    """The emulator's clock, which the test can hold still: while held, no prediction ends."""
+
+    def __init__(self) -> None:
+        self.behind = 0.0
+        self.held_at: float | None = None
+
+    def __call__(self) -> float:
+        return self.held_at if self.held_at is not None else time.monotonic() - self.behind
+
+    def hold(self) -> None:
+        self.held_at = self()
+
+    def release(self) -> None:
+        assert self.held_at is not None
+        self.behind = time.monotonic() - self.held_at
+        self.held_at = None
+
+
 async def test_a_shoot_whose_replica_died_is_taken_over_and_paid_once(tmp_path: Path, redis_url: str) -> None:
+    """Replica 0 dies with the cast job accepted and its id stored, and no other request in flight
+    (the emulator's clock is held, so the cast cannot end and the try-ons cannot be sent): the others
+    take the shoot over and pay for nothing twice. (A replica that dies between sending and storing
+    the id fails that job as `submission_lost` instead: test_engine_core covers it.)"""
     async with deployment(tmp_path, redis_url, scale="0.05", lease="2") as dep:
+        clock = HeldClock()
+        dep.fashn.clock = clock
         with anyio.fail_after(CALL_TIMEOUT):
             async with dep.client(ports=dep.ports[:1]) as first:
+                clock.hold()
                 started = await first.call_tool("shoot_start", {"plan": shoot_plan(dep.inputs)})
                 shoot_id = (started.structured_content or {})["shoot_id"]
-                while dep.fashn.stats.run_calls == 0:  # the shoot is under way on replica 0
+                while not await accepted(first, shoot_id, "cast"):
                     await anyio.sleep(0.02)
             dep.replicas[0].kill()
             dep.replicas[0].wait()
+            clock.release()
             async with dep.client(ports=dep.ports[1:]) as others:
                 shoot = await shoot_until_ended(others, shoot_id)
         assert shoot["status"] == "succeeded", shoot.get("note")
