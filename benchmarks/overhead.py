@@ -41,6 +41,7 @@ from benchmarks.common import (
 from server.app import create_app
 from server.providers.fashn.emulator import FashnEmulator
 from tests.servers import free_port, serving, wait_healthy
+from tools.surface import model_facing_bytes
 
 TIME_SCALE = 0.01
 """Only the first job's duration depends on it: these figures are about the MCP layer."""
@@ -414,3 +415,34 @@ async def result_size(report: Report) -> None:
             report.figure(
                 "photo_thumbnail_bytes", photo_thumb, "  its thumbnail (JPEG, before base64)", "bytes"
             )
+
+
+TOOLS_BEFORE = {"model_facing": 92_986, "full": 219_748}
+"""tools/list before the compact surface (commit c2af1c4, measured as below on 2026-12-07)."""
+TOOLS_TARGET = 48_000
+
+
+async def tool_list_size(report: Report) -> None:
+    """tools/list with all four providers in sandbox mode, once the Generation API's tools are known."""
+    report.section("tool_list", "8. Tool list: what every conversation carries (all four providers, sandbox)")
+    with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+        settings = sandbox_settings(Path(tmp) / "home", Path(tmp) / "inputs", TIME_SCALE)
+        async with Client(create_app(settings)) as client:
+            await client.call_tool("genapi_tools", {"refresh": True})
+            tools = (await client.list_tools()).tools
+    facing = model_facing_bytes(tools)
+    full = len(
+        json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]).encode()
+    )
+    report.figure("tools", len(tools), "tools listed")
+    report.figure(
+        "model_facing_bytes",
+        facing,
+        "name, title, description, input schema",
+        "bytes",
+        f"<= {TOOLS_TARGET:,}",
+    )
+    report.figure("model_facing_before", TOOLS_BEFORE["model_facing"], "  the same before (c2af1c4)", "bytes")
+    report.figure("model_facing_tokens", facing // 4, "  about (bytes / 4)", "tokens")
+    report.figure("full_bytes", full, "whole tools/list result (icons, output schemas too)", "bytes")
+    report.figure("full_before", TOOLS_BEFORE["full"], "  the same before (c2af1c4)", "bytes")

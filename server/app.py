@@ -38,6 +38,7 @@ from server import __version__
 from server.access import CALLER_KEY, AccessGate, Caller, StaticTokens
 from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
+from server.policy import MAX_TEXT_CHARS
 from server.providers.base import OperationSpec, Provider, input_error_from
 from server.services import Services, make_providers, open_services, operation_specs
 from tools.account import register_account_tools
@@ -45,14 +46,27 @@ from tools.common import caller, caller_of, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 from tools.shoots import register_shoot_tools
+from tools.surface import server_icons
 
-INSTRUCTIONS = """\
-callsheet runs fashion photo and video generation as durable jobs. Every generation tool returns a
-Job; if it is still running when the call returns, call job_wait with its job_id (nothing is lost
-on a timeout, and repeating an identical call never pays twice). Image arguments take an http(s)
-URL, a data: URI, a local file path, or an earlier output as callsheet://jobs/{job_id}/outputs/{n}.
-Check `providers` for prices and `credits` for balances before large batches.
+CONVENTIONS = f"""\
+callsheet runs fashion photo and video generation as durable jobs. What every generation tool shares:
+- Image references: an image argument takes an http(s) URL, a data:image/...;base64 URI, a local file
+  path inside CALLSHEET_INPUT_ROOTS, or an earlier output as callsheet://jobs/{{job_id}}/outputs/{{n}}.
+  Auto Toon and neo-fashion take URLs only ("Image URL"): a public http(s) URL, or an earlier output
+  of a provider that returns URLs (FASHN, Auto Toon); local files and data: URIs are refused there.
+  The Generation API takes files, not URLs.
+- wait_seconds (0-50, default 40): how long the call waits for the job, with progress. A job still
+  running comes back with its job_id, status and next step: call job_wait with its id. Nothing is
+  lost when a call times out.
+- Identical calls are one job: repeating a call returns the existing job (running or succeeded) and
+  spends nothing. force: true pays for a fresh generation. A failed or canceled job is tried again.
+- Costs: each tool's description gives its price in credits; a field mentions cost only when it
+  changes it. Check `providers` for prices and `credits` for balances before large batches; shoots
+  (shoot_validate, shoot_start) price a whole shot list first.
+- Text arguments take up to {MAX_TEXT_CHARS:,} characters. Results are a Job: status, progress,
+  outputs (a small thumbnail and a link to each full file), credits used, error.
 """
+"""Said once, for every tool: the server's instructions, and the resource callsheet://conventions."""
 
 T = TypeVar("T")
 _OUTPUT_URI = re.compile(r"^callsheet://jobs/([^/]+)/outputs/(\d+)$")
@@ -73,24 +87,37 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     app: MCPServer = MCPServer(
         "callsheet",
         title="callsheet: fashion photo and video shoots",
+        icons=server_icons(),
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=CONVENTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
         subscriptions=bus,
     )
-    tools = operation_specs(providers)
+    tools = {
+        name: (provider, spec)
+        for name, (provider, spec) in operation_specs(providers).items()
+        if settings.lists(provider)
+    }
     specs = list(tools.values())
-    queries = [(name, q) for name, adapter in providers.items() for q in adapter.queries()]
+    queries = [
+        (name, q) for name, adapter in providers.items() if settings.lists(name) for q in adapter.queries()
+    ]
     for name, adapter in providers.items():
+        if not settings.lists(name):
+            continue
         adapter.on_operations_changed(
             functools.partial(_operations_changed, app, name, adapter, tools, tool_list)
         )
     register_generation_tools(app, specs)
     register_query_tools(app, queries)
-    register_job_tools(app)
-    register_account_tools(app)
-    register_shoot_tools(app)
+    for group, register in (
+        ("jobs", register_job_tools),
+        ("account", register_account_tools),
+        ("shoots", register_shoot_tools),
+    ):
+        if settings.lists(group):
+            register(app)
     register_prompts(app)
     _register_resources(app)
     app.middleware.append(_ArgumentCheck(app, tools))
@@ -306,6 +333,16 @@ async def _found(lookup: Awaitable[T]) -> T:
 
 
 def _register_resources(app: MCPServer) -> None:
+    @app.resource(
+        "callsheet://conventions",
+        name="conventions",
+        title="What every generation tool shares",
+        description="Image references, wait_seconds, force, costs: said once here, not on every tool.",
+        mime_type="text/markdown",
+    )
+    async def conventions() -> str:
+        return CONVENTIONS
+
     @app.resource(
         "callsheet://jobs/{job_id}",
         name="job",

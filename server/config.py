@@ -43,6 +43,9 @@ class Settings:
     lease_seconds: float = 30.0
     """CALLSHEET_LEASE_SECONDS: how long a process's claim on a job or shoot lasts unrenewed, i.e. how
     soon another replica takes over the work of one that died."""
+    toolsets: frozenset[str] | None = None
+    """CALLSHEET_TOOLSETS: the groups of tools listed (`TOOLSETS`); None lists every group (a provider's
+    group only while the provider is live or sandbox)."""
     sandbox_url: str | None = None
     """CALLSHEET_SANDBOX_URL: sandbox emulators served once (`python -m server.sandbox`) for every
     replica, instead of one in each process: replicas in sandbox mode then share one emulated account."""
@@ -82,6 +85,7 @@ class Settings:
         lease = _positive_number(env, "CALLSHEET_LEASE_SECONDS", cls.lease_seconds)
         if lease < 1:
             raise ConfigError(f"CALLSHEET_LEASE_SECONDS must be at least 1 (seconds), got {lease:g}.")
+        toolsets = _toolsets(env.get("CALLSHEET_TOOLSETS"))
         level = (env.get("CALLSHEET_LOG_LEVEL") or cls.log_level).upper()
         if level not in get_args(LogLevel):
             raise ConfigError(f"CALLSHEET_LOG_LEVEL must be one of {', '.join(get_args(LogLevel))}.")
@@ -99,7 +103,12 @@ class Settings:
             store_url=store_url,
             lease_seconds=lease,
             sandbox_url=sandbox_url,
+            toolsets=toolsets,
         )
+
+    def lists(self, group: str) -> bool:
+        """Whether the tools of `group` (a provider's name, jobs, shoots or account) are listed."""
+        return self.toolsets is None or group in self.toolsets
 
     def describe(self) -> dict[str, object]:
         """Everything `callsheet doctor` shows; key values are never included."""
@@ -108,6 +117,7 @@ class Settings:
             "input_roots": [str(r) for r in self.input_roots],
             "allow_private_urls": self.allow_private_urls,
             "store": self.store_where,
+            "toolsets": "every group" if self.toolsets is None else ", ".join(sorted(self.toolsets)),
             "providers": {
                 name: {"mode": p.mode.value, "base_url": p.base_url, "key_set": p.api_key is not None}
                 for name, p in self.providers.items()
@@ -136,6 +146,23 @@ class Settings:
     @property
     def shoots_dir(self) -> Path:
         return self.home / "shoots"
+
+
+TOOLSETS = (*REGISTRY, "jobs", "shoots", "account")
+"""The groups CALLSHEET_TOOLSETS chooses from: each provider's tools, then callsheet's own."""
+
+
+def _toolsets(raw: str | None) -> frozenset[str] | None:
+    if raw is None or not raw.strip():
+        return None
+    chosen = frozenset(g.strip().lower() for g in raw.split(",") if g.strip())
+    unknown = sorted(chosen - set(TOOLSETS))
+    if unknown:
+        raise ConfigError(
+            f"CALLSHEET_TOOLSETS names unknown group(s) {', '.join(unknown)}; "
+            f"the groups are {', '.join(TOOLSETS)} (comma-separated)."
+        )
+    return chosen
 
 
 def _flag(value: str | None) -> bool:

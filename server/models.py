@@ -89,6 +89,13 @@ class JobError(BaseModel):
     retryable: bool = Field(description="True when the same call may succeed if tried again later.")
 
 
+class NextStep(BaseModel):
+    """The call that carries a still-running job on, for clients that read only `structuredContent`."""
+
+    tool: str = Field(description="The tool to call, e.g. job_wait.")
+    arguments: dict[str, Any] = Field(description="Its arguments.")
+
+
 class Job(BaseModel):
     """A generation job: the structured result of every generation and job tool."""
 
@@ -107,6 +114,9 @@ class Job(BaseModel):
     sandbox: bool = Field(default=False, description="True when the job ran against the sandbox emulator.")
     created_at: datetime = Field(description="When the job was created (UTC).")
     updated_at: datetime = Field(description="When the job last changed (UTC).")
+    next_step: NextStep | None = Field(
+        default=None, description="While the job runs: the call that waits for it (job_wait with its id)."
+    )
 
 
 class JobRecord(Job):
@@ -132,7 +142,10 @@ class JobRecord(Job):
     """Job ids of a batch job's items; the batch ends when they all have."""
 
     def public(self) -> Job:
-        return Job.model_validate(self.model_dump(include=set(Job.model_fields)))
+        job = Job.model_validate(self.model_dump(include=set(Job.model_fields) - {"next_step"}))
+        if self.active:
+            job.next_step = NextStep(tool="job_wait", arguments={"job_ids": [self.job_id]})
+        return job
 
     @property
     def active(self) -> bool:

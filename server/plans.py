@@ -36,8 +36,8 @@ class Step(BaseModel):
     tool: str = Field(max_length=100, description="A generation tool, e.g. fashn_tryon_max.")
     args: dict[str, Any] = Field(
         default_factory=dict,
-        description='The tool\'s arguments. "@step.outputs[n]" / "@step.outputs" refer to an earlier '
-        'step\'s outputs, "@item" to the for_each element, "@@..." is a literal @.',
+        description='The tool\'s arguments; "@step.outputs[n]" or "@step.outputs" is an earlier '
+        'step\'s output(s), "@item" the for_each element, "@@" a literal @.',
     )
     for_each: list[Any] | str | None = Field(
         default=None,
@@ -54,8 +54,7 @@ class ShootPlan(BaseModel):
     )
     output_dir: str | None = Field(
         default=None,
-        description="Folder for the shoot (inside CALLSHEET_INPUT_ROOTS or the data folder); "
-        "default: the data folder's shoots/.",
+        description="Folder for the shoot, inside CALLSHEET_INPUT_ROOTS or the data folder.",
     )
     steps: list[Step] = Field(min_length=1, max_length=100, description="The steps; order is free.")
 

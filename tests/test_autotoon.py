@@ -28,6 +28,7 @@ from server.providers.fashn.emulator import FashnEmulator
 from server.services import Services, open_services
 from server.store import DiskStore
 from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes, sandbox_services
+from tools.surface import SHARED_ARGUMENTS
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +119,7 @@ async def test_tools_are_listed_with_costs_schemas_and_annotations(
     props = editorial["properties"]
     assert {"model_id", "models", "clothing_image_urls", "ai_model", "makeup_analysis", "style"} <= set(props)
     assert {"background", "prompt_modifier", "brand_analysis", "hairstyle_analysis"} <= set(props)
-    assert all(props[name].get("description") for name in props), props
+    assert all(props[name].get("description") for name in set(props) - set(SHARED_ARGUMENTS)), props
     assert "editorial-vogue" in props["style"]["description"]
     assert "studio-white" in props["background"]["description"]
     relight = tools["autotoon_relight"].input_schema

@@ -342,9 +342,38 @@ async def test_unknown_tool_and_bad_arguments_are_refused_by_prepare(settings, e
             )
         with pytest.raises(InputError, match="images"):
             await svc.engine.submit("genapi", "generate", {"tool": "default", "images": {}})
+        # The published form, a list of pairs: each pair whole, each field once.
+        twice = [{"field": "clothes", "image": str(clothes)}, {"field": "clothes", "image": str(person)}]
+        with pytest.raises(InputError, match=r"images.*'clothes' is given twice"):
+            await svc.engine.submit("genapi", "generate", {"tool": "fashion_swap", "images": twice})
+        with pytest.raises(InputError, match=r"images.*item 0 must be"):
+            await svc.engine.submit("genapi", "generate", {"tool": "default", "images": [{"image": "x"}]})
+        with pytest.raises(InputError, match=r"fields.*item 0 must be"):
+            await svc.engine.submit(
+                "genapi", "generate", swap(clothes, person, fields=[{"name": "prompt", "text": "x"}])
+            )
         jobs, _ = await svc.engine.list_jobs()
     assert jobs == []
     assert emu.stats.generate_calls == 0
+
+
+async def test_the_list_of_pairs_and_the_map_are_one_call(settings, emu, clothes, person) -> None:
+    """`images` and `fields` as published (lists of pairs) or as maps: the same job, sent once."""
+    pairs = {
+        "tool": "fashion_swap",
+        "images": [{"field": "clothes", "image": str(clothes)}, {"field": "person", "image": str(person)}],
+        "fields": [{"name": "prompt", "value": "studio light"}],
+    }
+    async with services(settings, emu) as svc:
+        listed = await svc.engine.submit("genapi", "generate", pairs)
+        mapped = await svc.engine.submit(
+            "genapi", "generate", swap(clothes, person, fields={"prompt": "studio light"})
+        )
+        assert mapped.job_id == listed.job_id
+        await finish(svc, listed.job_id)
+    assert emu.stats.generate_calls == 1
+    sent = emu.stats.received[-1]
+    assert set(sent.files) == {"clothes", "person"} and sent.form.get("prompt") == "studio light"
 
 
 async def test_an_identical_call_is_one_generation(settings, emu, clothes, person) -> None:

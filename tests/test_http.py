@@ -22,6 +22,9 @@ from tests.servers import free_port, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
 
+FIXED_RESOURCES = {"callsheet://conventions"}
+"""Resources listed to every caller (the rest of `resources/list` is the caller's own jobs and shoots)."""
+
 CALL_TIMEOUT = 30.0
 TOKEN = "http-token-5c4b3a"
 
@@ -165,7 +168,7 @@ async def test_each_token_is_a_caller_that_sees_only_its_own_jobs_and_shoots(tmp
                 listed = await alice.call_tool("jobs_list", {})
                 ids = [j["job_id"] for j in (listed.structured_content or {})["jobs"]]
                 assert job.job_id in ids and len(ids) == 2  # her job and her shoot's, not Bob's
-                offered = {str(r.uri) for r in (await alice.list_resources()).resources}
+                offered = {str(r.uri) for r in (await alice.list_resources()).resources} - FIXED_RESOURCES
                 assert {f"callsheet://jobs/{i}" for i in ids} | {f"callsheet://shoots/{shoot_id}"} == offered
                 assert (await alice.read_resource(job.outputs[0].uri)).contents
 

@@ -305,12 +305,14 @@ async def test_resources_list_offers_the_newest_jobs_to_resource_pickers(
     settings, emulator, model_photo, garment, mode
 ) -> None:
     async with connect(settings, emulator, mode) as client:
-        assert (await client.list_resources()).resources == []
+        assert [str(r.uri) for r in (await client.list_resources()).resources] == ["callsheet://conventions"]
         made = await client.call_tool(
             "fashn_tryon_max", {"model_image": str(model_photo), "product_image": str(garment)}
         )
         job = job_of(made)
-        listed = (await client.list_resources()).resources
+        listed = [
+            r for r in (await client.list_resources()).resources if str(r.uri) != "callsheet://conventions"
+        ]
         assert [str(r.uri) for r in listed] == [f"callsheet://jobs/{job.job_id}"]
         assert listed[0].mime_type == "application/json" and listed[0].title
         assert "fashn tryon_max" in listed[0].title

@@ -22,6 +22,7 @@ from server.models import Job, JobRecord, JobStatus
 from server.providers.neofashion.emulator import NeoFashionEmulator, NeoFashionFaults
 from server.services import Services, open_services
 from tests.conftest import FAST_POLL, FAST_RETRY, TIME_SCALE, make_settings, png_bytes
+from tools.surface import SHARED_ARGUMENTS
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +109,8 @@ async def test_tools_are_listed_with_costs_schemas_and_annotations(settings, emu
         assert tool.output_schema is not None and "job_id" in tool.output_schema["properties"]
         assert tool.annotations is not None and not tool.annotations.read_only_hint
         for prop, schema in tool.input_schema["properties"].items():
-            assert schema.get("description"), f"{name}.{prop} has no description"
+            # The arguments every generation tool shares are described once, in the conventions.
+            assert schema.get("description") or prop in SHARED_ARGUMENTS, f"{name}.{prop} has no description"
     for name in ("neofashion_generations", "neofashion_personas", "neofashion_models"):
         annotations = tools[name].annotations
         assert annotations is not None and annotations.read_only_hint and annotations.open_world_hint

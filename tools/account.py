@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from server.errors import ProviderError
 from tools.common import QUERY, services, tool_errors
+from tools.surface import publish
 
 
 class ProviderInfo(BaseModel):
@@ -83,5 +84,5 @@ async def credits(ctx: Context) -> CreditsResult:
 
 
 def register_account_tools(app: MCPServer) -> None:
-    app.add_tool(providers, title="Providers, limits and prices", annotations=QUERY)
-    app.add_tool(credits, title="Credit balances", annotations=QUERY)
+    publish(app, providers, title="Providers, limits and prices", annotations=QUERY)
+    publish(app, credits, title="Credit balances", annotations=QUERY)

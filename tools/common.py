@@ -24,13 +24,6 @@ from server.services import Services
 P = ParamSpec("P")
 R = TypeVar("R")
 
-WAIT_DESCRIPTION = (
-    "Seconds (0-50) to wait for the job before returning, with progress notifications. A job still "
-    "running then comes back with its job_id: call job_wait to keep waiting. Nothing is lost on a timeout."
-)
-FORCE_DESCRIPTION = (
-    "Identical calls return the existing job and spend nothing. Set true to pay for a fresh generation."
-)
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False

@@ -20,9 +20,7 @@ from pydantic import BaseModel, Field
 from server.models import Job, JobStatus
 from server.providers.base import OperationSpec, QuerySpec, validate_inputs
 from tools.common import (
-    FORCE_DESCRIPTION,
     QUERY,
-    WAIT_DESCRIPTION,
     caller,
     drop_none,
     job_result,
@@ -30,6 +28,7 @@ from tools.common import (
     tool_errors,
     wait_for,
 )
+from tools.surface import publish
 
 GENERATION_ANNOTATIONS = ToolAnnotations(
     read_only_hint=False,
@@ -59,13 +58,13 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
             "wait_seconds",
             inspect.Parameter.KEYWORD_ONLY,
             default=40,
-            annotation=Annotated[int, Field(ge=0, le=50, description=WAIT_DESCRIPTION)],
+            annotation=Annotated[int, Field(ge=0, le=50)],
         ),
         inspect.Parameter(
             "force",
             inspect.Parameter.KEYWORD_ONLY,
             default=False,
-            annotation=Annotated[bool, Field(description=FORCE_DESCRIPTION)],
+            annotation=bool,
         ),
         inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
     ]
@@ -116,24 +115,28 @@ def query_tool(provider: str, spec: QuerySpec) -> Any:
 
 def register_query_tools(app: MCPServer, specs: list[tuple[str, QuerySpec]]) -> None:
     for provider, spec in specs:
-        app.add_tool(
+        publish(
+            app,
             query_tool(provider, spec),
             name=f"{provider}_{spec.name}",
             title=spec.title,
             description=spec.description,
             annotations=QUERY,
+            provider=provider,
         )
 
 
 def register_generation_tools(app: MCPServer, specs: list[tuple[str, OperationSpec]]) -> None:
     """One tool per (provider, operation) that is live or sandbox."""
     for provider, op in specs:
-        app.add_tool(
+        publish(
+            app,
             generation_tool(provider, op.operation, op.inputs),
             name=f"{provider}_{op.operation}",
             title=op.title,
             description=op.description,
             annotations=GENERATION_ANNOTATIONS,
+            provider=provider,
         )
 
 

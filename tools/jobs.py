@@ -19,6 +19,7 @@ from tools.common import (
     services,
     tool_errors,
 )
+from tools.surface import publish
 
 JobId = Annotated[str, Field(description="A job_id returned by a generation tool or jobs_list.")]
 
@@ -102,7 +103,7 @@ async def jobs_list(
 
 
 def register_job_tools(app: MCPServer) -> None:
-    app.add_tool(job_status, title="Job status", annotations=READ_ONLY)
-    app.add_tool(job_wait, title="Wait for jobs", annotations=READ_ONLY)
-    app.add_tool(job_cancel, title="Cancel a job", annotations=CANCEL)
-    app.add_tool(jobs_list, title="List jobs", annotations=READ_ONLY)
+    publish(app, job_status, title="Job status", annotations=READ_ONLY)
+    publish(app, job_wait, title="Wait for jobs", annotations=READ_ONLY)
+    publish(app, job_cancel, title="Cancel a job", annotations=CANCEL)
+    publish(app, jobs_list, title="List jobs", annotations=READ_ONLY)

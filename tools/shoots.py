@@ -14,6 +14,7 @@ from server.plans import ShootPlan, Validation
 from server.policy import CONFIRM_ABOVE_CREDITS
 from server.shoots import ShootRunner
 from tools.common import CANCEL, READ_ONLY, caller, progress_reporter, services, tool_errors
+from tools.surface import publish
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -39,10 +40,7 @@ PlanArg = Annotated[
     dict[str, Any],
     # The published schema is ShootPlan's; validation is ours, so every problem is reported at once.
     WithJsonSchema(_inline_schema(ShootPlan)),
-    Field(
-        description='The shoot plan. "@step.outputs[n]" / "@step.outputs" refer to earlier outputs, '
-        '"@item" to the for_each element, "@@" starts a literal @.'
-    ),
+    Field(description="The shoot plan: steps, each a generation tool and its arguments."),
 ]
 
 
@@ -207,14 +205,15 @@ async def shoots_list(
 
 
 def register_shoot_tools(app: MCPServer) -> None:
-    app.add_tool(shoot_validate, title="Validate and price a shoot plan", annotations=READ_ONLY)
-    app.add_tool(
+    publish(app, shoot_validate, title="Validate and price a shoot plan", annotations=READ_ONLY)
+    publish(
+        app,
         shoot_start,
         title="Start a shoot",
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
         ),
     )
-    app.add_tool(shoot_status, title="Shoot status", annotations=READ_ONLY)
-    app.add_tool(shoot_cancel, title="Cancel a shoot", annotations=CANCEL)
-    app.add_tool(shoots_list, title="List shoots", annotations=READ_ONLY)
+    publish(app, shoot_status, title="Shoot status", annotations=READ_ONLY)
+    publish(app, shoot_cancel, title="Cancel a shoot", annotations=CANCEL)
+    publish(app, shoots_list, title="List shoots", annotations=READ_ONLY)

@@ -230,6 +230,8 @@ class Provider(abc.ABC):
     """The prefix of its tools, e.g. fashn."""
     title: ClassVar[str]
     """How messages name it, e.g. FASHN."""
+    badge: ClassVar[tuple[str, str]] = ("", "#55606e")
+    """Its icon in clients: letters (default: the title's initials) on a colour."""
     key_var: ClassVar[str]
     url_var: ClassVar[str]
     default_base_url: ClassVar[str]

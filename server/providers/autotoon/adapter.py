@@ -96,6 +96,7 @@ QUERIES = (
 class AutoToon(Provider):
     name = "autotoon"
     title = "Auto Toon"
+    badge = ("AT", "#7c3aed")
     key_var = "AUTOTOON_API_KEY"
     url_var = "AUTOTOON_BASE_URL"
     default_base_url = "https://auto-toon.com"

@@ -22,11 +22,7 @@ from pydantic.alias_generators import to_camel
 from server.models import credits_text
 from server.providers.base import ImageRef, OperationSpec, ProviderInputs
 
-URL_ONLY = (
-    "Auto Toon takes image URLs only: give a public http(s) URL, or an earlier output "
-    "callsheet://jobs/{job_id}/outputs/{n} of a provider that returns URLs (e.g. FASHN, Auto Toon). "
-    "Local files and data: URIs are refused."
-)
+URL_ONLY = "Image URL."
 
 AiModel = Literal[
     "gemini-3-pro-image-preview",
@@ -49,7 +45,7 @@ CREDITS: dict[str, float] = {
     "upscale": 1,
     "video": 5,
 }
-PRICE_NOTE = "estimate: Auto Toon publishes no price table"
+PRICE_NOTE = "estimate: no published prices"
 DURATIONS: dict[str, tuple[float, float]] = {
     "editorial": (20, 40),
     "variations": (30, 60),
@@ -89,20 +85,16 @@ class InlineModel(AutoToonInputs):
 
     model_id: str = Field(
         min_length=1,
-        description="ID of the fashion model this entry describes (as listed by autotoon_models).",
+        description="ID of the model this entry describes (autotoon_models).",
     )
     clothing_image_urls: list[ImageRef] = Field(
-        min_length=1, description=_url("Clothing or product images for this model to wear, one per item.")
+        min_length=1, description=_url("Clothing for this model, one image per item.")
     )
-    image_url: ImageRef | None = Field(
-        default=None, description=_url("Optional reference photo of the model (face, body, look).")
-    )
-    prompt: str | None = Field(
-        default=None, description="Optional description of this model or how they wear the clothing."
-    )
+    image_url: ImageRef | None = Field(default=None, description=_url("Reference photo of the model."))
+    prompt: str | None = Field(default=None, description="This model or how they wear the clothing.")
     character_sheet_url: ImageRef | None = Field(
         default=None,
-        description=_url("Optional character sheet of the model (several views) for a consistent identity."),
+        description=_url("Character sheet (several views) for a consistent identity."),
     )
 
 
@@ -110,54 +102,43 @@ class EditorialInputs(AutoToonInputs):
     model_id: str | None = Field(
         default=None,
         min_length=1,
-        description="ID of a fashion model saved in the Auto Toon account (call autotoon_models to list "
-        "them). Give either model_id or models.",
+        description="A saved model's ID (autotoon_models). Give model_id or models.",
     )
     models: list[InlineModel] | None = Field(
         default=None,
         min_length=1,
-        description="Models passed inline instead of model_id: each {model_id, clothing_image_urls, "
-        "image_url?, prompt?, character_sheet_url?}. Give either model_id or models.",
+        description="Models passed inline instead of model_id.",
     )
     clothing_image_urls: list[ImageRef] | None = Field(
         default=None,
         min_length=1,
-        description=_url(
-            "Clothing or product images to dress the model in (one per item, e.g. blazer and trousers). "
-            "Required with model_id; with models, each entry carries its own clothing_image_urls."
-        ),
+        description=_url("Clothing to wear, one image per item; needed with model_id."),
     )
     ai_model: AiModel | None = Field(
         default=None,
-        description="Image model: 'gemini-3-pro-image-preview' (Auto Toon's default, highest quality), "
-        "'gemini-3.1-flash-image-preview' (faster), 'bytedance/seedream-4.5' or "
-        "'bytedance/seedream-5-lite'.",
+        description="Default gemini-3-pro-image-preview (best); the flash model is faster.",
     )
     makeup_analysis: str | None = Field(
-        default=None, description="Makeup for the model, e.g. 'natural glam, dewy skin, bold red lip'."
+        default=None, description="Makeup, e.g. 'natural glam, bold red lip'."
     )
     hairstyle_analysis: str | None = Field(
-        default=None, description="Hairstyle for the model, e.g. 'slicked-back low bun' or 'loose waves'."
+        default=None, description="Hairstyle, e.g. 'slicked-back low bun'."
     )
     style: str | None = Field(
         default=None,
-        description="Style preset (sent as styleData.style), e.g. 'editorial-vogue', 'street-style' or "
-        "'minimalist-clean'; other preset names Auto Toon knows are accepted too.",
+        description="Style preset, e.g. 'editorial-vogue', 'street-style', 'minimalist-clean'.",
     )
     background: str | None = Field(
         default=None,
-        description="Background preset (sent as backgroundData.background), e.g. 'studio-white', "
-        "'urban-city' or 'nature-garden'; other preset names Auto Toon knows are accepted too.",
+        description="Background preset, e.g. 'studio-white', 'urban-city', 'nature-garden'.",
     )
     prompt_modifier: str | None = Field(
         default=None,
-        description="Creative direction appended to the generation prompt, e.g. 'Cinematic lighting, "
-        "shot on medium format, shallow depth of field'.",
+        description="Creative direction, e.g. 'cinematic lighting, shallow depth of field'.",
     )
     brand_analysis: str | None = Field(
         default=None,
-        description="Brand style guidelines that steer the look, e.g. 'High-end luxury brand with a "
-        "minimalist aesthetic'.",
+        description="Brand guidelines, e.g. 'minimalist luxury'.",
     )
 
     @model_validator(mode="after")
@@ -172,34 +153,29 @@ class EditorialInputs(AutoToonInputs):
 
 
 class VariationsInputs(AutoToonInputs):
-    base_image_url: ImageRef = Field(
-        description=_url("The hero image to make campaign variations of (e.g. an autotoon_editorial output).")
-    )
+    base_image_url: ImageRef = Field(description=_url("The hero image (e.g. an autotoon_editorial output)."))
     style: VariationStyle | None = Field(
         default=None,
-        description="Creative persona (sent as styleData.style): 'fashion-editorial' (new angles, poses "
-        "and crops of the shot; the default) or 'surreal-product-hero' (the product as a surreal hero "
-        "subject; pass it in clothing_image_urls).",
+        description="fashion-editorial (default): new angles, poses, crops; surreal-product-hero: the "
+        "product from clothing_image_urls as a surreal hero.",
     )
     mode: VariationMode | None = Field(
         default=None,
-        description="Only for style 'fashion-editorial' (sent as styleData.mode): 'user-model' keeps the "
-        "face from model_image_urls (the default), 'scratch-model' invents a new model.",
+        description="With fashion-editorial: user-model (default) keeps the face from model_image_urls; "
+        "scratch-model invents one.",
     )
     model_image_urls: list[ImageRef] | None = Field(
-        default=None, min_length=1, description=_url("Extra reference photos of the model, for consistency.")
+        default=None, min_length=1, description=_url("Reference photos of the model, for consistency.")
     )
     clothing_image_urls: list[ImageRef] | None = Field(
         default=None,
         min_length=1,
-        description=_url(
-            "Product or clothing reference images; for 'surreal-product-hero' these are the hero subject."
-        ),
+        description=_url("Product or clothing images (the hero subject for surreal-product-hero)."),
     )
     aspect_ratio: str | None = Field(
         default=None,
         pattern=r"^[1-9]\d{0,2}:[1-9]\d{0,2}$",
-        description="Output aspect ratio width:height, e.g. '9:16' (stories), '4:5' (feed), '1:1'.",
+        description="Width:height, e.g. '9:16', '4:5', '1:1'.",
     )
 
     @model_validator(mode="after")
@@ -212,29 +188,20 @@ class VariationsInputs(AutoToonInputs):
 
 
 class RelightInputs(AutoToonInputs):
-    base_image_url: ImageRef = Field(
-        description=_url("The image to relight (e.g. an autotoon_editorial output).")
-    )
+    base_image_url: ImageRef = Field(description=_url("The image to relight."))
     lighting: Lighting | None = Field(
-        default=None,
-        description="Lighting preset: 'golden-hour', 'blue-hour', 'studio-soft', 'dramatic', 'neon', "
-        "'natural-window', 'backlit' or 'moonlight'. Give lighting, light_position or both.",
+        default=None, description="Preset mood. Give lighting and/or light_position."
     )
     light_position: str | None = Field(
         default=None,
         min_length=1,
-        description="Custom light direction, e.g. 'above-left at 45 degrees'. Give lighting, "
-        "light_position or both (a preset mood with a custom direction).",
+        description="Light direction, e.g. 'above-left at 45 degrees'.",
     )
-    light_color: str | None = Field(
-        default=None, description="Custom light colour, e.g. 'warm amber' or '#FF9500'."
-    )
+    light_color: str | None = Field(default=None, description="Light colour, e.g. 'warm amber' or '#FF9500'.")
     ai_model: str | None = Field(
         default=None,
         min_length=1,
-        description="Image model for relighting; Auto Toon chooses when omitted. Its editorial models are "
-        "'gemini-3-pro-image-preview', 'gemini-3.1-flash-image-preview', 'bytedance/seedream-4.5' and "
-        "'bytedance/seedream-5-lite'.",
+        description="Image model; Auto Toon chooses when omitted.",
     )
 
     @model_validator(mode="after")
@@ -245,19 +212,17 @@ class RelightInputs(AutoToonInputs):
 
 
 class UpscaleInputs(AutoToonInputs):
-    image_url: ImageRef = Field(description=_url("The image to upscale (e.g. a finished autotoon output)."))
+    image_url: ImageRef = Field(description=_url("The image to upscale."))
     scale: float | None = Field(
         default=None,
         gt=1,
         le=8,
-        description="Upscale factor, e.g. 2 or 4 (more than 1, at most 8). Omit to let Auto Toon choose.",
+        description="Factor above 1, at most 8 (e.g. 2 or 4); omit to let Auto Toon choose.",
     )
 
 
 class VideoInputs(AutoToonInputs):
-    image_url: ImageRef = Field(
-        description=_url("The editorial image to animate into a short clip (e.g. an autotoon output).")
-    )
+    image_url: ImageRef = Field(description=_url("The editorial image to animate."))
 
 
 class ModelsQuery(AutoToonInputs):
@@ -283,11 +248,7 @@ def _cost(operation: str) -> str:
     return f"Cost: about {credits_text(CREDITS[operation])}{unit} ({PRICE_NOTE})."
 
 
-_URL_NOTE = (
-    "Image arguments must be URLs: public http(s) URLs or earlier outputs (callsheet://...) of providers "
-    "that return URLs, such as FASHN or Auto Toon (passed on as the provider's URL, which works while the "
-    "provider keeps the file: FASHN 72 h); local files and data: URIs are refused."
-)
+_URL_NOTE = "Images: URLs only (see the server's conventions)."
 
 _OPERATIONS = (
     _spec(
@@ -296,11 +257,13 @@ _OPERATIONS = (
         inputs=EditorialInputs,
         title="Auto Toon Fashion Editorial",
         description=(
-            "Generate an editorial-quality fashion photo: Auto Toon dresses a model (a saved one by "
-            "model_id, see autotoon_models, or inline models with reference images) in the given clothing, "
-            "with optional style and background presets, makeup, hair, creative direction and brand "
-            "guidelines. Typically 20-40 s. " + _cost("editorial") + " " + _URL_NOTE + " Follow up with "
-            "autotoon_variations, autotoon_relight, autotoon_upscale or autotoon_video."
+            "Generate an editorial fashion photo: Auto Toon dresses a model (saved, by model_id, or "
+            "inline models) in the given clothing, with optional style and background presets, makeup, "
+            "hair, direction and brand guidelines. Typically 20-40 s. "
+            + _cost("editorial")
+            + " "
+            + _URL_NOTE
+            + " Then: autotoon_variations, _relight, _upscale or _video."
         ),
     ),
     _spec(

@@ -76,6 +76,7 @@ _FAILURE_HINTS = {
 class Fashn(Provider):
     name = "fashn"
     title = "FASHN"
+    badge = ("F", "#111827")
     key_var = "FASHN_API_KEY"
     url_var = "FASHN_BASE_URL"
     default_base_url = "https://api.fashn.ai/v1"

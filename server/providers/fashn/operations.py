@@ -26,10 +26,7 @@ from pydantic import Field, model_validator
 
 from server.providers.base import ImageRef, OperationSpec, ProviderInputs, from_tables
 
-IMAGE_REFERENCE = (
-    "Image reference: an http(s) URL, a data:image/...;base64 URI, a local file path inside "
-    "CALLSHEET_INPUT_ROOTS, or an earlier output callsheet://jobs/{job_id}/outputs/{n}."
-)
+IMAGE_REFERENCE = "Image reference."
 
 AspectRatio = Literal["21:9", "1:1", "4:3", "3:2", "2:3", "5:4", "4:5", "3:4", "16:9", "9:16"]
 Resolution = Literal["1k", "2k", "4k"]
@@ -129,26 +126,18 @@ def _image(purpose: str) -> str:
 # Fields shared by many models, with one wording everywhere.
 OutputFormatField = Annotated[
     OutputFormat | None,
-    Field(
-        description="Output file format: 'png' (best quality, larger) or 'jpeg' (smaller, slightly "
-        "faster). FASHN's default is png. No effect on cost."
-    ),
+    Field(description="png (default) or jpeg."),
 ]
 ReturnBase64Field = Annotated[
     bool | None,
-    Field(
-        description="true: FASHN returns the result inline as base64 and does not keep it on its CDN "
-        "(more private; FASHN's copy expires after 60 minutes instead of 72 hours). callsheet saves the "
-        "output file either way. Default false. No effect on cost."
-    ),
+    Field(description="true: FASHN keeps no copy on its CDN (more private)."),
 ]
 SeedField = Annotated[
     int | None,
     Field(
         ge=0,
         le=2**32 - 1,
-        description="Random seed, 0 to 4294967295. The same seed with the same inputs reproduces a "
-        "result; change it to get a different take. Omit for FASHN's default. No effect on cost.",
+        description="Same seed and inputs reproduce a result.",
     ),
 ]
 NumImagesField = Annotated[
@@ -156,38 +145,28 @@ NumImagesField = Annotated[
     Field(
         ge=1,
         le=4,
-        description="How many images to generate in this run, 1-4 (default 1). Cost is per image, so "
-        "it multiplies the credits; several takes at once raise the chance of a keeper.",
+        description="Images to make (default 1); cost is per image.",
     ),
 ]
 ResolutionField = Annotated[
     Resolution | None,
-    Field(
-        description="Output size: '1k' (~1 MP, default), '2k' (~4 MP, good for PDP zoom) or '4k' "
-        "(~16 MP, print). Cost per image: 1 credit at 1k, 2 at 2k, 4 at 4k; higher is slower."
-    ),
+    Field(description="1k (default), 2k or 4k: 1/2/4 credits per image."),
 ]
 GenerationModeField = Annotated[
     GenerationMode | None,
     Field(
-        description="'fast' (quickest, cheapest), 'balanced' or 'quality' (most detailed and realistic, "
-        "slower, +1 credit per image). Omitted: FASHN chooses, and bills like 'quality' at 2k/4k "
-        "(callsheet estimates it that way)."
+        description="quality: most detail, +1 credit per image. Omitted: FASHN bills it as quality at 2k/4k."
     ),
 ]
 AspectRatioField = Annotated[
     AspectRatio | None,
-    Field(
-        description="Output aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, "
-        "3:4, 16:9, 9:16. Omit to keep the input image's proportions. No effect on cost."
-    ),
+    Field(description="Default: the input image's ratio."),
 ]
 FaceReferenceModeField = Annotated[
     FaceReferenceMode | None,
     Field(
-        description="How face_reference is applied: 'match_base' adapts the reference face to the "
-        "image's own pose, style and lighting; 'match_reference' keeps the reference face (and its "
-        "expression) as close as possible. Only used with face_reference. No effect on cost."
+        description="match_base adapts the face to the image's pose and light; match_reference keeps it "
+        "closer."
     ),
 ]
 
@@ -198,38 +177,30 @@ class FashnInputs(ProviderInputs):
 
 class TryonMaxInputs(FashnInputs):
     model_image: ImageRef = Field(
-        description=_image(
-            "Photo of the person who will wear the product; their identity, pose and styling are kept."
-        )
+        description=_image("The person who will wear the product (identity, pose and styling kept).")
     )
     product_image: ImageRef = Field(
         description=_image(
-            "Photo of the product to put on the person: garment, shoes, hat, jewelry, bag or other "
-            "wearable item (flat-lay, ghost mannequin or on another model)."
+            "The product: garment, shoes, hat, jewelry or bag (flat-lay, ghost mannequin or worn)."
         )
     )
     prompt: str | None = Field(
         default=None,
-        description="Optional short instruction on how the product is worn, e.g. 'tuck in shirt', "
-        "'roll up sleeves', 'open jacket', 'remove scarf'. No effect on cost.",
+        description="How it is worn, e.g. 'tuck in shirt', 'roll up sleeves', 'open jacket'.",
     )
     resolution: Resolution | None = Field(
         default=None,
-        description="Output size: '1k' (~1 MP, default), '2k' (~4 MP) or '4k' (~16 MP). Cost per image: "
-        "2 credits at 1k, 3 at 2k, 5 at 4k; 4k is slower.",
+        description="1k (default), 2k or 4k: 2/3/5 credits per image; 4k is slower.",
     )
     generation_mode: Literal["balanced", "quality"] | None = Field(
         default=None,
-        description="'balanced' or 'quality' (most detailed, takes about 20 s longer). Omit for FASHN's "
-        "default. FASHN's published per-image price depends on resolution only; callsheet's estimate "
-        "adds no credits for 'quality'.",
+        description="quality: most detail, about 20 s longer (same price). Omit for FASHN's default.",
     )
     num_images: int | None = Field(
         default=None,
         ge=1,
         le=4,
-        description="How many images to generate, 1-4 (default 1). Each image costs 2/3/5 credits "
-        "(1k/2k/4k), so this multiplies the cost.",
+        description="Images to make (default 1); cost is per image.",
     )
     aspect_ratio: AspectRatioField = None
     output_format: OutputFormatField = None
@@ -237,49 +208,36 @@ class TryonMaxInputs(FashnInputs):
     seed: SeedField = None
 
 
-LEGACY_TRYON = "Documented for FASHN's original try-on endpoint; v1.6 may ignore it. No effect on cost."
-
-
 class TryonV16Inputs(FashnInputs):
-    model_image: ImageRef = Field(description=_image("Photo of the person who will wear the garment."))
+    model_image: ImageRef = Field(description=_image("The person who will wear the garment."))
     garment_image: ImageRef = Field(
-        description=_image(
-            "Photo of the clothing item to try on: flat-lay, ghost mannequin or worn by another model."
-        )
+        description=_image("The garment: flat-lay, ghost mannequin or worn by another model.")
     )
     category: Literal["auto", "tops", "bottoms", "one-pieces"] | None = Field(
         default=None,
-        description="Garment type: 'tops', 'bottoms', 'one-pieces' or 'auto' (FASHN detects it; the "
-        "default). Set it when auto picks the wrong part of the outfit. No effect on cost.",
+        description="Part of the outfit to replace; auto (default) detects it.",
     )
     garment_photo_type: Literal["auto", "flat-lay", "model"] | None = Field(
         default=None,
-        description="Kind of garment photo: 'flat-lay' (flat-lay or ghost mannequin), 'model' (worn by "
-        "a person) or 'auto' (detect; the default). No effect on cost.",
+        description="flat-lay (or ghost mannequin), model (worn) or auto (default).",
     )
     mode: Literal["performance", "balanced", "quality"] | None = Field(
         default=None,
-        description="Speed/quality trade-off: 'performance' (~5 s, for quick tests), 'balanced' (~8 s, "
-        "the default) or 'quality' (~12-17 s, for final images). Same cost in every mode.",
+        description="performance ~5 s, balanced ~8 s (default), quality ~12-17 s.",
     )
     moderation_level: Literal["conservative", "permissive", "none"] | None = Field(
         default=None,
-        description="Content moderation of the garment image: 'conservative' (also blocks underwear, "
-        "swimwear, revealing outfits), 'permissive' (allows them, blocks explicit nudity; FASHN's "
-        "default) or 'none'. The user stays responsible for lawful, consented use. No effect on cost.",
+        description="conservative also blocks underwear and swimwear; permissive (default) only nudity.",
     )
     num_samples: int | None = Field(
         default=None,
         ge=1,
         le=4,
-        description="How many images to generate, 1-4 (default 1). 1 credit per sample, so this "
-        "multiplies the cost.",
+        description="Images to make (default 1), 1 credit each.",
     )
     segmentation_free: bool | None = Field(
         default=None,
-        description="true: fit the garment without segmenting the original clothes first (better for "
-        "bulky garments, keeps body shape and skin). Set false if the original garment is not fully "
-        "replaced. No effect on cost.",
+        description="true: fit without segmenting the old clothes (bulky garments).",
     )
     output_format: OutputFormatField = None
     return_base64: ReturnBase64Field = None
@@ -287,95 +245,73 @@ class TryonV16Inputs(FashnInputs):
     # Options of the original try-on endpoint (FASHN's endpoints page); accepted for compatibility.
     long_top: bool | None = Field(
         default=None,
-        description="true: tune for long tops such as longline shirts, tunics and coats. Default false. "
-        + LEGACY_TRYON,
+        description="Tune for longline tops and coats.",
     )
     nsfw_filter: bool | None = Field(
         default=None,
-        description="Run FASHN's NSFW filter on the inputs (default true); superseded by moderation_level. "
-        + LEGACY_TRYON,
+        description="FASHN's NSFW filter (default true).",
     )
     cover_feet: bool | None = Field(
         default=None,
-        description="true: let long garments cover or change the feet and shoes. Default false. "
-        + LEGACY_TRYON,
+        description="Let long garments cover the feet.",
     )
     adjust_hands: bool | None = Field(
         default=None,
-        description="true: allow changing the hands (remove gloves, take hands out of pockets, let long "
-        "sleeves cover them). Default false. " + LEGACY_TRYON,
+        description="Allow changing hands (gloves, pockets, sleeves).",
     )
     restore_background: bool | None = Field(
         default=None,
-        description="true: extra steps to keep a complex original background (slower). Default false. "
-        + LEGACY_TRYON,
+        description="Keep a complex background (slower).",
     )
     restore_clothes: bool | None = Field(
         default=None,
-        description="true: extra steps to keep the clothes that are not swapped (e.g. keep the pants "
-        "when trying on a top). Default false. " + LEGACY_TRYON,
+        description="Keep the clothes not swapped.",
     )
     guidance_scale: float | None = Field(
         default=None,
         ge=1.5,
         le=3.0,
-        description="1.5-3 (default 2): higher keeps more garment detail but risks oversaturated "
-        "colours. " + LEGACY_TRYON,
+        description="Default 2; higher keeps detail, risks oversaturation.",
     )
     timesteps: int | None = Field(
         default=None,
         ge=10,
         le=50,
-        description="Diffusion steps, 10-50 (default 50); fewer is faster for simple try-ons. "
-        + LEGACY_TRYON,
+        description="Diffusion steps (default 50); fewer is faster.",
     )
 
 
 class ProductToModelInputs(FashnInputs):
     product_image: ImageRef = Field(
-        description=_image(
-            "Photo of the wearable product (clothing, shoes, hat, jewelry, bag, accessory) to show on a "
-            "person."
-        )
+        description=_image("The product (clothing, shoes, hat, jewelry, bag) to show on a person.")
     )
     prompt: str | None = Field(
         default=None,
-        description="Optional direction for the person, styling and scene, e.g. 'man with tattoos', "
-        "'tucked-in', 'studio background', 'professional office setting'. No effect on cost.",
+        description="Person, styling and scene, e.g. 'man with tattoos', 'tucked-in', 'studio background'.",
     )
     image_prompt: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional inspiration image guiding pose, environment and lighting; the product stays the "
-            "focus. No effect on cost."
-        ),
+        description=_image("Inspiration for pose, setting and light."),
     )
     face_reference: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional face photo: the generated person will look like this person. Adds 3 credits per "
-            "image and about 25 s."
-        ),
+        description=_image("Face the person will have: +3 credits per image, about 25 s more."),
     )
     face_reference_mode: FaceReferenceModeField = None
     background_reference: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional photo of the background or location to place the person in. No effect on cost."
-        ),
+        description=_image("Background or location to place the person in."),
     )
     model_image: ImageRef | None = Field(
         default=None,
         description=_image(
-            "Deprecated try-on mode: a photo of an existing person to dress in the product (prefer "
-            "fashn_tryon_max for that). Cannot be combined with image_prompt, face_reference or "
-            "background_reference; aspect_ratio is then ignored. No effect on cost."
+            "Deprecated: a person to dress (use fashn_tryon_max); not with image_prompt, "
+            "face_reference or background_reference."
         ),
     )
     aspect_ratio: AspectRatio | None = Field(
         default=None,
-        description="Output aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, 3:4, "
-        "16:9, 9:16. Default: the product image's ratio; ignored with model_image. No effect on cost.",
+        description="Default: the product image's ratio; ignored with model_image.",
     )
     resolution: ResolutionField = None
     generation_mode: GenerationModeField = None
@@ -387,28 +323,22 @@ class ProductToModelInputs(FashnInputs):
 
 class FaceToModelInputs(FashnInputs):
     face_image: ImageRef = Field(
-        description=_image(
-            "Headshot or selfie whose face, hair and skin tone become an upper-body model photo."
-        )
+        description=_image("Headshot or selfie whose face, hair and skin tone are kept.")
     )
     prompt: str | None = Field(
         default=None,
-        description="Optional body shape or styling guidance, e.g. 'athletic build', 'curvy figure', "
-        "'slender frame'. Default: inferred from the face. No effect on cost.",
+        description="Body shape or styling, e.g. 'athletic build'; default: inferred from the face.",
     )
     aspect_ratio: AspectRatio | None = Field(
         default=None,
-        description="Output aspect ratio (width:height); the image is extended downwards. Vertical "
-        "ratios work best: 1:1, 4:5, 3:4, 2:3 (default), 9:16; FASHN's SDK also lists 21:9, 4:3, 3:2, "
-        "5:4, 16:9. No effect on cost.",
+        description="Vertical ratios work best; default 2:3 (the image is extended downwards).",
     )
     resolution: ResolutionField = None
     generation_mode: GenerationModeField = None
     num_images: NumImagesField = None
     output_format: OutputFormat | None = Field(
         default=None,
-        description="Output file format: 'png' (original quality) or 'jpeg' (smaller; FASHN's default "
-        "here). No effect on cost.",
+        description="png or jpeg (FASHN's default here).",
     )
     return_base64: ReturnBase64Field = None
     seed: SeedField = None
@@ -416,30 +346,23 @@ class FaceToModelInputs(FashnInputs):
 
 class ModelCreateInputs(FashnInputs):
     prompt: str = Field(
-        description="Description of the fashion model to create: look, age, hair, clothing, pose and "
-        "scene, e.g. 'full body shot, woman in a white t-shirt and dark blue biker shorts, studio'."
+        description="The model to cast: look, age, hair, clothing, pose, scene, e.g. 'full body shot, "
+        "woman in a white t-shirt, studio'."
     )
     image_reference: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional image guiding composition and pose (say in the prompt whether to copy just the "
-            "pose or the exact silhouette). The output takes its aspect ratio unless aspect_ratio is "
-            "set. No effect on cost."
-        ),
+        description=_image("Pose and composition guide; sets the ratio unless aspect_ratio is given."),
     )
     face_reference: ImageRef | None = Field(
         default=None,
         description=_image(
-            "Optional face photo that keeps one identity across generations (model consistency without "
-            "training). Adds 3 credits per image and about 25 s; FASHN may accept it only at 1k."
+            "Face to keep across generations: +3 credits per image, about 25 s; FASHN may take it only at 1k."
         ),
     )
     face_reference_mode: FaceReferenceModeField = None
     aspect_ratio: AspectRatio | None = Field(
         default=None,
-        description="Output aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, 3:4, "
-        "16:9, 9:16. Overrides image_reference's proportions. 2:3 or 3:4 suit full-body fashion. "
-        "No effect on cost.",
+        description="Overrides image_reference's ratio; 2:3 or 3:4 suit full-body shots.",
     )
     resolution: ResolutionField = None
     generation_mode: GenerationModeField = None
@@ -451,21 +374,15 @@ class ModelCreateInputs(FashnInputs):
 
 class ModelSwapInputs(FashnInputs):
     model_image: ImageRef = Field(
-        description=_image(
-            "Photo of a model whose outfit and pose are kept while the person (face, skin, hair) is replaced."
-        )
+        description=_image("Photo whose outfit and pose are kept while the person is replaced.")
     )
     prompt: str | None = Field(
         default=None,
-        description="Who the new person should be: ethnicity, facial features, hair colour, other "
-        "physical traits. Default: empty (a random new identity). No effect on cost.",
+        description="Who the new person is: ethnicity, features, hair; empty: a random identity.",
     )
     face_reference: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional face photo: the new person will look like this person. Adds 3 credits per image "
-            "and about 25 s."
-        ),
+        description=_image("Face the new person will have: +3 credits per image, about 25 s more."),
     )
     face_reference_mode: FaceReferenceModeField = None
     aspect_ratio: AspectRatioField = None
@@ -478,24 +395,17 @@ class ModelSwapInputs(FashnInputs):
 
 
 class EditInputs(FashnInputs):
-    image: ImageRef = Field(description=_image("Image to edit; its composition and identity are preserved."))
+    image: ImageRef = Field(description=_image("Image to edit (composition and identity kept)."))
     prompt: str = Field(
-        description="The edit to make, specific and in plain words, e.g. 'change the dress to red', "
-        "'add sunglasses', 'make the background a beach sunset', 'turn the model slightly to the left'."
+        description="The edit, e.g. 'change the dress to red', 'add sunglasses', 'beach sunset background'."
     )
     mask: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional black-and-white mask the size of the image: white areas are edited, black areas "
-            "stay unchanged (for precise local edits). No effect on cost."
-        ),
+        description=_image("Black-and-white mask the size of the image: only white areas are edited."),
     )
     image_context: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional context image that guides the edit, e.g. the accessory or fabric to add. "
-            "No effect on cost."
-        ),
+        description=_image("Guide for the edit, e.g. the accessory or fabric to add."),
     )
     aspect_ratio: AspectRatioField = None
     resolution: ResolutionField = None
@@ -507,17 +417,8 @@ class EditInputs(FashnInputs):
 
 
 class ReframeInputs(FashnInputs):
-    image: ImageRef = Field(
-        description=_image(
-            "Image to reframe. FASHN decides per image whether to expand (outpaint) or crop to reach the "
-            "target ratio."
-        )
-    )
-    aspect_ratio: AspectRatio = Field(
-        description="Target aspect ratio (width:height): one of 21:9, 1:1, 4:3, 3:2, 2:3, 5:4, 4:5, 3:4, "
-        "16:9, 9:16. It must differ from the source's ratio (FASHN refuses a change under 2%). "
-        "No effect on cost."
-    )
+    image: ImageRef = Field(description=_image("Image to expand (outpaint) or crop to the new ratio."))
+    aspect_ratio: AspectRatio = Field(description="Must differ from the source's ratio by 2% or more.")
     resolution: ResolutionField = None
     generation_mode: GenerationModeField = None
     num_images: NumImagesField = None
@@ -528,14 +429,10 @@ class ReframeInputs(FashnInputs):
 
 class BackgroundChangeInputs(FashnInputs):
     image: ImageRef = Field(
-        description=_image(
-            "Image whose foreground subject is kept (detected automatically) while the background is "
-            "replaced."
-        )
+        description=_image("Image whose subject is kept while the background is replaced.")
     )
     prompt: str = Field(
-        description="The new background, e.g. 'beach sunset', 'modern office with large windows', "
-        "'forest clearing'; it is generated and harmonised with the subject's light."
+        description="The new background, e.g. 'beach sunset', 'modern office'; light is matched."
     )
     resolution: ResolutionField = None
     generation_mode: GenerationModeField = None
@@ -546,38 +443,31 @@ class BackgroundChangeInputs(FashnInputs):
 
 
 class BackgroundRemoveInputs(FashnInputs):
-    image: ImageRef = Field(
-        description=_image("Image whose main subject is cut out onto a transparent background (PNG).")
-    )
+    image: ImageRef = Field(description=_image("Image whose subject is cut out (transparent PNG)."))
     return_base64: ReturnBase64Field = None
 
 
 class ImageToVideoInputs(FashnInputs):
-    image: ImageRef = Field(description=_image("Image to animate; it becomes the first frame of the clip."))
+    image: ImageRef = Field(description=_image("Image to animate (the first frame)."))
     prompt: str | None = Field(
         default=None,
-        description="Optional motion guidance. Usually best left empty so FASHN plans the motion; if "
-        "used, keep it short and concrete, e.g. 'raising hand to touch face'. No effect on cost.",
+        description="Motion guidance; best left empty, else short, e.g. 'raising hand to touch face'.",
     )
     negative_prompt: str | None = Field(
         default=None,
-        description="Optional motion or framing to avoid, e.g. 'camera shake, zoom'. No effect on cost.",
+        description="Motion or framing to avoid, e.g. 'camera shake, zoom'.",
     )
     end_image: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional last frame: the clip moves smoothly from image to end_image. Only with resolution "
-            "'1080p' (the default). No effect on cost."
-        ),
+        description=_image("Last frame to move to; only at 1080p."),
     )
     duration: Literal[5, 10] | None = Field(
         default=None,
-        description="Clip length in seconds: 5 (default) or 10. 10 s doubles the credits and takes longer.",
+        description="5 (default) or 10 seconds; 10 doubles the credits.",
     )
     resolution: VideoResolution | None = Field(
         default=None,
-        description="Video resolution: '480p' (1 credit), '720p' (3 credits) or '1080p' (6 credits, "
-        "the default); doubled for 10 s. Higher takes longer.",
+        description="480p/720p/1080p (default): 1/3/6 credits, doubled for 10 s.",
     )
     seed: SeedField = None
 
@@ -590,23 +480,16 @@ class ImageToVideoInputs(FashnInputs):
 
 class PackshotInputs(FashnInputs):
     product_image: ImageRef = Field(
-        description=_image(
-            "Product photo to turn into a clean commercial packshot; the product's identity and detail "
-            "are kept."
-        )
+        description=_image("Product photo to turn into a packshot (identity and detail kept).")
     )
     prompt: str | None = Field(
         default=None,
-        description="Optional packshot styling, e.g. 'clean white background flat-lay', 'soft studio "
-        "light on a beige pedestal', 'on a marble surface'. Empty: a sensible commercial default. "
-        "No effect on cost.",
+        description="Styling, e.g. 'white background flat-lay', 'on a marble surface'; empty: a "
+        "commercial default.",
     )
     image_context: ImageRef | None = Field(
         default=None,
-        description=_image(
-            "Optional style reference for staging, background and lighting; it does not override the "
-            "product. No effect on cost."
-        ),
+        description=_image("Style reference for staging, background and light."),
     )
     aspect_ratio: AspectRatioField = None
     resolution: ResolutionField = None
@@ -638,11 +521,10 @@ _MODELS = (
         inputs=TryonMaxInputs,
         title="FASHN Try-On Max",
         description=(
-            "Put a product (garment, shoes, hat, jewelry, bag) onto a photo of a person with the highest "
-            "fidelity: FASHN's premium try-on for publishable PDP, catalog and campaign images. Keeps the "
-            "person's identity, pose and styling. Typically 20-120 s (about 40 s). Cost: 2 credits per "
-            "image at 1k, 3 at 2k, 5 at 4k, times num_images. Need a person first? Cast one with "
-            "fashn_model_create (or fashn_face_to_model from a headshot). For fast, cheap previews use "
+            "Put a product (garment, shoes, hat, jewelry, bag) on a photo of a person at the highest "
+            "fidelity, for publishable PDP, catalog and campaign images; the person's identity, pose and "
+            "styling are kept. About 40 s (20-120). Cost: 2/3/5 credits per image at 1k/2k/4k. No person "
+            "yet? Cast one with fashn_model_create or fashn_face_to_model. Quick, cheap previews: "
             "fashn_tryon_v1_6."
         ),
         price_text="2 credits per image at 1k, 3 at 2k, 5 at 4k",
@@ -653,10 +535,10 @@ _MODELS = (
         inputs=TryonV16Inputs,
         title="FASHN Virtual Try-On v1.6",
         description=(
-            "Fast virtual try-on of one clothing item (top, bottoms or one-piece) on a photo of a person. "
-            "Takes 5 s (performance), 8 s (balanced) or 12-17 s (quality). Cost: 1 credit per sample. "
-            "Good for quick tests of model/garment pairs; switch to fashn_tryon_max for final, "
-            "publishable images or for shoes and accessories."
+            "Fast try-on of one clothing item (top, bottoms or one-piece) on a photo of a person: 5-17 s "
+            "by mode. Cost: 1 credit per sample. For quick tests of model/garment pairs; use "
+            "fashn_tryon_max for final images, shoes and accessories. long_top to timesteps are options "
+            "of FASHN's original try-on, which v1.6 may ignore."
         ),
         price_text="1 credit per sample",
     ),
@@ -666,12 +548,11 @@ _MODELS = (
         inputs=ProductToModelInputs,
         title="FASHN Product to Model",
         description=(
-            "Turn a product photo into an on-model photo: FASHN generates a new person wearing the "
-            "product, optionally guided by a prompt, an inspiration image, a background photo or a face "
-            "reference. Typically 20-120 s (about 40 s). Cost: 1 credit per image at 1k, 2 at 2k, 4 at "
-            "4k, +1 in quality mode, +3 per image with face_reference. Use face_reference (e.g. an output "
-            "of fashn_model_create) to keep one model across a range; to dress an existing person use "
-            "fashn_tryon_max."
+            "Turn a product photo into an on-model photo: a new person wears the product, optionally "
+            "guided by a prompt, an inspiration image, a background or a face reference. About 40 s. "
+            "Cost: 1/2/4 credits per image at 1k/2k/4k, +1 quality, +3 with face_reference. A "
+            "face_reference (e.g. a fashn_model_create output) keeps one model across a range; to dress "
+            "an existing person use fashn_tryon_max."
         ),
         price_text=TIER_PRICE + FACE_PRICE,
     ),
@@ -681,9 +562,9 @@ _MODELS = (
         inputs=FaceToModelInputs,
         title="FASHN Face to Model",
         description=(
-            "Turn a headshot or selfie into a try-on-ready upper-body model photo that keeps the face. "
-            "Typically 20-120 s (about 30 s). Cost: 1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in "
-            "quality mode. Chain its output into fashn_tryon_max or fashn_tryon_v1_6 as model_image."
+            "Turn a headshot or selfie into a try-on-ready upper-body model photo with the same face. "
+            "About 30 s. Cost: 1/2/4 credits per image at 1k/2k/4k, +1 quality. Its output is a "
+            "model_image for fashn_tryon_max or fashn_tryon_v1_6."
         ),
         price_text=TIER_PRICE,
     ),
@@ -693,11 +574,10 @@ _MODELS = (
         inputs=ModelCreateInputs,
         title="FASHN Model Create",
         description=(
-            "Cast a fashion model from a text prompt, optionally guided by a pose/composition reference "
-            "image and a face reference for a consistent identity. Typically 10-120 s (about 30 s). Cost: "
-            "1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode, +3 per image with "
-            "face_reference. Usually the first step of a shoot: its output becomes model_image for "
-            "fashn_tryon_max, fashn_model_swap or fashn_image_to_video."
+            "Cast a fashion model from a prompt, optionally guided by a pose reference and a face "
+            "reference for a consistent identity. About 30 s. Cost: 1/2/4 credits per image at 1k/2k/4k, "
+            "+1 quality, +3 with face_reference. Usually a shoot's first step: its output is the "
+            "model_image of fashn_tryon_max, fashn_model_swap or fashn_image_to_video."
         ),
         price_text=TIER_PRICE + FACE_PRICE,
     ),
@@ -707,10 +587,9 @@ _MODELS = (
         inputs=ModelSwapInputs,
         title="FASHN Model Swap",
         description=(
-            "Replace the person in a fashion photo (face, skin tone, hair) while keeping the outfit and "
-            "pose exactly, e.g. to show a look on diverse models or to localise a campaign. Typically "
-            "10-120 s (about 30 s). Cost: 1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode, "
-            "+3 per image with face_reference."
+            "Replace the person in a fashion photo (face, skin tone, hair) keeping outfit and pose, e.g. "
+            "to show a look on diverse models or localise a campaign. About 30 s. Cost: 1/2/4 credits per"
+            " image at 1k/2k/4k, +1 quality, +3 with face_reference."
         ),
         price_text=TIER_PRICE + FACE_PRICE,
     ),
@@ -720,10 +599,9 @@ _MODELS = (
         inputs=EditInputs,
         title="FASHN Edit",
         description=(
-            "Edit an image with a plain-language instruction: restyle, change a colour, add an accessory, "
-            "adjust the view or fix details while keeping identity and product fidelity; a mask limits "
-            "the edit to an area. Typically 20-120 s (about 30 s). Cost: 1 credit per image at 1k, 2 at "
-            "2k, 4 at 4k, +1 in quality mode. Use it to polish outputs of the other fashn_ tools."
+            "Edit an image with a plain-language instruction (restyle, recolour, add an accessory, fix "
+            "details), keeping identity and product fidelity; a mask limits the area. About 30 s. Cost: "
+            "1/2/4 credits per image at 1k/2k/4k, +1 quality. Polishes outputs of the other fashn_ tools."
         ),
         price_text=TIER_PRICE,
     ),
@@ -733,10 +611,9 @@ _MODELS = (
         inputs=ReframeInputs,
         title="FASHN Reframe",
         description=(
-            "Change an image's aspect ratio by intelligently expanding (outpainting) or cropping, e.g. "
-            "4:5 for Instagram, 9:16 for stories, 16:9 for banners. About 30 s. Cost (estimate): 1 credit "
-            "per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode. Use it to cut channel formats from a "
-            "hero shot (e.g. a fashn_tryon_max output)."
+            "Change an image's aspect ratio by outpainting or cropping, e.g. 4:5 feed, 9:16 stories, 16:9"
+            " banners. About 30 s. Cost (estimate): 1/2/4 credits per image at 1k/2k/4k, +1 quality. Cuts"
+            " channel formats from a hero shot."
         ),
         price_text=TIER_PRICE + ESTIMATE,
     ),
@@ -747,9 +624,8 @@ _MODELS = (
         title="FASHN Background Change",
         description=(
             "Replace an image's background with one described in a prompt, keeping the subject and "
-            "harmonising the light. About 30 s. Cost (estimate): 1 credit per image at 1k, 2 at 2k, 4 at "
-            "4k, +1 in quality mode. Use it to place on-model shots in locations; for a transparent "
-            "cut-out use fashn_background_remove."
+            "matching the light. About 30 s. Cost (estimate): 1/2/4 credits per image at 1k/2k/4k, +1 "
+            "quality. For a transparent cut-out use fashn_background_remove."
         ),
         price_text=TIER_PRICE + ESTIMATE,
     ),
@@ -759,8 +635,8 @@ _MODELS = (
         inputs=BackgroundRemoveInputs,
         title="FASHN Background Remove",
         description=(
-            "Cut the main subject out onto a transparent background (PNG), e.g. for marketplaces or "
-            "compositing. About 15 s. Cost (estimate): 1 credit per image."
+            "Cut the main subject out onto a transparent background (PNG), e.g. for marketplaces. About "
+            "15 s. Cost (estimate): 1 credit per image."
         ),
         price_text="1 credit per image" + ESTIMATE,
     ),
@@ -770,10 +646,9 @@ _MODELS = (
         inputs=ImageToVideoInputs,
         title="FASHN Image to Video",
         description=(
-            "Animate one image into a short fashion clip (MP4) with tasteful camera work and model "
-            "movement; optionally ending on end_image. 5 or 10 s long; takes from about a minute to "
-            "several minutes (longer for 10 s and 1080p). Cost: 1 credit at 480p, 3 at 720p, 6 at 1080p "
-            "(the default), doubled for 10 s. Animate a finished still, e.g. a fashn_tryon_max output."
+            "Animate an image into a 5 or 10 s fashion clip (MP4) with camera work and model movement, "
+            "optionally ending on end_image. One to several minutes. Cost: 1/3/6 credits at "
+            "480p/720p/1080p (default), doubled for 10 s."
         ),
         price_text="1 credit per video at 480p, 3 at 720p, 6 at 1080p (default); doubled for 10 s",
     ),
@@ -783,10 +658,10 @@ _MODELS = (
         inputs=PackshotInputs,
         title="FASHN Packshot",
         description=(
-            "Turn a product photo into a clean commercial packshot (studio-style product image), "
-            "optionally styled by a prompt or a style reference image. About 30 s. Cost (estimate): "
-            "1 credit per image at 1k, 2 at 2k, 4 at 4k, +1 in quality mode. Clean packshots also make "
-            "better product_image inputs for fashn_product_to_model and fashn_tryon_max."
+            "Turn a product photo into a clean commercial packshot, optionally styled by a prompt or a "
+            "style reference. About 30 s. Cost (estimate): 1/2/4 credits per image at 1k/2k/4k, +1 "
+            "quality. Packshots make better product_image inputs for fashn_product_to_model and "
+            "fashn_tryon_max."
         ),
         price_text=TIER_PRICE + ESTIMATE,
     ),

@@ -30,18 +30,18 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import anyio
 import httpx
-from pydantic import BaseModel, Field, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, create_model, field_validator
 
 from server.errors import AuthError, BadResponse, ErrorText, InputError, ProviderError, ProviderRejected
 from server.http import error_body, json_body
 from server.media import ImageResolver
 from server.models import JobError, RemoteOutput, utcnow
-from server.policy import Limits, RateWindow
+from server.policy import MAX_IMAGE_REF_CHARS, MAX_TEXT_CHARS, Limits, RateWindow
 from server.providers.base import (
     ImageRef,
     OperationsListener,
@@ -105,43 +105,87 @@ _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "i
 
 GENERATE_TITLE = "Generation API: generate"
 GENERATE_DESCRIPTION = (
-    "Run one tool of the self-hosted Generation API on uploaded images (multipart upload), as a durable "
-    "job. `tool` is a value from genapi_tools (e.g. fashion_swap), `images` maps the API's file field "
-    'names to image references (e.g. {"clothes": "~/dress.png", "person": "~/model.png"}), '
-    "`generation_type` optionally picks one of the tool's generation types. Image references may be "
-    "local paths, data: URIs or callsheet:// outputs; URLs are refused (the API takes files). "
-    "Outputs: [0] the stock (full) image, [1] the preview. Cost: the Generation API is self-hosted and "
-    "publishes no credit prices, so callsheet shows no credit estimate; an identical repeat call spends "
-    "nothing."
+    "Run a tool of the self-hosted Generation API (genapi_tools lists them) on uploaded images, as a "
+    "durable job. Images are uploaded as files: local paths, data: URIs or callsheet:// outputs, not "
+    "URLs. Outputs: [0] the full image, [1] the preview. Cost: self-hosted, no credit prices."
 )
 TOOLS_DESCRIPTION = (
-    "The tools this Generation API offers right now (group_tool, tool, title) and each tool's generation "
-    "types, as discovered from the API (cached, refreshed in the background). Use a `tool` value in "
-    "genapi_generate. Read-only, costs no credits; `refresh: true` fetches the list again now."
+    "The tools this Generation API offers (group_tool, tool, title) and their generation types, for "
+    "genapi_generate; cached and refreshed in the background. Costs nothing."
 )
 
 
 # --- Tool arguments -----------------------------------------------------------------------------
 
 
-class GenerateInputs(ProviderInputs):
-    """`genapi_generate`'s arguments. Once tools are discovered, `tool` becomes an enum of them."""
+def _pairs(key: str, value: str) -> BeforeValidator:
+    """A map also given as a list of `{key: name, value: v}` objects: the form a strict JSON Schema can
+    express (a map's keys cannot be declared), and the form the tool publishes."""
 
-    tool: str = Field(description="The tool to run: a `tool` value listed by genapi_tools.")
-    images: dict[str, ImageRef] = Field(
+    def to_map(given: Any) -> Any:
+        if not isinstance(given, list):
+            return given
+        found: dict[Any, Any] = {}
+        for n, item in enumerate(given):
+            if not isinstance(item, dict) or set(item) != {key, value}:
+                raise ValueError(f'item {n} must be {{"{key}": ..., "{value}": ...}}')
+            if item[key] in found:
+                raise ValueError(f"{key} {item[key]!r} is given twice")
+            found[item[key]] = item[value]
+        return found
+
+    return BeforeValidator(to_map)
+
+
+IMAGES_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "field": {
+                "type": "string",
+                "maxLength": MAX_TEXT_CHARS,
+                "description": "The API's file field, e.g. clothes.",
+            },
+            "image": {"type": "string", "maxLength": MAX_IMAGE_REF_CHARS, "description": "Image reference."},
+        },
+        "required": ["field", "image"],
+        "additionalProperties": False,
+    },
+}
+FIELDS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+            "value": {"type": ["string", "number", "boolean"], "maxLength": MAX_TEXT_CHARS},
+        },
+        "required": ["name", "value"],
+        "additionalProperties": False,
+    },
+}
+
+
+class GenerateInputs(ProviderInputs):
+    """`genapi_generate`'s arguments. Once tools are discovered, `tool` becomes an enum of them.
+
+    `images` and `fields` are maps, published as lists of pairs (`_pairs`); a map is accepted too."""
+
+    tool: str = Field(description="A tool listed by genapi_tools, e.g. fashion_swap.")
+    images: Annotated[dict[str, ImageRef], _pairs("field", "image"), WithJsonSchema(IMAGES_SCHEMA)] = Field(
         min_length=1,
-        description="Image files to upload, by the API's multipart field name, e.g. "
-        '{"clothes": "~/shoots/dress.png", "person": "~/shoots/model.png"} for fashion_swap. Each value '
-        "is a local file path, a data:image/...;base64 URI or a callsheet://jobs/{id}/outputs/{n} output.",
+        description='Files to upload, e.g. [{"field": "clothes", "image": "~/dress.png"}, '
+        '{"field": "person", "image": "~/model.png"}] for fashion_swap.',
     )
     generation_type: str | None = Field(
-        default=None,
-        description="One of the tool's generation types (genapi_tools lists them); omit for the default.",
+        default=None, description="One of the tool's generation types; omit for the default."
     )
-    fields: dict[str, str | int | float | bool] | None = Field(
-        default=None,
-        description="Extra text form fields the tool takes (e.g. a prompt), sent as they are named.",
-    )
+    fields: (
+        Annotated[dict[str, str | int | float | bool], _pairs("name", "value"), WithJsonSchema(FIELDS_SCHEMA)]
+        | None
+    ) = Field(default=None, description="Extra text form fields the tool takes (e.g. a prompt).")
 
     @field_validator("images")
     @classmethod
@@ -174,16 +218,20 @@ def _check_field_name(name: str, what: str) -> None:
 
 
 @functools.lru_cache(maxsize=16)
+def _plain(name: str) -> str:
+    return re.sub(r"[\W_]+", "", name).lower()
+
+
 def generate_inputs(tools: tuple[str, ...], described: str = "") -> type[GenerateInputs]:
     """The arguments model with `tool` restricted to the discovered values (the schema's enum)."""
     if not tools:
         return GenerateInputs
     choices = cast(Any, Literal)[tools]
-    description = "The tool to run (discovered from the API; genapi_tools lists titles and types)"
+    description = "A tool discovered from the API (genapi_tools lists their types)"
     model = create_model(
         "GenApiGenerateInputs",
         __base__=GenerateInputs,
-        tool=(choices, Field(description=f"{description}: {described or ', '.join(tools)}.")),
+        tool=(choices, Field(description=f"{description}: {described}." if described else f"{description}.")),
     )
     return model
 
@@ -211,6 +259,7 @@ class DiscoveredTool:
 class GenApi(Provider):
     name = "genapi"
     title = "The Generation API"
+    badge = ("GA", "#1d4ed8")
     key_var = "GENAPI_API_KEY"
     url_var = "GENAPI_BASE_URL"
     default_base_url = "http://localhost:8000"
@@ -240,8 +289,9 @@ class GenApi(Provider):
 
     def operations(self) -> list[OperationSpec]:
         """The one operation, with an input model that matches the tools discovered so far."""
+        # Only the titles that say more than the tool's name (the enum lists the names).
         described = ", ".join(
-            t.tool if t.title in ("", t.tool) else f"{t.tool} ({t.title})" for t in self._tools.values()
+            f"{t.tool} ({t.title})" for t in self._tools.values() if _plain(t.title) != _plain(t.tool)
         )
         inputs = generate_inputs(tuple(self._tools), described[:1500])
         return [

@@ -102,6 +102,7 @@ class _Envelope:
 class NeoFashion(Provider):
     name = "neofashion"
     title = "neo-fashion"
+    badge = ("nf", "#be185d")
     key_var = "NEOFASHION_API_KEY"
     url_var = "NEOFASHION_BASE_URL"
     default_base_url = "https://app.neofashion.ai/api/v1"

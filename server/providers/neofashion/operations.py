@@ -66,11 +66,8 @@ VIDEO_PRICE = f"{VIDEO_CREDITS_PER_5_SECONDS} credits per 5 s of video (estimate
 SKETCH_PRICE = f"{SKETCH_CREDITS} credits per photo (estimate: no published price)"
 BULK_PRICE = f"{BULK_CREDITS_PER_ITEM} credits per item, charged for every item when the batch is accepted"
 
-IMAGE_URL_NOTE = (
-    "neo-fashion takes images by URL only: give a public http(s) URL, or an earlier callsheet output "
-    "(callsheet://jobs/{job_id}/outputs/{n}) that still has its provider URL. Local files and data: URIs "
-    "are refused: upload the file somewhere public first."
-)
+IMAGE_URL_NOTE = "Image URL."
+URLS_ONLY = "Images: URLs only (see the server's conventions)."
 
 AspectRatio = Literal["1:1", "4:5", "3:4", "2:3", "9:16", "16:9", "4:3", "3:2"]
 VideoAspectRatio = Literal["9:16", "16:9", "1:1", "4:5"]
@@ -85,37 +82,31 @@ PersonaIdField = Annotated[
     str | None,
     Field(
         min_length=1,
-        description="Optional id of a workspace persona (a saved model identity, e.g. 'per_ava') to appear "
-        "in the result; neofashion_personas lists them. No effect on cost.",
+        description="A workspace persona (saved identity, e.g. 'per_ava'); neofashion_personas lists them.",
     ),
 ]
 ModelIdField = Annotated[
     str | None,
     Field(
         min_length=1,
-        description="Optional id of a custom trained model of this workspace (e.g. a brand's product or "
-        "style model); neofashion_models lists them and their training status. No effect on cost.",
+        description="A custom trained model of the workspace; neofashion_models lists them.",
     ),
 ]
 AspectRatioField = Annotated[
     AspectRatio | None,
-    Field(
-        description="Output aspect ratio (width:height): 1:1, 4:5 (PDP, Instagram feed), 3:4, 2:3, 9:16 "
-        "(stories), 16:9 (banners), 4:3 or 3:2. Omit for neo-fashion's default. No effect on cost."
-    ),
+    Field(description="Width:height, e.g. 4:5 (PDP, feed), 9:16 (stories), 16:9 (banners)."),
 ]
 
 
 class ImageInputs(NeoFashionInputs):
     prompt: str = Field(
         min_length=1,
-        description="What to photograph, in plain words: product, model, pose, setting, light and mood, "
-        "e.g. 'linen shirt dress on a model walking through a sunlit courtyard, soft morning light'.",
+        description="What to photograph: product, model, pose, setting, light, e.g. 'linen dress on a "
+        "model in a sunlit courtyard'.",
     )
     image_url: ImageRef | None = Field(
         default=None,
-        description="Optional photo of the product (garment, shoes, bag, accessory) to feature. "
-        + IMAGE_URL_NOTE,
+        description="The product to feature. " + IMAGE_URL_NOTE,
     )
     persona_id: PersonaIdField = None
     model_id: ModelIdField = None
@@ -130,47 +121,40 @@ class BulkInputs(NeoFashionInputs):
     items: list[BulkItem] = Field(
         min_length=1,
         max_length=MAX_BULK_ITEMS,
-        description=f"The images to generate, 1-{MAX_BULK_ITEMS} items, each with the arguments of "
-        "neofashion_image: prompt (required), image_url, persona_id, model_id, aspect_ratio. "
-        f"Each item costs {BULK_CREDITS_PER_ITEM} credits and becomes its own job.",
+        description="The images, each with neofashion_image's arguments; each item is its own job.",
     )
 
 
 class VideoInputs(NeoFashionInputs):
     prompt: str = Field(
         min_length=1,
-        description="The clip to make: subject, motion and camera, e.g. 'model turns slowly to show the "
-        "back of the coat, gentle push-in, studio light'.",
+        description="Subject, motion and camera, e.g. 'model turns to show the back of the coat, slow "
+        "push-in'.",
     )
     image_url: ImageRef | None = Field(
         default=None,
-        description="Optional still to animate (it becomes the first frame), e.g. an earlier "
-        "neofashion_image output. " + IMAGE_URL_NOTE,
+        description="Still to animate (the first frame). " + IMAGE_URL_NOTE,
     )
     persona_id: PersonaIdField = None
     model_id: ModelIdField = None
     aspect_ratio: VideoAspectRatio | None = Field(
         default=None,
-        description="Video aspect ratio: 9:16 (stories, reels), 16:9, 1:1 or 4:5. Omit for neo-fashion's "
-        "default. No effect on cost.",
+        description="Width:height, e.g. 9:16 (reels) or 16:9.",
     )
     duration: Literal[5, 10] | None = Field(
         default=None,
-        description=f"Clip length in seconds: 5 (default) or 10. Estimated {VIDEO_CREDITS_PER_5_SECONDS} "
-        "credits per 5 s, so 10 s doubles the cost and takes longer.",
+        description="5 (default) or 10 seconds; 10 doubles the cost.",
     )
 
 
 class SketchToPhotoInputs(NeoFashionInputs):
     sketch_url: ImageRef = Field(
-        description="The design sketch or flat drawing to turn into a campaign-quality photo. "
-        + IMAGE_URL_NOTE,
+        description="The sketch or flat drawing. " + IMAGE_URL_NOTE,
     )
     prompt: str | None = Field(
         default=None,
         min_length=1,
-        description="Optional direction for the photo: fabric, colours, model, setting, e.g. 'in washed "
-        "indigo denim, on a model in an industrial loft'. No effect on cost.",
+        description="Fabric, colours, model, setting, e.g. 'washed indigo denim, industrial loft'.",
     )
     persona_id: PersonaIdField = None
     model_id: ModelIdField = None
@@ -180,19 +164,18 @@ class SketchToPhotoInputs(NeoFashionInputs):
 class GenerationsQuery(NeoFashionInputs):
     status: GenerationStatus | None = Field(
         default=None,
-        description="Only generations in this state: queued, processing, completed or failed. Omit for all.",
+        description="Only generations in this state; omit for all.",
     )
     page: int | None = Field(
         default=None,
         ge=1,
-        description="Page number, from 1 (the default; newest generations first). The result's next_page "
-        "says which page to ask for next.",
+        description="Page from 1 (default, newest first); the result's next_page gives the next.",
     )
     limit: int | None = Field(
         default=None,
         ge=1,
         le=100,
-        description="Generations per page, 1-100 (default 20).",
+        description="Generations per page (default 20).",
     )
 
 
@@ -216,12 +199,10 @@ _OPERATIONS = (
         inputs=ImageInputs,
         title="neo-fashion Product Photo",
         description=(
-            "Generate one product photo with neo-fashion.ai from a prompt, optionally featuring a product "
-            "photo (image_url), a workspace persona (persona_id) or a custom trained model (model_id). "
-            f"Typically 10-40 s. Cost: {IMAGE_CREDITS} credits per image (the price in neo-fashion's "
-            "documented example), debited when the generation starts and refunded automatically if "
-            "neo-fashion's AI provider fails. For many images at once use neofashion_bulk; animate a "
-            "result with neofashion_video."
+            "Generate a product photo with neo-fashion.ai from a prompt, optionally featuring a product "
+            "photo, a workspace persona or a custom trained model. About 10-40 s. "
+            f"Cost: {IMAGE_CREDITS} credits per image (neo-fashion's documented example), refunded if its "
+            "AI provider fails. Many at once: neofashion_bulk; animate with neofashion_video. " + URLS_ONLY
         ),
         price_text=IMAGE_PRICE,
     ),
@@ -231,11 +212,10 @@ _OPERATIONS = (
         inputs=VideoInputs,
         title="neo-fashion Fashion Video",
         description=(
-            "Generate a short fashion video (MP4) with neo-fashion.ai from a prompt, optionally animating "
-            "a still (image_url), with a persona or custom model. 5 or 10 s long; takes one to several "
-            f"minutes. Cost (estimate, no published price): {VIDEO_CREDITS_PER_5_SECONDS} credits per 5 s "
-            "(400 for 10 s), refunded automatically if neo-fashion's AI provider fails. Needs a plan that "
-            "includes video: a FORBIDDEN answer means the plan lacks it."
+            "Generate a 5 or 10 s fashion video (MP4) with neo-fashion.ai from a prompt, optionally "
+            "animating a still, with a persona or custom model. One to several minutes. Cost (estimate): "
+            f"{VIDEO_CREDITS_PER_5_SECONDS} credits per 5 s, refunded if its AI provider fails. Needs a "
+            "plan with video (FORBIDDEN otherwise). " + URLS_ONLY
         ),
         price_text=VIDEO_PRICE,
     ),
@@ -245,12 +225,11 @@ _OPERATIONS = (
         inputs=BulkInputs,
         title="neo-fashion Bulk Generation",
         description=(
-            "Generate many product photos in one asynchronous neo-fashion.ai batch: each item takes the "
-            "arguments of neofashion_image and becomes its own job (listed in the batch job's outputs as "
-            f"they finish). Cost: {BULK_CREDITS_PER_ITEM} credits per item, all debited when the batch is "
-            "accepted; items that fail at neo-fashion's AI provider are refunded. The batch job ends when "
-            "every item has: failed with batch_incomplete if any item failed, keeping the others' outputs. "
-            f"Up to {MAX_BULK_ITEMS} items per call; check the total and the balance (credits) first."
+            f"Generate up to {MAX_BULK_ITEMS} product photos in one neo-fashion.ai batch: each item takes "
+            "neofashion_image's arguments and becomes its own job, listed in the batch job's outputs as it "
+            f"finishes. Cost: {BULK_CREDITS_PER_ITEM} credits per item, all debited when accepted; failed "
+            "items are refunded. The batch fails with batch_incomplete if any item failed, keeping the "
+            "others' outputs. " + URLS_ONLY
         ),
         price_text=BULK_PRICE,
     ),
@@ -261,9 +240,8 @@ _OPERATIONS = (
         title="neo-fashion Sketch to Photo",
         description=(
             "Turn a design sketch or flat drawing into a campaign-quality photo with neo-fashion.ai, "
-            "optionally directed by a prompt, a persona or a custom model. Typically 15-45 s. Cost "
-            f"(estimate, no published price): {SKETCH_CREDITS} credits per photo, refunded automatically "
-            "if neo-fashion's AI provider fails."
+            "optionally directed by a prompt, a persona or a custom model. About 15-45 s. Cost "
+            f"(estimate): {SKETCH_CREDITS} credits per photo, refunded if its AI provider fails. " + URLS_ONLY
         ),
         price_text=SKETCH_PRICE,
     ),
@@ -281,10 +259,8 @@ QUERIES: dict[str, QuerySpec] = {
             inputs=GenerationsQuery,
             title="neo-fashion Generations",
             description=(
-                "List this workspace's neo-fashion generations, newest first, one page at a time: id, type, "
-                "status, prompt, output_url, credits_used, error. Optional filter by status. Read-only, "
-                "costs nothing. Generations made through callsheet are also jobs (jobs_list, job_status); "
-                "this shows what the workspace did elsewhere too."
+                "This workspace's neo-fashion generations, newest first, a page at a time (also those "
+                "made outside callsheet). Costs nothing."
             ),
         ),
         QuerySpec(
@@ -292,9 +268,8 @@ QUERIES: dict[str, QuerySpec] = {
             inputs=NoArguments,
             title="neo-fashion Personas",
             description=(
-                "List the workspace's personas (saved model identities) with their ids, to pass as "
-                "persona_id to neofashion_image, neofashion_video, neofashion_bulk items or "
-                "neofashion_sketch_to_photo for a consistent face across a shoot. Read-only, costs nothing."
+                "The workspace's personas (saved model identities): their ids are the persona_id of the "
+                "neofashion_ tools, for one face across a shoot. Costs nothing."
             ),
         ),
         QuerySpec(
