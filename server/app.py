@@ -46,7 +46,7 @@ from tools.common import caller, caller_of, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 from tools.shoots import register_shoot_tools
-from tools.surface import server_icons
+from tools.surface import server_icons, views
 
 CONVENTIONS = f"""\
 callsheet runs fashion photo and video generation as durable jobs. What every generation tool shares:
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         "callsheet",
         title="callsheet: fashion photo and video shoots",
         icons=server_icons(),
+        extensions=[views()],
         version=__version__,
         instructions=CONVENTIONS,
         lifespan=lifespan,
@@ -381,6 +382,28 @@ def _register_resources(app: MCPServer) -> None:
                 f"Shoot {shoot_id} has no contact sheet yet; it is written when the shoot ends."
             )
         return await anyio.Path(path).read_bytes()
+
+    @app.resource(
+        "callsheet://jobs/{job_id}/outputs/{n}/thumbnail",
+        name="job-output-thumbnail",
+        description="A small JPEG of an image output (at most 512 px, under 100 KB), for previews.",
+        mime_type="image/jpeg",
+    )
+    async def thumbnail_resource(job_id: str, n: str, ctx: Context) -> bytes:
+        svc = services(ctx)
+        try:
+            record = await svc.engine.get(job_id, caller=caller(ctx).id)
+            svc.media.output_file(record, int(n))  # there is such an output, and its file is there
+            thumb = await anyio.to_thread.run_sync(svc.media.thumbnail, record.outputs[int(n)])
+        except (NotFound, ValueError) as exc:
+            raise ResourceNotFoundError(f"No output {n} for job {job_id}: {exc}") from None
+        except CallsheetError as exc:
+            raise ResourceError(exc.message) from None
+        if thumb is None:
+            raise ResourceNotFoundError(
+                f"Output {n} of job {job_id} is not an image: read callsheet://jobs/{job_id}/outputs/{n}."
+            )
+        return thumb[0]
 
     @app.resource(
         "callsheet://jobs/{job_id}/outputs/{n}",

@@ -18,6 +18,10 @@ CELL = 256
 CAPTION = 40
 COLUMNS = 4
 HEADER_AT = (12, 12)
+LINE_HEIGHT = 26
+"""Of the shoot's name in the PNG header (its font is 20 px)."""
+LOOK_CSS = Path(__file__).with_name("look.css")
+"""callsheet's look, shared with the board in the chat."""
 CAPTION_SIZE = 13
 
 
@@ -42,6 +46,7 @@ def _tiles(shoot: Shoot) -> list[dict[str, Any]]:
                         "path": Path(output.path),
                         "mime": output.mime_type,
                         "size": f"{output.width}x{output.height}" if output.width else "",
+                        "image": _thumb(Path(output.path)),
                     }
                 )
     return tiles
@@ -76,26 +81,48 @@ def _thumb(path: Path) -> Image.Image | None:
         return None
 
 
+def header_lines(name: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> list[str]:
+    """The shoot's name in lines that fit `width`, broken between words where it can be (inside a
+    word too long for a line), so that the whole name is drawn, never cut off at the edge."""
+    lines: list[str] = []
+    line = ""
+    for word in name.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if font.getlength(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for char in word:
+            if line and font.getlength(line + char) > width:
+                lines.append(line)
+                line = ""
+            line += char
+    return [*lines, line]
+
+
 def render(shoot: Shoot, prompts: dict[str, str]) -> tuple[str, bytes]:
     """(HTML, PNG bytes) for the shoot's outputs, in plan order."""
     tiles = _tiles(shoot)
-    font = ImageFont.load_default(size=CAPTION_SIZE)
+    return _page(shoot, tiles, prompts), _grid(shoot, tiles)
+
+
+def _grid(shoot: Shoot, tiles: list[dict[str, Any]]) -> bytes:
+    font, big = ImageFont.load_default(size=CAPTION_SIZE), header_font()
+    status = f"{shoot.status.value} | {credits_text(shoot.credits_used)}"
+    width = COLUMNS * CELL
+    lines = header_lines(shoot.name, big, width - 2 * HEADER_AT[0] - font.getlength(status) - 24)
+    header = HEADER_AT[1] + LINE_HEIGHT * len(lines) + 12
     rows = max(1, -(-len(tiles) // COLUMNS))
-    header = 48
-    grid = Image.new("RGB", (COLUMNS * CELL, header + rows * (CELL + CAPTION)), "white")
+    grid = Image.new("RGB", (width, header + rows * (CELL + CAPTION)), "white")
     draw = ImageDraw.Draw(grid)
-    draw.text(HEADER_AT, shoot.name, fill="black", font=header_font())
-    draw.text(
-        (COLUMNS * CELL - 12, HEADER_AT[1] + 4),
-        f"{shoot.status.value} | {credits_text(shoot.credits_used)}",
-        fill="dimgray",
-        font=font,
-        anchor="ra",
-    )
-    cards = []
+    for k, line in enumerate(lines):
+        draw.text((HEADER_AT[0], HEADER_AT[1] + k * LINE_HEIGHT), line, fill="black", font=big)
+    draw.text((width - 12, HEADER_AT[1] + 4), status, fill="dimgray", font=font, anchor="ra")
     for k, tile in enumerate(tiles):
         x, y = (k % COLUMNS) * CELL, header + (k // COLUMNS) * (CELL + CAPTION)
-        image = _thumb(tile["path"])
+        image = tile["image"]
         if image is not None:
             grid.paste(image, (x + (CELL - image.width) // 2, y + (CELL - image.height) // 2))
         else:
@@ -105,44 +132,60 @@ def render(shoot: Shoot, prompts: dict[str, str]) -> tuple[str, bytes]:
             (x + 6, y + CELL + 4), f"{tile['step']} #{tile['item']}.{tile['n']}", fill="black", font=font
         )
         draw.text((x + 6, y + CELL + 20), f"{tile['tool']} {tile['size']}", fill="dimgray", font=font)
-        thumb = io.BytesIO()
-        if image is not None:
-            image.save(thumb, format="JPEG", quality=80)
-        src = "data:image/jpeg;base64," + base64.b64encode(thumb.getvalue()).decode() if image else ""
-        prompt = prompts.get(tile["step"], "")
-        cards.append(
-            f'<figure><a href="{html.escape(tile["path"].as_uri())}">'
-            + (
-                f'<img src="{src}" alt="{html.escape(tile["step"])}">'
-                if src
-                else f"<div class=ph>{html.escape(tile['mime'])}</div>"
-            )
-            + f"</a><figcaption><b>{html.escape(tile['step'])}</b> #{tile['item']}.{tile['n']} "
-            f"<code>{html.escape(tile['tool'])}</code> {html.escape(tile['size'])}"
-            + (f" - {credits_text(tile['credits'])}" if tile["credits"] is not None else "")
-            + (f"<br><i>{html.escape(prompt)}</i>" if prompt else "")
-            + "</figcaption></figure>"
-        )
-    steps = "".join(
-        f"<li><b>{html.escape(s.id)}</b>: {s.status.value}"
-        + (f" ({html.escape(s.note)})" if s.note else "")
-        + "</li>"
-        for s in shoot.steps
-    )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(shoot.name)} - contact sheet</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px}}main{{display:flex;flex-wrap:wrap;gap:16px}}
-figure{{width:{CELL}px;margin:0}}img{{max-width:{CELL}px;max-height:{CELL}px;display:block}}
-.ph{{width:{CELL}px;height:{CELL}px;border:1px solid #ccc;display:grid;place-items:center}}
-figcaption{{font-size:12px}}</style></head>
-<body><h1>{html.escape(shoot.name)}</h1>
-<p>Status <b>{shoot.status.value}</b> - {credits_text(shoot.credits_used)} used
-(estimate {shoot.credits_estimate:g}) - {len(tiles)} outputs - shoot {html.escape(shoot.shoot_id)}</p>
-<ul>{steps}</ul><main>{"".join(cards)}</main></body></html>
-"""
     png = io.BytesIO()
     grid.save(png, format="PNG", optimize=True)
-    return page, png.getvalue()
+    return png.getvalue()
+
+
+def _page(shoot: Shoot, tiles: list[dict[str, Any]], prompts: dict[str, str]) -> str:
+    """The page, in the board's look (server/look.css): the steps with their state, then the outputs of
+    each step as a grid of thumbnails linking to the files."""
+    e = html.escape
+    rows = []
+    for step in shoot.steps:
+        prompt = prompts.get(step.id, "")
+        rows.append(
+            f'<li><span class="step-name">{e(step.id)}</span><span class="step-tool">{e(step.tool)}</span>'
+            f'<span class="pill s-{step.status.value}">{e(step.status.value)}</span>'
+            + (f'<div class="note">{e(step.note)}</div>' if step.note else "")
+            + (f'<div class="note"><i>{e(prompt)}</i></div>' if prompt else "")
+            + "</li>"
+        )
+    groups = []
+    for step in shoot.steps:
+        cards = [_card(tile) for tile in tiles if tile["step"] == step.id]
+        if cards:
+            groups.append(f'<h2>{e(step.id)}</h2><div class="grid">{"".join(cards)}</div>')
+    look = LOOK_CSS.read_text(encoding="utf-8")
+    state = f'<span class="pill s-{shoot.status.value}">{e(shoot.status.value)}</span>'
+    used = f"{credits_text(shoot.credits_used)} used of ~{credits_text(shoot.credits_estimate)} estimated"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(shoot.name)} - contact sheet</title><style>{look}
+.grid {{ grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); }}
+.caption {{ white-space: normal; }}</style></head>
+<body><main><header><h1>{e(shoot.name)}</h1>{state}
+<div class="meta">{used} - {len(tiles)} outputs - shoot {e(shoot.shoot_id)}</div></header>
+<ol class="steps">{"".join(rows)}</ol>{"".join(groups)}</main></body></html>
+"""
+
+
+def _card(tile: dict[str, Any]) -> str:
+    e = html.escape
+    thumb = io.BytesIO()
+    if tile["image"] is not None:
+        tile["image"].save(thumb, format="JPEG", quality=80)
+        src = "data:image/jpeg;base64," + base64.b64encode(thumb.getvalue()).decode()
+        inner = f'<img src="{src}" alt="{e(tile["step"])} #{tile["item"]}.{tile["n"]}">'
+    else:
+        inner = f'<span class="kind">{e(tile["mime"])}</span>'
+    credits = f" - {credits_text(tile['credits'])}" if tile["credits"] is not None else ""
+    return (
+        f'<figure class="cell"><a class="tile" href="{e(tile["path"].as_uri())}">{inner}</a>'
+        f'<figcaption class="caption"><b>{e(tile["step"])}</b> #{tile["item"]}.{tile["n"]} '
+        f"<code>{e(tile['tool'])}</code> {e(tile['size'])}{credits}</figcaption></figure>"
+    )
 
 
 def step_prompts(plan: dict[str, Any]) -> dict[str, str]:

@@ -183,6 +183,7 @@ STEP_TERMINAL = frozenset(set(StepStatus) - STEP_ACTIVE)
 
 class StepView(BaseModel):
     id: str = Field(description="Step id.")
+    tool: str = Field(description="The step's generation tool.")
     status: StepStatus = Field(description="waiting, running, succeeded, failed, skipped or canceled.")
     jobs: list[Job] = Field(description="The step's jobs with their outputs and errors.")
     note: str | None = Field(default=None, description="Why the step was skipped or failed.")
@@ -218,6 +219,7 @@ class StepState(BaseModel):
     )
     job_ids: list[str] = Field(default_factory=list, description="The step's jobs, in item order.")
     note: str | None = Field(default=None, description="Why the step was skipped or failed.")
+    force: bool = Field(default=False, description="Its jobs are fresh generations (a repeat with force).")
 
 
 class ShootRecord(BaseModel):

@@ -30,7 +30,7 @@ _STEP_ID = r"^[A-Za-z][\w-]{0,63}$"
 
 
 class Step(BaseModel):
-    """One step of a shoot: a generation tool and its arguments, optionally fanned out."""
+    """One step: a generation tool, its arguments, optionally fanned out."""
 
     id: str = Field(pattern=_STEP_ID, description="Unique step name, used in references: @<id>.outputs[n].")
     tool: str = Field(max_length=100, description="A generation tool, e.g. fashn_tryon_max.")

@@ -309,7 +309,48 @@ class ShootRunner:
                     await self.engine.cancel(job_id)
         return record
 
+    async def repeat_step(
+        self, shoot_id: str, step_id: str, *, force: bool = False, caller: str | None = None
+    ) -> ShootRecord:
+        """Run a step of an ended shoot again, and the steps after it that did not succeed.
+
+        Its jobs are submitted again: one that failed or was canceled is tried again, one that succeeded
+        is the same job at no cost, unless `force` asks for fresh generations (paid again).
+        """
+        record = await self.get(shoot_id, caller=caller)
+        if record.status in SHOOT_ACTIVE:
+            raise InputError(
+                "shoot_id", "the shoot is still running.", "Wait for it to end (or cancel it), then repeat."
+            )
+        steps = {s.id: s for s in ShootPlan.model_validate(record.plan).steps}
+        if step_id not in steps:
+            raise InputError(
+                "step_id", f"the shoot has no step {step_id!r}.", f"Its steps: {', '.join(steps)}."
+            )
+        again = {step_id}
+        while True:  # the steps that build on it, directly or not (plan order is free)
+            later = {s.id for s in steps.values() if _dependencies(s.args, s.for_each) & again} - again
+            if not later:
+                break
+            again |= later
+        done = {s.id for s in record.steps if s.status is StepStatus.SUCCEEDED} - {step_id}
+
+        def repeated(current: ShootRecord) -> ShootRecord | None:
+            if current.status in SHOOT_ACTIVE:
+                return None
+            fresh = [
+                StepState(id=s.id, force=force and s.id == step_id) if s.id in again - done else s
+                for s in current.steps
+            ]
+            return current.model_copy(update={"status": ShootStatus.RUNNING, "note": None, "steps": fresh})
+
+        record = await self._change(shoot_id, repeated)
+        if record.status in SHOOT_ACTIVE:
+            self._spawn(shoot_id)
+        return record
+
     async def view(self, record: ShootRecord) -> Shoot:
+        tools = {step.get("id"): step.get("tool") for step in record.plan.get("steps", [])}
         steps = []
         total = finished = 0
         credits = 0.0
@@ -323,7 +364,8 @@ class ShootRunner:
                 credits += job.credits_used or 0.0
                 finished += job.status in TERMINAL
             total += max(len(step.job_ids), 1)
-            steps.append(StepView(id=step.id, status=step.status, jobs=jobs, note=step.note))
+            tool = str(tools.get(step.id, ""))
+            steps.append(StepView(id=step.id, tool=tool, status=step.status, jobs=jobs, note=step.note))
         folder = Path(record.folder)
         png, html = folder / "contact-sheet.png", folder / "contact-sheet.html"
         done = record.status not in SHOOT_ACTIVE
@@ -455,7 +497,12 @@ class ShootRunner:
                     continue  # submitted before a restart; its job goes on by itself
                 try:
                     job = await self.engine.submit(
-                        provider, operation, _as_dict(args), shoot_id=shoot_id, caller=record.caller
+                        provider,
+                        operation,
+                        _as_dict(args),
+                        force=_state(record, step_id).force,
+                        shoot_id=shoot_id,
+                        caller=record.caller,
                     )
                 except CallsheetError as exc:
                     await self._step_to(shoot_id, step_id, StepStatus.FAILED, f"item {n}: {exc.message}")

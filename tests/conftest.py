@@ -47,6 +47,8 @@ def redis_url(redis_server: RedisServer) -> str:
 # -- shared fixtures: settings in a temporary folder, sample images, fast sandbox services ----------
 
 
+FIXED_RESOURCES = {"callsheet://conventions", "ui://callsheet/shoot-board.html", "ui://callsheet/job.html"}
+"""Resources every caller is offered; the rest of `resources/list` is the caller's own jobs and shoots."""
 TIME_SCALE = 0.002
 FAST_RETRY = RetryPolicy(attempts=4, base=0.005, cap=0.05)
 FAST_POLL = PollPolicy(floor=0.01)

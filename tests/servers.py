@@ -101,3 +101,22 @@ async def serve_on_socket(app: ASGIApp) -> AsyncIterator[int]:
         server.should_exit = True
         await anyio.to_thread.run_sync(thread.join, 10.0)
         assert not thread.is_alive(), "uvicorn did not stop"
+
+
+class HeldClock:
+    """The emulator's clock, which the test can hold still: while held, no prediction ends."""
+
+    def __init__(self) -> None:
+        self.behind = 0.0
+        self.held_at: float | None = None
+
+    def __call__(self) -> float:
+        return self.held_at if self.held_at is not None else time.monotonic() - self.behind
+
+    def hold(self) -> None:
+        self.held_at = self()
+
+    def release(self) -> None:
+        assert self.held_at is not None
+        self.behind = time.monotonic() - self.held_at
+        self.held_at = None

@@ -18,12 +18,10 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextContent
 
 from server.models import Job
+from tests.conftest import FIXED_RESOURCES
 from tests.servers import free_port, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
-
-FIXED_RESOURCES = {"callsheet://conventions"}
-"""Resources listed to every caller (the rest of `resources/list` is the caller's own jobs and shoots)."""
 
 CALL_TIMEOUT = 30.0
 TOKEN = "http-token-5c4b3a"

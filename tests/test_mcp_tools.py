@@ -19,7 +19,7 @@ from server.app import create_app
 from server.config import Settings
 from server.models import Job
 from server.providers.fashn.emulator import FashnEmulator
-from tests.conftest import FAST_POLL, FAST_RETRY
+from tests.conftest import FAST_POLL, FAST_RETRY, FIXED_RESOURCES
 
 pytestmark = pytest.mark.anyio
 
@@ -305,14 +305,12 @@ async def test_resources_list_offers_the_newest_jobs_to_resource_pickers(
     settings, emulator, model_photo, garment, mode
 ) -> None:
     async with connect(settings, emulator, mode) as client:
-        assert [str(r.uri) for r in (await client.list_resources()).resources] == ["callsheet://conventions"]
+        assert {str(r.uri) for r in (await client.list_resources()).resources} == FIXED_RESOURCES
         made = await client.call_tool(
             "fashn_tryon_max", {"model_image": str(model_photo), "product_image": str(garment)}
         )
         job = job_of(made)
-        listed = [
-            r for r in (await client.list_resources()).resources if str(r.uri) != "callsheet://conventions"
-        ]
+        listed = [r for r in (await client.list_resources()).resources if str(r.uri) not in FIXED_RESOURCES]
         assert [str(r.uri) for r in listed] == [f"callsheet://jobs/{job.job_id}"]
         assert listed[0].mime_type == "application/json" and listed[0].title
         assert "fashn tryon_max" in listed[0].title

@@ -13,8 +13,9 @@ from mcp_types import INVALID_PARAMS, TextContent
 
 from server.app import create_app
 from server.config import Settings
-from server.contact_sheet import HEADER_AT, header_font, render
+from server.contact_sheet import HEADER_AT, LINE_HEIGHT, header_font, header_lines, render
 from server.models import JobRecord, JobStatus, new_job_id, utcnow
+from server.plans import ShootPlan
 from server.shoots import ContactSheet, Shoot, ShootStatus
 from tests.test_mcp_tools import connect, job_of, text
 
@@ -161,6 +162,47 @@ def test_the_contact_sheet_header_draws_the_name_as_typed() -> None:
     expected = Image.new("RGB", drawn.size, "white")
     ImageDraw.Draw(expected).text((0, 0), name, fill="black", font=font)
     assert ImageChops.difference(drawn, expected).getbbox() is None  # exactly the name, nothing dropped
+
+
+def test_a_long_shoot_name_is_drawn_whole_on_lines_that_fit() -> None:
+    """The longest name a plan allows, with a word longer than a line: every character is drawn, in
+    order, and no line runs under the status or off the sheet."""
+    name = "Spring-summer 2026 lookbook for the linen capsule " + "x" * 50
+    assert len(name) == ShootPlan.model_fields["name"].metadata[1].max_length  # type: ignore[attr-defined]
+    font = header_font()
+    lines = header_lines(name, font, 300)
+    assert len(lines) > 2 and all(font.getlength(line) <= 300 for line in lines)
+    assert "".join(lines).replace(" ", "") == name.replace(" ", "")  # nothing dropped, in order
+    now = utcnow()
+    shoot = Shoot(
+        shoot_id="s1",
+        name=name,
+        status=ShootStatus.SUCCEEDED,
+        steps=[],
+        credits_used=1,
+        credits_estimate=1,
+        progress=1,
+        folder="/tmp",
+        contact_sheet=ContactSheet(path=None, html=None, uri="callsheet://shoots/s1/contact-sheet"),
+        created_at=now,
+        updated_at=now,
+    )
+    from io import BytesIO
+
+    from PIL import Image, ImageChops, ImageDraw
+
+    _, png = render(shoot, {})
+    with Image.open(BytesIO(png)) as sheet:
+        drawn = sheet.convert("RGB")
+    status_left = drawn.width - 12 - font.getlength("succeeded | 1 credit")
+    for k, line in enumerate(header_lines(name, font, status_left - 2 * HEADER_AT[0] - 24)):
+        _, _, right, bottom = font.getbbox(line)
+        top = HEADER_AT[1] + k * LINE_HEIGHT
+        assert HEADER_AT[0] + right < status_left
+        crop = drawn.crop((HEADER_AT[0], top, HEADER_AT[0] + right + 2, top + bottom + 2))
+        expected = Image.new("RGB", crop.size, "white")
+        ImageDraw.Draw(expected).text((0, 0), line, fill="black", font=font)
+        assert ImageChops.difference(crop, expected).getbbox() is None, line
 
 
 async def test_an_unknown_tool_is_still_the_sdks_answer(settings: Settings, emulator) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from server.sandbox_server import sandbox_app
 from server.store import open_backend
 from tests.conftest import FAST_RETRY
 from tests.redis_server import RedisServer
-from tests.servers import free_port, serve_on_socket, server_env, serving, wait_healthy
+from tests.servers import HeldClock, free_port, serve_on_socket, server_env, serving, wait_healthy
 from tests.test_engine_core import ACCEPTED, DONE, EAGER, Scripted
 
 pytestmark = pytest.mark.anyio
@@ -302,25 +301,6 @@ async def shoot_until_ended(client: Client, shoot_id: str) -> dict[str, Any]:
         shoot = result.structured_content or {}
         if shoot["status"] != "running":
             return shoot
-
-
-class HeldClock:
-    """The emulator's clock, which the test can hold still: while held, no prediction ends."""
-
-    def __init__(self) -> None:
-        self.behind = 0.0
-        self.held_at: float | None = None
-
-    def __call__(self) -> float:
-        return self.held_at if self.held_at is not None else time.monotonic() - self.behind
-
-    def hold(self) -> None:
-        self.held_at = self()
-
-    def release(self) -> None:
-        assert self.held_at is not None
-        self.behind = time.monotonic() - self.held_at
-        self.held_at = None
 
 
 async def test_a_shoot_whose_replica_died_is_taken_over_and_paid_once(tmp_path: Path, redis_url: str) -> None:

@@ -103,7 +103,8 @@ async def test_fan_out_and_references_run_to_a_contact_sheet(settings, emulator,
     with Image.open(view.contact_sheet.path) as sheet:
         assert sheet.width >= 1024
     page = (folder / "contact-sheet.html").read_text()
-    assert page.count("<figure>") == 5 and "editorial model" in page
+    assert page.count('<figure class="cell">') == 5 and "editorial model" in page
+    assert 'class="pill s-succeeded"' in page and "<script" not in page  # the board's look, nothing to run
     assert view.credits_used == 1 + 2 * 2 + 2 * 1
     assert emulator.stats.run_calls == 5
 

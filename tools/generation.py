@@ -28,7 +28,7 @@ from tools.common import (
     tool_errors,
     wait_for,
 )
-from tools.surface import publish
+from tools.surface import JOB_VIEW, publish
 
 GENERATION_ANNOTATIONS = ToolAnnotations(
     read_only_hint=False,
@@ -137,6 +137,7 @@ def register_generation_tools(app: MCPServer, specs: list[tuple[str, OperationSp
             description=op.description,
             annotations=GENERATION_ANNOTATIONS,
             provider=provider,
+            view=JOB_VIEW,
         )
 
 

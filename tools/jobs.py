@@ -19,7 +19,7 @@ from tools.common import (
     services,
     tool_errors,
 )
-from tools.surface import publish
+from tools.surface import JOB_VIEW, publish
 
 JobId = Annotated[str, Field(description="A job_id returned by a generation tool or jobs_list.")]
 
@@ -52,10 +52,8 @@ async def job_wait(
         Literal["all", "any"], Field(description="Return when all jobs have finished, or as soon as any has.")
     ] = "all",
 ) -> Annotated[CallToolResult, WaitResult]:
-    """Wait for one or several jobs, sending progress; returns early when the condition holds.
-
-    Jobs keep running on the server whatever happens to this call: call again to keep waiting.
-    """
+    """Wait for jobs, with progress; returns early when the condition holds. Jobs run on whatever
+    happens to this call: call again to keep waiting."""
     svc = services(ctx)
     result = await svc.engine.wait(
         job_ids,
@@ -103,7 +101,7 @@ async def jobs_list(
 
 
 def register_job_tools(app: MCPServer) -> None:
-    publish(app, job_status, title="Job status", annotations=READ_ONLY)
-    publish(app, job_wait, title="Wait for jobs", annotations=READ_ONLY)
+    publish(app, job_status, title="Job status", annotations=READ_ONLY, view=JOB_VIEW)
+    publish(app, job_wait, title="Wait for jobs", annotations=READ_ONLY, view=JOB_VIEW)
     publish(app, job_cancel, title="Cancel a job", annotations=CANCEL)
     publish(app, jobs_list, title="List jobs", annotations=READ_ONLY)

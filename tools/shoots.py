@@ -14,7 +14,7 @@ from server.plans import ShootPlan, Validation
 from server.policy import CONFIRM_ABOVE_CREDITS
 from server.shoots import ShootRunner
 from tools.common import CANCEL, READ_ONLY, caller, progress_reporter, services, tool_errors
-from tools.surface import publish
+from tools.surface import SHOOT_BOARD, publish
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -100,8 +100,8 @@ async def shoot_start(
         ),
     ] = False,
 ) -> StartResult:
-    """Validate a plan, confirm its price with the user, and start it in the background. Returns at once;
-    follow it with shoot_status. Invalid plans are refused with every problem listed; nothing is charged."""
+    """Validate a plan, confirm its price with the user and start it in the background; follow it with
+    shoot_status. An invalid plan is refused with every problem; nothing is charged."""
     svc = services(ctx)
     parsed, validation = await svc.shoots.validate(plan)
     if parsed is None or not validation.ok:
@@ -169,8 +169,7 @@ async def shoot_status(
         int, Field(ge=0, le=50, description="Seconds (0-50) to wait, with progress.")
     ] = 0,
 ) -> Annotated[CallToolResult, Shoot]:
-    """A shoot's state: per step and job, progress, credits used, outputs as resource links, what failed and
-    why, the folder and the contact sheet."""
+    """A shoot's state: steps, jobs, progress, credits, outputs, what failed and why, the contact sheet."""
     svc = services(ctx)
     who = caller(ctx).id
     if wait_seconds:
@@ -190,6 +189,19 @@ async def shoot_cancel(
 
 
 @tool_errors
+async def shoot_repeat_step(
+    shoot_id: Annotated[str, Field(description="An ended shoot.")],
+    step_id: Annotated[str, Field(description="The step to run again.")],
+    ctx: Context,
+    force: Annotated[bool, Field(description="true: fresh generations, paid again.")] = False,
+) -> Annotated[CallToolResult, Shoot]:
+    """Run a step of an ended shoot again, then the later steps that did not succeed: failed jobs are
+    tried again, succeeded ones reused at no cost unless force."""
+    record = await services(ctx).shoots.repeat_step(shoot_id, step_id, force=force, caller=caller(ctx).id)
+    return await _shoot_result(ctx, record)
+
+
+@tool_errors
 async def shoots_list(
     ctx: Context,
     status: Annotated[ShootStatus | None, Field(description="Only shoots in this state.")] = None,
@@ -205,15 +217,12 @@ async def shoots_list(
 
 
 def register_shoot_tools(app: MCPServer) -> None:
-    publish(app, shoot_validate, title="Validate and price a shoot plan", annotations=READ_ONLY)
-    publish(
-        app,
-        shoot_start,
-        title="Start a shoot",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+    runs = ToolAnnotations(
+        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
     )
-    publish(app, shoot_status, title="Shoot status", annotations=READ_ONLY)
-    publish(app, shoot_cancel, title="Cancel a shoot", annotations=CANCEL)
+    publish(app, shoot_validate, title="Validate and price a shoot plan", annotations=READ_ONLY)
+    publish(app, shoot_start, title="Start a shoot", annotations=runs, view=SHOOT_BOARD)
+    publish(app, shoot_status, title="Shoot status", annotations=READ_ONLY, view=SHOOT_BOARD)
+    publish(app, shoot_cancel, title="Cancel a shoot", annotations=CANCEL, view=SHOOT_BOARD)
     publish(app, shoots_list, title="List shoots", annotations=READ_ONLY)
+    publish(app, shoot_repeat_step, title="Repeat a shoot step", annotations=runs, view=SHOOT_BOARD)

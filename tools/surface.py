@@ -1,4 +1,4 @@
-"""What clients show of the tools, said once: compact input schemas and icons.
+"""What clients show of the tools, said once: compact input schemas, icons and views in the chat.
 
 Every tool is registered through `publish`. The SDK generates each input schema from the tool's
 signature (pydantic); what the model reads is then made compact and strict, the same way for all:
@@ -11,6 +11,10 @@ signature (pydantic); what the model reads is then made compact and strict, the 
 Icons are small SVGs drawn here (no binary files, nothing fetched): callsheet's clapperboard for the
 server and its own tools, and each provider's badge (its `badge` letters and colour) on its tools.
 
+Views (MCP Apps): the shoot tools carry `ui://callsheet/shoot-board.html`, the generation and job
+tools `ui://callsheet/job.html`; both are `board.html` (one self-contained page), served by the SDK's
+`Apps` extension. Clients without MCP Apps ignore the binding and get the same results.
+
 Validation is unchanged: the SDK checks calls against the signature's model, and a generation
 tool's call against the provider's input model (`server.app._ArgumentCheck`).
 """
@@ -21,13 +25,19 @@ import base64
 import json
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+from mcp.server.apps import Apps
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Icon, Tool, ToolAnnotations
 
+from server.contact_sheet import LOOK_CSS
 from server.policy import MAX_TEXT_CHARS
 from server.providers import REGISTRY
+
+SHOOT_BOARD = "ui://callsheet/shoot-board.html"
+JOB_VIEW = "ui://callsheet/job.html"
 
 HIDDEN_MAX_LENGTH = MAX_TEXT_CHARS
 """A `maxLength` at or above this is the cap every text argument has (or one for data URIs): said
@@ -48,11 +58,12 @@ def publish(
     name: str | None = None,
     description: str | None = None,
     provider: str | None = None,
-    meta: dict[str, Any] | None = None,
+    view: str | None = None,
 ) -> None:
-    """Register `fn` as a tool with a compact input schema and its icon: the badge of `provider`, or
-    callsheet's own (see the module's docstring)."""
+    """Register `fn` as a tool with a compact input schema, its icon (the badge of `provider`, or
+    callsheet's own) and its `view` in the chat (see the module's docstring)."""
     icons = provider_icons(provider) if provider else server_icons()
+    meta = {"ui": {"resourceUri": view}} if view else None
     if description is None and fn.__doc__:
         description = " ".join(fn.__doc__.split())  # the docstring, without its source indentation
     tool = app._tool_manager.add_tool(  # the SDK's public add_tool returns nothing to adjust
@@ -154,3 +165,19 @@ def _badge(letters: str, colour: str) -> list[Icon]:
         f'<text x="32" y="{32 + size * 0.36:.0f}" font-family="Helvetica,Arial,sans-serif" '
         f'font-size="{size}" font-weight="700" text-anchor="middle" fill="#fff">{letters}</text></svg>'
     )
+
+
+def views() -> Apps:
+    """The MCP Apps extension with callsheet's two views: one page, told which it is."""
+    page = (Path(__file__).with_name("board.html")).read_text(encoding="utf-8")
+    page = page.replace("/* callsheet look */", LOOK_CSS.read_text(encoding="utf-8"))
+    apps = Apps()
+    for uri, view, title, what in (
+        (SHOOT_BOARD, "shoot", "Shoot board", "the plan's steps with live status, every output, actions"),
+        (JOB_VIEW, "job", "Job", "a job's status, its outputs, cancel"),
+    ):
+        html = page.replace('<body data-view="shoot">', f'<body data-view="{view}">')
+        apps.add_html_resource(
+            uri, html, name=uri.rsplit("/", 1)[-1], title=title, description=f"In the chat: {what}."
+        )
+    return apps

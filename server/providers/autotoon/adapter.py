@@ -85,8 +85,8 @@ QUERIES = (
         name="models",
         title="Auto Toon saved models",
         description=(
-            "List the fashion models saved in the Auto Toon account (id, name, reference image URL), to "
-            "pass as model_id to autotoon_editorial. Read-only; costs no credits."
+            "The fashion models saved in the Auto Toon account (id, name, reference image): an id is "
+            "autotoon_editorial's model_id. Costs nothing."
         ),
         inputs=ModelsQuery,
     ),

@@ -81,7 +81,7 @@ class AutoToonInputs(ProviderInputs):
 
 
 class InlineModel(AutoToonInputs):
-    """One entry of `models`: a model passed inline with its own clothing and reference images."""
+    """A model passed inline, with its own clothing."""
 
     model_id: str = Field(
         min_length=1,
@@ -245,10 +245,10 @@ def _spec(operation: str, path: str, inputs: type[AutoToonInputs], **text: Any) 
 
 def _cost(operation: str) -> str:
     unit = " per set" if operation == "variations" else ""
-    return f"Cost: about {credits_text(CREDITS[operation])}{unit} ({PRICE_NOTE})."
+    return f"Cost: about {credits_text(CREDITS[operation])}{unit} (estimate)."
 
 
-_URL_NOTE = "Images: URLs only (see the server's conventions)."
+_URL_NOTE = "Images by URL only."
 
 _OPERATIONS = (
     _spec(

@@ -522,10 +522,9 @@ _MODELS = (
         title="FASHN Try-On Max",
         description=(
             "Put a product (garment, shoes, hat, jewelry, bag) on a photo of a person at the highest "
-            "fidelity, for publishable PDP, catalog and campaign images; the person's identity, pose and "
-            "styling are kept. About 40 s (20-120). Cost: 2/3/5 credits per image at 1k/2k/4k. No person "
-            "yet? Cast one with fashn_model_create or fashn_face_to_model. Quick, cheap previews: "
-            "fashn_tryon_v1_6."
+            "fidelity, for publishable images; identity, pose and styling are kept. About 40 s (20-120). "
+            "Cost: 2/3/5 credits per image at 1k/2k/4k. No person yet? Cast one with fashn_model_create "
+            "or fashn_face_to_model. Cheap previews: fashn_tryon_v1_6."
         ),
         price_text="2 credits per image at 1k, 3 at 2k, 5 at 4k",
     ),

@@ -67,7 +67,7 @@ SKETCH_PRICE = f"{SKETCH_CREDITS} credits per photo (estimate: no published pric
 BULK_PRICE = f"{BULK_CREDITS_PER_ITEM} credits per item, charged for every item when the batch is accepted"
 
 IMAGE_URL_NOTE = "Image URL."
-URLS_ONLY = "Images: URLs only (see the server's conventions)."
+URLS_ONLY = "Images by URL only."
 
 AspectRatio = Literal["1:1", "4:5", "3:4", "2:3", "9:16", "16:9", "4:3", "3:2"]
 VideoAspectRatio = Literal["9:16", "16:9", "1:1", "4:5"]
@@ -114,7 +114,7 @@ class ImageInputs(NeoFashionInputs):
 
 
 class BulkItem(ImageInputs):
-    """One image of a batch: the same arguments as neofashion_image."""
+    """One image: neofashion_image's arguments."""
 
 
 class BulkInputs(NeoFashionInputs):
@@ -225,11 +225,11 @@ _OPERATIONS = (
         inputs=BulkInputs,
         title="neo-fashion Bulk Generation",
         description=(
-            f"Generate up to {MAX_BULK_ITEMS} product photos in one neo-fashion.ai batch: each item takes "
-            "neofashion_image's arguments and becomes its own job, listed in the batch job's outputs as it "
-            f"finishes. Cost: {BULK_CREDITS_PER_ITEM} credits per item, all debited when accepted; failed "
-            "items are refunded. The batch fails with batch_incomplete if any item failed, keeping the "
-            "others' outputs. " + URLS_ONLY
+            f"Up to {MAX_BULK_ITEMS} product photos in one neo-fashion.ai batch; each item "
+            "(neofashion_image's arguments) becomes its own job, listed in the batch job's outputs. "
+            f"Cost: {BULK_CREDITS_PER_ITEM} credits per item, debited when accepted, refunded for failed "
+            "items. The batch fails as batch_incomplete if any item failed, keeping the others' outputs. "
+            + URLS_ONLY
         ),
         price_text=BULK_PRICE,
     ),
@@ -277,8 +277,8 @@ QUERIES: dict[str, QuerySpec] = {
             inputs=NoArguments,
             title="neo-fashion Custom Models",
             description=(
-                "List the workspace's custom trained models (id, name, status) to pass as model_id; only "
-                "models whose status is ready can be used. Read-only, costs nothing."
+                "The workspace's custom trained models (id, name, status): a ready one's id is a "
+                "model_id. Costs nothing."
             ),
         ),
     )
