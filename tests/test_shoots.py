@@ -232,3 +232,47 @@ async def test_the_job_cap_holds_while_the_shoot_runs(settings, emulator) -> Non
     assert crops.status is StepStatus.FAILED and crops.job_ids == []
     assert crops.note is not None and "past the cap of 3" in crops.note
     assert emulator.stats.run_calls == 1
+
+
+async def test_a_step_is_repeated_with_the_steps_after_it_that_did_not_succeed(
+    settings, emulator, garments
+) -> None:
+    """tryon fails (the sandbox's failure marker in its prompt), so crops is skipped. Repeating tryon
+    runs it and crops again: its failed jobs are sent again (a failed job holds no key), cast is left
+    alone. Repeating cast with force makes a fresh, paid cast, and the steps after it that did not
+    succeed run on it."""
+    data = plan_for(garments)
+    data["steps"][1]["args"]["prompt"] = "tuck in [sandbox:fail=PoseError]"
+    async with runner(settings, emulator) as r:
+        record = await start(r, data)
+        with pytest.raises(InputError, match="still running"):
+            await r.repeat_step(record.shoot_id, "tryon")
+        first = await r.wait(record.shoot_id, 30)
+        assert first.status is ShootStatus.PARTIAL
+        assert [s.status for s in first.steps] == [
+            StepStatus.SUCCEEDED,
+            StepStatus.FAILED,
+            StepStatus.SKIPPED,
+        ]
+        with pytest.raises(InputError, match=r"no step 'polish'.*cast, tryon, crops"):
+            await r.repeat_step(record.shoot_id, "polish")
+        sent = emulator.stats.run_calls  # cast 1 + tryon 2 = 3
+
+        again = await r.repeat_step(record.shoot_id, "tryon")
+        assert again.status is ShootStatus.RUNNING
+        assert [s.job_ids == [] for s in again.steps] == [False, True, True]
+        second = await r.wait(record.shoot_id, 30)
+        assert [s.status for s in second.steps] == [
+            StepStatus.SUCCEEDED,
+            StepStatus.FAILED,
+            StepStatus.SKIPPED,
+        ]
+        assert emulator.stats.run_calls == sent + 2  # both try-ons sent again
+        assert second.steps[0].job_ids == first.steps[0].job_ids  # cast untouched
+
+        forced = await r.repeat_step(record.shoot_id, "cast", force=True)
+        assert forced.steps[0].force and not forced.steps[1].force
+        third = await r.wait(record.shoot_id, 30)
+        assert third.steps[0].status is StepStatus.SUCCEEDED
+        assert third.steps[0].job_ids != first.steps[0].job_ids  # a fresh, paid generation
+        assert emulator.stats.run_calls == sent + 2 + 1 + 2  # the new cast, then the try-ons on it
