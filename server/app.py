@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -28,16 +29,18 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, SubscriptionBus, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
-from pydantic import ValidationError
+from pydantic import AnyHttpUrl, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prompts import register_prompts
 from server import __version__
-from server.access import CALLER_KEY, AccessGate, Caller, StaticTokens
+from server.access import CALLER_KEY, GENERATE, READ, AccessGate, Caller, StaticTokens, Verifier, Verifiers
 from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
+from server.oauth import OAuthTokens
 from server.policy import MAX_TEXT_CHARS
 from server.providers.base import OperationSpec, Provider, input_error_from
 from server.services import Services, make_providers, open_services, operation_specs
@@ -423,22 +426,60 @@ def _register_resources(app: MCPServer) -> None:
         return await anyio.Path(path).read_bytes()
 
 
-def http_app(app: MCPServer, *, host: str, tokens: Sequence[str] = (), stateless: bool = False) -> ASGIApp:
+def http_app(app: MCPServer, settings: Settings, *, host: str, stateless: bool = False) -> ASGIApp:
     """Streamable HTTP at /mcp plus GET /health, behind the `AccessGate` (server/access.py).
 
-    Each token is one caller: it sees only the jobs and shoots made with it (`tools.common.caller`).
-    The SDK is told the caller too (`scope["user"]`), so a handshake-era session answers only the
-    credential that opened it. `stateless`: handshake-era requests carry no session either (as the
-    2026-07-28 era's never do), so replicas behind a balancer that does not stick can answer any of
+    Each static token (`CALLSHEET_HTTP_TOKEN`) is one caller, and with `CALLSHEET_OAUTH_ISSUER` each
+    issuer and subject of an access token is one (server/oauth.py), the two side by side: a caller sees
+    only the jobs and shoots it made (`tools.common.caller`). With OAuth the RFC 9728 metadata is served
+    (the SDK's route) and named in every 401; a request needing a scope the token lacks gets 403
+    (`_needs`). The SDK is told the caller too (`scope["user"]`), so a handshake-era session answers
+    only the credential that opened it. `stateless`: handshake-era requests carry no session either (as
+    the 2026-07-28 era's never do), so replicas behind a balancer that does not stick can answer any of
     them; those clients then get no notifications outside a request (a changed tool list).
     """
     starlette_app = app.streamable_http_app(host=host, stateless_http=stateless)
+    verifiers: list[Verifier] = [StaticTokens(settings.http_tokens)] if settings.http_tokens else []
+    open_paths, metadata = ["/health"], None
+    if settings.oauth_issuer is not None and settings.oauth_audience and settings.public_url:
+        verifiers.append(OAuthTokens(settings.oauth_issuer, settings.oauth_audience))
+        resource = AnyHttpUrl(f"{settings.public_url}/mcp")
+        routes = create_protected_resource_routes(
+            resource_url=resource,
+            authorization_servers=[settings.oauth_issuer],  # type: ignore[list-item]  # kept as written
+            scopes_supported=[READ, GENERATE],
+            resource_name="callsheet",
+        )
+        starlette_app.router.routes[0:0] = routes
+        open_paths += [route.path for route in routes if isinstance(route, Route)]
+        metadata = str(build_resource_metadata_url(resource))
 
     async def with_sdk_user(scope: Scope, receive: Receive, send: Send) -> None:
         found = (scope.get("state") or {}).get(CALLER_KEY)
         if isinstance(found, Caller) and found.id is not None:
-            token = AccessToken(token="-", client_id=found.id, scopes=[], subject=found.id)
+            token = AccessToken(
+                token="-", client_id=found.id, scopes=sorted(found.scopes or ()), subject=found.id
+            )
             scope["user"] = AuthenticatedUser(token)
         await starlette_app(scope, receive, send)
 
-    return AccessGate(with_sdk_user, StaticTokens(tokens) if tokens else None, open_paths=["/health"])
+    return AccessGate(
+        with_sdk_user,
+        Verifiers(*verifiers) if verifiers else None,
+        open_paths=open_paths,
+        needs=functools.partial(_needs, app),
+        resource_metadata=metadata,
+    )
+
+
+def _needs(app: MCPServer, method: str, params: dict[str, Any]) -> str | None:
+    """The scope an MCP request needs: `GENERATE` for a tool that is not read-only (it spends or
+    cancels), `READ` for other tools, lists, resources, prompts and completions; none to start a
+    session, ping or notify."""
+    if method in ("initialize", "ping", "subscriptions/listen") or method.startswith("notifications/"):
+        return None
+    if method == "tools/call":
+        tool = app._tool_manager.get_tool(str(params.get("name")))
+        if tool is not None and tool.annotations is not None and tool.annotations.read_only_hint is False:
+            return GENERATE
+    return READ

@@ -111,10 +111,11 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
         return 0
     # One token, or several separated by commas: one per caller, each seeing only its own jobs.
     tokens = settings.http_tokens
-    if host not in LOOPBACK and not tokens:
+    if host not in LOOPBACK and not tokens and settings.oauth_issuer is None:
         print(
             f"callsheet: refusing to serve on {host} without a bearer token. Set CALLSHEET_HTTP_TOKEN "
-            "(clients then send 'Authorization: Bearer <token>'), or bind 127.0.0.1.",
+            "(clients then send 'Authorization: Bearer <token>') or CALLSHEET_OAUTH_ISSUER (README, "
+            '"Hosted deployments"), or bind 127.0.0.1.',
             file=sys.stderr,
         )
         return 2
@@ -125,7 +126,7 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
     print(f"callsheet: serving MCP at http://{host}:{port}/mcp (health: /health)", file=sys.stderr)
     # With a shared store (replicas behind a balancer), handshake-era requests are served statelessly
     # too, so that any replica can answer any request (README, "Several replicas").
-    asgi = http_app(app, host=host, tokens=tokens, stateless=settings.store_url is not None)
+    asgi = http_app(app, settings, host=host, stateless=settings.store_url is not None)
     uvicorn.run(asgi, host=host, port=port, log_level="warning")
     return 0
 

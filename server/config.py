@@ -43,6 +43,14 @@ class Settings:
     lease_seconds: float = 30.0
     """CALLSHEET_LEASE_SECONDS: how long a process's claim on a job or shoot lasts unrenewed, i.e. how
     soon another replica takes over the work of one that died."""
+    public_url: str | None = None
+    """CALLSHEET_PUBLIC_URL: where clients (and providers) reach `serve --http`, e.g. https://cs.example."""
+    signing_key: str | None = field(default=None, repr=False)
+    """CALLSHEET_SIGNING_KEY: the secret of signed links; required with CALLSHEET_PUBLIC_URL."""
+    oauth_issuer: str | None = None
+    """CALLSHEET_OAUTH_ISSUER: the authorization server whose access tokens `serve --http` accepts."""
+    oauth_audience: str | None = None
+    """CALLSHEET_OAUTH_AUDIENCE: the audience a token must carry (default: the public URL + /mcp)."""
     toolsets: frozenset[str] | None = None
     """CALLSHEET_TOOLSETS: the groups of tools listed (`TOOLSETS`); None lists every group (a provider's
     group only while the provider is live or sandbox)."""
@@ -86,6 +94,23 @@ class Settings:
         if lease < 1:
             raise ConfigError(f"CALLSHEET_LEASE_SECONDS must be at least 1 (seconds), got {lease:g}.")
         toolsets = _toolsets(env.get("CALLSHEET_TOOLSETS"))
+        public_url = _url(env, "CALLSHEET_PUBLIC_URL")
+        signing_key = (env.get("CALLSHEET_SIGNING_KEY") or "").strip() or None
+        if public_url is not None and signing_key is None:
+            raise ConfigError(
+                "CALLSHEET_PUBLIC_URL needs CALLSHEET_SIGNING_KEY (a long random secret, the same on every "
+                "replica), which signs the links served there."
+            )
+        oauth_issuer = _url(env, "CALLSHEET_OAUTH_ISSUER", strip_slash=False)
+        oauth_audience = (env.get("CALLSHEET_OAUTH_AUDIENCE") or "").strip() or None
+        if oauth_issuer is not None and public_url is None:
+            raise ConfigError(
+                "CALLSHEET_OAUTH_ISSUER needs CALLSHEET_PUBLIC_URL: clients find the authorization "
+                "server from <public URL>/.well-known/oauth-protected-resource/mcp, and tokens are for "
+                "<public URL>/mcp."
+            )
+        if oauth_issuer is not None and oauth_audience is None:
+            oauth_audience = f"{public_url}/mcp"
         level = (env.get("CALLSHEET_LOG_LEVEL") or cls.log_level).upper()
         if level not in get_args(LogLevel):
             raise ConfigError(f"CALLSHEET_LOG_LEVEL must be one of {', '.join(get_args(LogLevel))}.")
@@ -104,6 +129,10 @@ class Settings:
             lease_seconds=lease,
             sandbox_url=sandbox_url,
             toolsets=toolsets,
+            public_url=public_url,
+            signing_key=signing_key,
+            oauth_issuer=oauth_issuer,
+            oauth_audience=oauth_audience,
         )
 
     def lists(self, group: str) -> bool:
@@ -118,6 +147,10 @@ class Settings:
             "allow_private_urls": self.allow_private_urls,
             "store": self.store_where,
             "toolsets": "every group" if self.toolsets is None else ", ".join(sorted(self.toolsets)),
+            "public_url": self.public_url,
+            "oauth": None
+            if self.oauth_issuer is None
+            else {"issuer": self.oauth_issuer, "audience": self.oauth_audience},
             "providers": {
                 name: {"mode": p.mode.value, "base_url": p.base_url, "key_set": p.api_key is not None}
                 for name, p in self.providers.items()
@@ -128,7 +161,8 @@ class Settings:
         """Every configured secret (provider keys, bearer tokens): what `Redactor` removes from texts."""
         keys = [p.api_key for p in self.providers.values() if p.api_key]
         password = urlsplit(self.store_url).password if self.store_url else None
-        return [*keys, *self.http_tokens, *([password] if password else [])]
+        signing = [self.signing_key] if self.signing_key else []
+        return [*keys, *self.http_tokens, *([password] if password else []), *signing]
 
     @property
     def store_where(self) -> str:
@@ -163,6 +197,15 @@ def _toolsets(raw: str | None) -> frozenset[str] | None:
             f"the groups are {', '.join(TOOLSETS)} (comma-separated)."
         )
     return chosen
+
+
+def _url(env: Mapping[str, str], name: str, *, strip_slash: bool = True) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")) or not urlsplit(raw).netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}.")
+    return raw.rstrip("/") if strip_slash else raw
 
 
 def _flag(value: str | None) -> bool:

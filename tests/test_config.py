@@ -87,3 +87,37 @@ async def test_the_plan_job_cap_comes_from_the_environment(tmp_path: Path) -> No
         result = await client.call_tool("shoot_validate", {"plan": {"name": "three", "steps": steps}})
     problems = (result.structured_content or {})["problems"]
     assert [p["step"] for p in problems] == ["s2"] and "past the cap of 2" in problems[0]["message"]
+
+
+def test_hosted_settings_are_checked_and_the_audience_follows_the_public_url(tmp_path: Path) -> None:
+    base = {"CALLSHEET_HOME": str(tmp_path)}
+    key = "k" * 40
+    hosted = Settings.from_env(
+        {
+            **base,
+            "CALLSHEET_PUBLIC_URL": "https://cs.example/",
+            "CALLSHEET_SIGNING_KEY": key,
+            "CALLSHEET_OAUTH_ISSUER": "https://sso.example/realms/acme",
+        }
+    )
+    assert hosted.public_url == "https://cs.example" and hosted.oauth_audience == "https://cs.example/mcp"
+    assert key in hosted.secrets() and key not in repr(hosted) and key not in str(hosted.describe())
+    own = Settings.from_env(
+        {
+            **base,
+            "CALLSHEET_PUBLIC_URL": "https://cs.example",
+            "CALLSHEET_SIGNING_KEY": key,
+            "CALLSHEET_OAUTH_ISSUER": "https://sso.example/",
+            "CALLSHEET_OAUTH_AUDIENCE": "api://callsheet",
+        }
+    )
+    assert own.oauth_issuer == "https://sso.example/"  # kept exactly: issuers compare as strings
+    assert own.oauth_audience == "api://callsheet"  # an identity provider's own audience form
+    for env, problem in (
+        ({"CALLSHEET_PUBLIC_URL": "https://cs.example"}, "needs CALLSHEET_SIGNING_KEY"),
+        ({"CALLSHEET_OAUTH_ISSUER": "https://sso.example"}, "needs CALLSHEET_PUBLIC_URL"),
+        ({"CALLSHEET_OAUTH_ISSUER": "sso.example"}, "CALLSHEET_OAUTH_ISSUER must be an http"),
+        ({"CALLSHEET_PUBLIC_URL": "cs.example", "CALLSHEET_SIGNING_KEY": "x"}, "PUBLIC_URL must be an http"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            Settings.from_env({**base, **env})
