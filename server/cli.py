@@ -179,6 +179,16 @@ async def doctor(settings: Settings) -> int:
                 problems += 1
                 status = f"NOT reachable: {getattr(exc, 'message', 'timed out')}"
             print(f"{line}  {status}")
+        # Who spent what today (every caller's day; the local user is "local").
+        ledger = svc.engine.ledger
+        if ledger is not None:
+            limit = credits_text(ledger.limit) if ledger.limit is not None else "no limit"
+            day = await ledger.usage(None)
+            spent = await svc.engine.store.spending(day.day)
+            print(f"credits today ({day.day}, per caller {limit}; resets {day.resets_at:%H:%M} UTC):")
+            for who, used in sorted(spent.items(), key=lambda item: -item[1]) or [("local", 0.0)]:
+                print(f"  {who:<30} {credits_text(used)}")
+            print(f"audit trail: {ledger.audit_log}")
     return 1 if problems else 0
 
 

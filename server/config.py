@@ -51,6 +51,10 @@ class Settings:
     """CALLSHEET_OAUTH_ISSUER: the authorization server whose access tokens `serve --http` accepts."""
     oauth_audience: str | None = None
     """CALLSHEET_OAUTH_AUDIENCE: the audience a token must carry (default: the public URL + /mcp)."""
+    caller_credits_per_day: float | None = None
+    """CALLSHEET_CALLER_CREDITS_PER_DAY: credits one caller may spend per UTC day; None: unlimited."""
+    audit_log: Path | None = None
+    """CALLSHEET_AUDIT_LOG: one JSON line per action that spends or cancels (default home/audit.jsonl)."""
     toolsets: frozenset[str] | None = None
     """CALLSHEET_TOOLSETS: the groups of tools listed (`TOOLSETS`); None lists every group (a provider's
     group only while the provider is live or sandbox)."""
@@ -129,6 +133,8 @@ class Settings:
             lease_seconds=lease,
             sandbox_url=sandbox_url,
             toolsets=toolsets,
+            caller_credits_per_day=_positive_number(env, "CALLSHEET_CALLER_CREDITS_PER_DAY", 0) or None,
+            audit_log=Path(env.get("CALLSHEET_AUDIT_LOG") or home / "audit.jsonl").expanduser(),
             public_url=public_url,
             signing_key=signing_key,
             oauth_issuer=oauth_issuer,
@@ -147,6 +153,8 @@ class Settings:
             "allow_private_urls": self.allow_private_urls,
             "store": self.store_where,
             "toolsets": "every group" if self.toolsets is None else ", ".join(sorted(self.toolsets)),
+            "caller_credits_per_day": self.caller_credits_per_day,
+            "audit_log": str(self.audit_log),
             "public_url": self.public_url,
             "oauth": None
             if self.oauth_issuer is None

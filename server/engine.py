@@ -45,9 +45,11 @@ from server.errors import (
     StorageError,
     TransportError,
 )
+from server.ledger import Ledger
 from server.media import CallerImages, Media
 from server.models import (
     ACTIVE,
+    HOLDS_KEY,
     TERMINAL,
     Job,
     JobError,
@@ -97,8 +99,11 @@ class Engine:
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         lease_ttl: float = 30.0,
+        ledger: Ledger | None = None,
     ) -> None:
         self.store = store
+        self.ledger = ledger
+        """Each caller's day of credits and the audit trail (server/ledger.py); None keeps no books."""
         self.media = media
         self.providers = providers
         self.signals = signals or Signals()
@@ -211,10 +216,12 @@ class Engine:
         force: bool = False,
         shoot_id: str | None = None,
         caller: str | None = None,
+        caller_label: str | None = None,
     ) -> JobRecord:
         """Validate, store and start a job; an identical earlier call returns its job instead.
 
-        Raises InputError (nothing stored, nothing charged) when the arguments cannot be submitted.
+        Raises InputError (nothing stored, nothing charged) when the arguments cannot be submitted, and
+        BudgetExceeded when the job would take the caller past the day's credits.
         """
         provider = self.provider(provider_name)
         # A burst of calls is prepared and stored a few at a time, in arrival order: the first job
@@ -238,9 +245,11 @@ class Engine:
                 summary=prepared.summary,
                 shoot_id=shoot_id,
                 caller=caller,
+                caller_label=caller_label,
                 typical_seconds=prepared.typical_seconds * provider.time_scale,
             )
-            finished = None if force else await self._finished_elsewhere(key)
+            held = None if force else await self.store.holder(key)
+            finished = held if _refetchable(held) else None
             if finished is not None:
                 # The provider finished this very call before and only its outputs were lost: follow that
                 # provider job again instead of paying for a new one.
@@ -256,8 +265,20 @@ class Engine:
             # Stored with its key as one step (`Store.add`), and started in the same breath: a caller that
             # goes away meanwhile (a client timeout, a shoot canceled) leaves no job that waits for the
             # next sweep to be driven.
+            # An identical call that holds its key is that job again, at no cost: nothing to take.
+            repeat = held is not None and held.status in HOLDS_KEY
+            estimate = 0.0 if repeat else record.credits_estimate or 0.0
+            if self.ledger is not None and estimate:
+                await self.ledger.reserve(caller, estimate, f"{provider.name}_{operation}")
             with anyio.CancelScope(shield=True):
-                stored = await self._store_new(record, force)
+                try:
+                    stored = await self._store_new(record, force)
+                except BaseException:
+                    if self.ledger is not None:
+                        await self.ledger.give_back(caller, estimate, now)
+                    raise
+                if stored.job_id != record.job_id and self.ledger is not None:
+                    await self.ledger.give_back(caller, estimate, now)  # the earlier job: nothing new spent
             return stored
 
     async def _store_new(self, record: JobRecord, force: bool) -> JobRecord:
@@ -400,9 +421,14 @@ class Engine:
         a driver wait and write again, so nothing it learned (a provider's job id) is lost.
         """
 
+        ended = False
+
         def change(current: JobRecord) -> JobRecord | None:
+            nonlocal ended
             target = current.status if status is None else status
+            ended = current.status not in TERMINAL and target in TERMINAL
             if current.status in TERMINAL and current.status is not target:
+                ended = False
                 return None
             updated = current.model_copy(update={**changes, "status": target, "updated_at": utcnow()})
             if target in TERMINAL:
@@ -427,6 +453,11 @@ class Engine:
         if stored is None:
             raise NotFound(f"Job {record.job_id} is no longer in the store.")
         await self.signals.notify(JOBS)
+        if ended and self.ledger is not None:
+            try:
+                await self.ledger.settle(stored)
+            except (OSError, StorageError) as exc:  # the books may lag; the job's end must not
+                log.warning("job %s: its credits were not booked: %s", record.job_id, exc)
         return stored
 
     # -- cancel ------------------------------------------------------------------------------
@@ -769,20 +800,6 @@ class Engine:
                 await anyio.sleep(self.retry.delay(attempt))
         return await self._succeed(record, outputs, credits, **changes)
 
-    async def _finished_elsewhere(self, key: str) -> JobRecord | None:
-        """The earlier job of this call, when the provider finished it and only saving its outputs failed."""
-        holder = await self.store.holder(key)
-        if (
-            holder is not None
-            and holder.status is JobStatus.FAILED
-            and holder.error is not None
-            and holder.error.code in REFETCHABLE
-            and holder.provider_job_id
-            and not holder.children
-        ):
-            return holder
-        return None
-
 
 class Paces:
     """How fast each provider's operation runs now against its documented duration (`policy.pace`),
@@ -820,6 +837,19 @@ class Paces:
             log.info("the pace of %s was not learned: %s", _kind(record), exc)
             return
         self._known[_kind(record)] = (pace(ratios), time.monotonic())
+
+
+def _refetchable(holder: JobRecord | None) -> bool:
+    """Whether `holder`, the earlier job of a call, was finished by the provider and only saving its
+    outputs failed: then it is followed again instead of paying for a new one."""
+    return (
+        holder is not None
+        and holder.status is JobStatus.FAILED
+        and holder.error is not None
+        and holder.error.code in REFETCHABLE
+        and bool(holder.provider_job_id)
+        and not holder.children
+    )
 
 
 def _kind(record: JobRecord) -> str:

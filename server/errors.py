@@ -64,6 +64,12 @@ class NotFound(CallsheetError):
     code = "not_found"
 
 
+class BudgetExceeded(CallsheetError):
+    """The caller's credits for the day (CALLSHEET_CALLER_CREDITS_PER_DAY) would be crossed."""
+
+    code = "budget_exceeded"
+
+
 class ConfigError(CallsheetError):
     code = "config_error"
 

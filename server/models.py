@@ -134,6 +134,8 @@ class JobRecord(Job):
     shoot_id: str | None = None
     caller: str | None = Field(default=None, validation_alias=AliasChoices("caller", "owner"))
     """Whose job it is (None: the local user); records written before the rename call it owner."""
+    caller_label: str | None = None
+    """How the caller is named in the audit trail (an OAuth subject, a token's short hash)."""
     status_calls: int = 0
     typical_seconds: float = 30.0
     parent_job_id: str | None = None
@@ -234,5 +236,6 @@ class ShootRecord(BaseModel):
     note: str | None = None
     caller: str | None = Field(default=None, validation_alias=AliasChoices("caller", "owner"))
     """Whose shoot it is (None: the local user); records written before the rename call it owner."""
+    caller_label: str | None = None
     created_at: datetime
     updated_at: datetime

@@ -23,6 +23,7 @@ from server import __version__
 from server.config import Settings
 from server.engine import Engine
 from server.http import HttpCaller
+from server.ledger import Ledger
 from server.limiter import Limiter
 from server.media import Media
 from server.policy import HTTP, PollPolicy, RetryPolicy
@@ -142,6 +143,8 @@ async def open_services(
                     redactor=redactor,
                 )
             )
+        audit_log = settings.audit_log or settings.home / "audit.jsonl"
+        ledger = Ledger(backend.jobs, settings.caller_credits_per_day, audit_log)
         engine = Engine(
             store=backend.jobs,
             media=media,
@@ -150,6 +153,7 @@ async def open_services(
             retry=retry,
             poll=poll,
             lease_ttl=settings.lease_seconds if lease_ttl is None else lease_ttl,
+            ledger=ledger,
         )
         shoots = ShootRunner(
             engine=engine,

@@ -233,8 +233,17 @@ class ShootRunner:
     # -- what tools and the command line call --------------------------------------------------
 
     async def start(
-        self, plan: ShootPlan, validation: Validation, *, caller: str | None = None
+        self,
+        plan: ShootPlan,
+        validation: Validation,
+        *,
+        caller: str | None = None,
+        caller_label: str | None = None,
     ) -> ShootRecord:
+        """Start the shoot in the background; BudgetExceeded when its estimate is over what the caller
+        has left today (each job is also taken from the day as it is sent)."""
+        if self.engine.ledger is not None:
+            await self.engine.ledger.check(caller, validation.estimate.total, f"The shoot {plan.name!r}")
         shoot_id = "s" + new_job_id()[1:]
         folder = self.folder_for(plan, shoot_id)
         now = utcnow()
@@ -247,6 +256,7 @@ class ShootRunner:
             folder=str(folder),
             credits_estimate=validation.estimate.total,
             caller=caller,
+            caller_label=caller_label,
             created_at=now,
             updated_at=now,
         )
@@ -503,6 +513,7 @@ class ShootRunner:
                         force=_state(record, step_id).force,
                         shoot_id=shoot_id,
                         caller=record.caller,
+                        caller_label=record.caller_label,
                     )
                 except CallsheetError as exc:
                     await self._step_to(shoot_id, step_id, StepStatus.FAILED, f"item {n}: {exc.message}")
@@ -605,7 +616,17 @@ class ShootRunner:
         except OSError as exc:
             note = f"{note or ''} The contact sheet could not be written: {exc}.".strip()
         await self._write_manifest(ended)
-        await self._shoot_to(shoot_id, status, note, credits_used=view.credits_used)
+        done = await self._shoot_to(shoot_id, status, note, credits_used=view.credits_used)
+        if self.engine.ledger is not None and done.status is status:
+            await self.engine.ledger.audit(
+                caller=record.caller,
+                label=record.caller_label,
+                tool="shoot_start",
+                shoot_id=shoot_id,
+                status=status.value,
+                estimate=record.credits_estimate,
+                credits_used=view.credits_used,
+            )
 
     async def _write_manifest(self, record: ShootRecord) -> None:
         """Rewrite manifest.json; a disk problem is logged and noted, it never stops the shoot."""

@@ -348,6 +348,33 @@ class TestStoreContract:
             assert outcomes[(0, i)][0] == outcomes[(1, i)][0], f"round {i}"
             assert outcomes[(0, i)][1] + outcomes[(1, i)][1] == 1, f"round {i}"
 
+    async def test_spending_holds_a_limit_under_racing_handles(
+        self, backend: Backend, tmp_path: Path
+    ) -> None:
+        """Two handles (two replicas) spend 1 credit 40 times at once against a limit of 25: exactly 25
+        are accepted; a refund always goes through; each day and caller has its own total."""
+        store = backend.jobs
+        url = None if isinstance(store, DiskStore) else backend.where
+        async with open_backend(url, tmp_path / "store") as other:
+            answers: list[float | None] = []
+
+            async def spend(handle: Store) -> None:
+                answers.append(await handle.spend("2026-12-07", "ann", 1.0, 25.0))
+
+            async with anyio.create_task_group() as tg:
+                for n in range(40):
+                    tg.start_soon(spend, store if n % 2 else other.jobs)
+            assert sum(a is not None for a in answers) == 25
+            assert sorted(a for a in answers if a is not None) == pytest.approx(
+                [float(n) for n in range(1, 26)]
+            )
+            assert await other.jobs.spend("2026-12-07", "ann", -2.5, 25.0) == pytest.approx(22.5)
+            assert await store.spend("2026-12-07", "ann", 3.0, 25.0) is None  # 25.5 would cross it
+            assert await store.spend("2026-12-07", "bob", 3.0, 25.0) == pytest.approx(3.0)
+            assert await store.spend("2026-12-08", "ann", 3.0, None) == pytest.approx(3.0)
+            assert await other.jobs.spending("2026-12-07") == pytest.approx({"ann": 22.5, "bob": 3.0})
+            assert await store.spending("2026-12-06") == {}
+
     async def test_paces_keep_the_newest_per_kind_for_every_handle(
         self, backend: Backend, tmp_path: Path
     ) -> None:

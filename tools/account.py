@@ -6,7 +6,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from pydantic import BaseModel, Field
 
 from server.errors import ProviderError
-from tools.common import QUERY, services, tool_errors
+from tools.common import QUERY, caller, services, tool_errors
 from tools.surface import publish
 
 
@@ -30,8 +30,17 @@ class CreditBalance(BaseModel):
     error: str | None = Field(default=None, description="Why the balance could not be read.")
 
 
+class CallerDay(BaseModel):
+    day: str = Field(description="The UTC day, YYYY-MM-DD.")
+    used: float = Field(description="Credits you spent today through callsheet (estimates until jobs end).")
+    limit: float | None = Field(description="CALLSHEET_CALLER_CREDITS_PER_DAY; null: no limit.")
+    left: float | None = Field(description="What is left today; null: no limit.")
+    resets_at: str = Field(description="When the day resets (00:00 UTC).")
+
+
 class CreditsResult(BaseModel):
     balances: list[CreditBalance] = Field(description="One entry per provider that is live or sandbox.")
+    you: CallerDay | None = Field(default=None, description="Your own spending today, against your budget.")
 
 
 @tool_errors
@@ -64,7 +73,7 @@ async def providers(ctx: Context) -> ProvidersResult:
 
 @tool_errors
 async def credits(ctx: Context) -> CreditsResult:
-    """Credit balance of every live or sandbox provider (read from the provider; costs nothing)."""
+    """Credit balance of every live or sandbox provider, and your own spending today (costs nothing)."""
     svc = services(ctx)
     balances = []
     for name, adapter in svc.providers.items():
@@ -80,7 +89,9 @@ async def credits(ctx: Context) -> CreditsResult:
                 provider=name, credits=balance.credits, detail=balance.detail, sandbox=adapter.sandbox
             )
         )
-    return CreditsResult(balances=balances)
+    ledger = svc.engine.ledger
+    you = None if ledger is None else CallerDay(**(await ledger.usage(caller(ctx).id)).as_json())
+    return CreditsResult(balances=balances, you=you)
 
 
 def register_account_tools(app: MCPServer) -> None:

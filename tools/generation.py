@@ -43,8 +43,9 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
 
     async def tool(ctx: Context, wait_seconds: int = 40, force: bool = False, **args: Any) -> CallToolResult:
         svc = services(ctx)
+        who = caller(ctx)
         job = await svc.engine.submit(
-            provider, operation, drop_none(args), force=force, caller=caller(ctx).id
+            provider, operation, drop_none(args), force=force, caller=who.id, caller_label=who.label
         )
         job = await wait_for(ctx, job, wait_seconds)
         result = job_result(svc, job)

@@ -78,8 +78,12 @@ async def job_wait(
 @tool_errors
 async def job_cancel(job_id: JobId, ctx: Context) -> Annotated[CallToolResult, Job]:
     """Cancel a job, at the provider too where the provider allows it. A finished job is left as it is."""
-    svc = services(ctx)
-    job, note = await svc.engine.cancel(job_id, caller=caller(ctx).id)
+    svc, who = services(ctx), caller(ctx)
+    job, note = await svc.engine.cancel(job_id, caller=who.id)
+    if svc.engine.ledger is not None:
+        await svc.engine.ledger.audit(
+            caller=who.id, label=who.label, tool="job_cancel", job_id=job_id, status=job.status.value
+        )
     return job_result(svc, job, note)
 
 

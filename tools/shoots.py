@@ -115,7 +115,8 @@ async def shoot_start(
             f"({validation.estimate.by_provider}). Show the price to the user and, once they agree, call "
             "shoot_start again with confirm: true."
         )
-    record = await svc.shoots.start(parsed, validation, caller=caller(ctx).id)
+    who = caller(ctx)
+    record = await svc.shoots.start(parsed, validation, caller=who.id, caller_label=who.label)
     return StartResult(
         shoot_id=record.shoot_id, status=record.status, estimate=validation.estimate.model_dump()
     )
@@ -184,7 +185,12 @@ async def shoot_cancel(
     shoot_id: Annotated[str, Field(description="The shoot to cancel.")], ctx: Context
 ) -> Annotated[CallToolResult, Shoot]:
     """Cancel a running shoot and its unfinished jobs; finished outputs are kept."""
-    record = await services(ctx).shoots.cancel(shoot_id, caller=caller(ctx).id)
+    svc, who = services(ctx), caller(ctx)
+    record = await svc.shoots.cancel(shoot_id, caller=who.id)
+    if svc.engine.ledger is not None:
+        await svc.engine.ledger.audit(
+            caller=who.id, label=who.label, tool="shoot_cancel", shoot_id=shoot_id, status=record.status.value
+        )
     return await _shoot_result(ctx, record)
 
 

@@ -104,6 +104,14 @@ class Store(Protocol):
     async def paces(self, kind: str) -> builtins.list[float]:
         """The ratios `learn_pace` keeps for `kind`, newest first."""
 
+    async def spend(self, day: str, caller: str, amount: float, limit: float | None) -> float | None:
+        """Add `amount` credits (negative: give back) to what `caller` spent on `day` (YYYY-MM-DD, UTC)
+        and return the new total, in one atomic step; with `limit`, an addition that would take the
+        total past it is refused (None, nothing added)."""
+
+    async def spending(self, day: str) -> dict[str, float]:
+        """What each caller spent on `day`."""
+
     def close(self) -> None:
         """Release file handles and connections."""
 

@@ -231,6 +231,14 @@ class DiskStore:
     def paces(self, kind: str) -> builtins.list[float]:
         return self._catalog.paces(kind)
 
+    @blocking("The job store", writes=True)
+    def spend(self, day: str, caller: str, amount: float, limit: float | None) -> float | None:
+        return self._catalog.spend(day, caller, amount, limit)
+
+    @blocking("The job store")
+    def spending(self, day: str) -> dict[str, float]:
+        return self._catalog.spending(day)
+
     def close(self) -> None:
         for cache in (self._jobs, self._keys):
             cache.close()
@@ -333,6 +341,10 @@ class _Catalog:
             "(seen INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ratio REAL NOT NULL)"
         )
         con.execute("CREATE INDEX IF NOT EXISTS paces_kind ON paces (kind, seen)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS spending "
+            "(day TEXT NOT NULL, caller TEXT NOT NULL, credits REAL NOT NULL, PRIMARY KEY (day, caller))"
+        )
         con.execute("BEGIN IMMEDIATE")
         try:
             row = con.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
@@ -456,6 +468,32 @@ class _Catalog:
     def paces(self, kind: str) -> builtins.list[float]:
         rows = self._con().execute("SELECT ratio FROM paces WHERE kind = ? ORDER BY seen DESC", (kind,))
         return [float(ratio) for (ratio,) in rows]
+
+    def spend(self, day: str, caller: str, amount: float, limit: float | None) -> float | None:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute(
+                "SELECT credits FROM spending WHERE day = ? AND caller = ?", (day, caller)
+            ).fetchone()
+            total = (0.0 if row is None else float(row[0])) + amount
+            if limit is not None and amount > 0 and total > limit + 1e-9:
+                con.execute("ROLLBACK")
+                return None
+            con.execute(
+                "INSERT INTO spending (day, caller, credits) VALUES (?, ?, ?) "
+                "ON CONFLICT (day, caller) DO UPDATE SET credits = excluded.credits",
+                (day, caller, total),
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return total
+
+    def spending(self, day: str) -> dict[str, float]:
+        rows = self._con().execute("SELECT caller, credits FROM spending WHERE day = ?", (day,))
+        return {str(caller): float(credits) for caller, credits in rows}
 
     def close(self) -> None:
         with self._opened_lock:

@@ -15,6 +15,7 @@ Keys, under the prefix `callsheet:` (one deployment per Redis database):
 - `key:{key}`: the job that holds an idempotency key;
 - `lease:{id}`: `{expires_ms}:{holder}` of a job or shoot's lease;
 - `pace:{provider}/{operation}`: a list of the latest ratios of actual to documented duration;
+- `spend:{day}`: a hash of the credits each caller spent that UTC day (kept a week);
 - `limits:{provider}:...`: the provider's windows, blocks, budget and slots;
 - channel `signals`: wake-ups (a topic name per message).
 
@@ -126,6 +127,17 @@ return 1
 """
 )
 
+_SPEND = """
+local total = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') + tonumber(ARGV[2])
+if ARGV[3] ~= '' and tonumber(ARGV[2]) > 0 and total > tonumber(ARGV[3]) + 1e-9 then
+  return false
+end
+local stored = redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 604800)
+return stored
+"""
+"""Add to a caller's day total unless the limit refuses it (Redis floats: the total is exact to the
+credit's hundredths, which is all a budget needs)."""
 _RELEASE = """
 -- KEYS: lease. ARGV: holder.
 local current = redis.call('GET', KEYS[1])
@@ -474,6 +486,7 @@ class RedisStore(_Records):
         self._add = client.register_script(_ADD)
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
+        self._spend = client.register_script(_SPEND)
 
     @reaching("The job store")
     async def get(self, job_id: str) -> JobRecord | None:
@@ -590,6 +603,17 @@ class RedisStore(_Records):
     @reaching("The job store")
     async def paces(self, kind: str) -> builtins.list[float]:
         return [float(r) for r in await self.client.lrange(f"{PREFIX}pace:{kind}", 0, -1)]
+
+    @reaching("The job store")
+    async def spend(self, day: str, caller: str, amount: float, limit: float | None) -> float | None:
+        limit_arg = "" if limit is None else repr(limit)
+        total = await self._spend(keys=[f"{PREFIX}spend:{day}"], args=[caller, repr(amount), limit_arg])
+        return None if total is None else float(total)
+
+    @reaching("The job store")
+    async def spending(self, day: str) -> dict[str, float]:
+        found = await self.client.hgetall(f"{PREFIX}spend:{day}")
+        return {k.decode() if isinstance(k, bytes) else str(k): float(v) for k, v in found.items()}
 
     def close(self) -> None:
         """The connection pool is closed by `open_redis`."""
