@@ -30,6 +30,8 @@ CALLER_KEY = "callsheet.caller"
 """Where `AccessGate` leaves the caller in the ASGI scope's `state`."""
 READ, GENERATE = "callsheet:read", "callsheet:generate"
 """The scopes an OAuth token carries: reading, and anything that spends or cancels."""
+OPEN_PREFIXES = ("/files/",)
+"""Served without a token: signed links carry their own proof (server/links.py)."""
 MAX_BODY = 4 * 1024 * 1024
 """The largest request body the gate reads to learn what a request needs (the SDK's own cap)."""
 
@@ -136,7 +138,8 @@ class AccessGate:
                         send, 503, "temporarily_unavailable", f"Tokens cannot be checked now: {exc}"
                     )
                     return
-        if caller is None and scope.get("path") not in self.open_paths:
+        path = str(scope.get("path") or "")
+        if caller is None and path not in self.open_paths and not path.startswith(OPEN_PREFIXES):
             how = "a token from CALLSHEET_HTTP_TOKEN"
             if self.resource_metadata:
                 how += f" or an access token from the authorization server in {self.resource_metadata}"

@@ -10,7 +10,9 @@ when the provider reports a change, and clients are told (`_ToolListChanged`).
 from __future__ import annotations
 
 import functools
+import html
 import json
+import mimetypes
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable
@@ -31,7 +33,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +42,7 @@ from server import __version__
 from server.access import CALLER_KEY, GENERATE, READ, AccessGate, Caller, StaticTokens, Verifier, Verifiers
 from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
+from server.links import PATHS, Links
 from server.oauth import OAuthTokens
 from server.policy import MAX_TEXT_CHARS
 from server.providers.base import OperationSpec, Provider, input_error_from
@@ -82,10 +85,17 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     tool_list = _ToolListChanged(bus)
     providers = make_providers(settings)
 
+    running: dict[str, Services] = {}
+    """The services while the server runs, for the routes outside MCP (signed links)."""
+
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Services]:
         async with open_services(settings, providers=providers, **service_options) as svc:
-            yield svc
+            running["services"] = svc
+            try:
+                yield svc
+            finally:
+                running.pop("services", None)
 
     app: MCPServer = MCPServer(
         "callsheet",
@@ -131,7 +141,68 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
+    @app.custom_route("/files/{path:path}", methods=["GET"])  # type: ignore[untyped-decorator]
+    async def files(request: Request) -> Response:
+        return await _signed_file(running.get("services"), request)
+
     return app
+
+
+async def _signed_file(svc: Services | None, request: Request) -> Response:
+    """A file a signed link names (server/links.py): no token, nothing but what the link names."""
+    links = svc.engine.links if svc is not None else None
+    if svc is None or links is None:
+        off = "Signed links are off: set CALLSHEET_PUBLIC_URL and CALLSHEET_SIGNING_KEY."
+        return _refused(404, "not_found", off)
+    path = str(request.path_params["path"])
+    problem = links.problem(path, request.query_params.get("exp", ""), request.query_params.get("sig", ""))
+    if problem is not None:
+        return _refused(410 if "expired" in problem else 403, "invalid_link", problem)
+    found = PATHS.fullmatch(path)
+    assert found is not None  # `problem` checked it
+    headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+    try:
+        if found["job"]:
+            record = await svc.engine.find(found["job"])
+            if record is None:
+                raise NotFound(f"Job {found['job']} is gone.")
+            file, mime = svc.media.output_file(record, int(found["n"]))
+            return FileResponse(file, media_type=mime, headers=headers)
+        if found["sha"]:
+            kept = svc.media.input_file(f"{found['sha']}.{found['ext']}")
+            if kept is None:
+                raise NotFound("The input is no longer kept.")
+            return FileResponse(kept, media_type=mimetypes.guess_type(kept.name)[0], headers=headers)
+        shoot = await svc.shoots.get(found["shoot"])
+        folder = Path(shoot.folder)
+        headers["Content-Security-Policy"] = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+        if not found["name"]:
+            return HTMLResponse(_listing(shoot.name, folder, found["shoot"], links), headers=headers)
+        file = folder / found["name"]
+        if found["name"].startswith(".") or file.is_symlink() or not file.is_file():
+            raise NotFound(f"The shoot folder has no file {found['name']!r}.")
+        return FileResponse(file, media_type=mimetypes.guess_type(file.name)[0], headers=headers)
+    except CallsheetError as exc:
+        return _refused(404, "not_found", exc.message)
+
+
+def _listing(name: str, folder: Path, shoot_id: str, links: Links) -> str:
+    entries = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+    )
+    rows = "".join(
+        f'<li><a href="{html.escape(links.sign(f"shoots/{shoot_id}/{p.name}"))}">{html.escape(p.name)}</a> '
+        f"({p.stat().st_size:,} bytes)</li>"
+        for p in entries
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(name)}</title></head><body><h1>{html.escape(name)}</h1><ul>{rows}</ul></body></html>"
+    )
+
+
+def _refused(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
 
 
 class _ArgumentCheck:

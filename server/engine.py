@@ -46,6 +46,7 @@ from server.errors import (
     TransportError,
 )
 from server.ledger import Ledger
+from server.links import Links
 from server.media import CallerImages, Media
 from server.models import (
     ACTIVE,
@@ -100,8 +101,11 @@ class Engine:
         poll: PollPolicy | None = None,
         lease_ttl: float = 30.0,
         ledger: Ledger | None = None,
+        links: Links | None = None,
     ) -> None:
         self.store = store
+        self.links = links
+        """Signed links for outputs (server/links.py); None without CALLSHEET_PUBLIC_URL."""
         self.ledger = ledger
         """Each caller's day of credits and the audit trail (server/ledger.py); None keeps no books."""
         self.media = media
@@ -355,6 +359,9 @@ class Engine:
         """The client-facing `Job`, with its progress estimated now."""
         job = record.public()
         job.progress = self.progress(record)
+        if self.links is not None:
+            for n, output in enumerate(job.outputs):
+                output.download_url = self.links.sign(f"jobs/{job.job_id}/outputs/{n}")
         return job
 
     def progress(self, record: JobRecord) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -49,6 +50,7 @@ from server.errors import (
     error_for_status,
     storage_failure,
 )
+from server.links import INPUT_SECONDS, Links
 from server.models import JobRecord, JobStatus, Output, RemoteOutput
 from server.policy import DOWNLOAD, MAX_DOWNLOAD_BYTES, MAX_INPUT_IMAGE_BYTES
 
@@ -132,6 +134,9 @@ class ImageInput:
     sha256: str | None = None
     source_url: str | None = None
     """For earlier outputs: the provider URL kept in `Output.source_url` (may have expired)."""
+    link: str | None = None
+    """With signed links (CALLSHEET_PUBLIC_URL): a short-lived link to these bytes, for providers that
+    take URLs only (server/links.py)."""
 
     def key(self) -> str:
         """Idempotency key material: files by content hash, URLs as given."""
@@ -169,9 +174,10 @@ class CallerImages:
 class Media:
     """Image references in, outputs on disk out; every file it writes lies inside `media_dir`."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, links: Links | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.links = links
 
     # ------------------------------------------------------------------ inputs
 
@@ -179,7 +185,27 @@ class Media:
         """Check and load one image reference; raises InputError naming the field and the fix.
 
         With `caller`, a callsheet:// output reference must name one of that caller's jobs, and a local
-        path no file of another caller's."""
+        path no file of another caller's. With signed links, image bytes also get a short-lived link."""
+        image = await self._resolve(field, ref, caller)
+        if self.links is None or image.data is None:
+            return image
+        digest = image.sha256 or hashlib.sha256(image.data).hexdigest()
+        name = f"{digest}.{_EXTENSIONS.get(image.mime_type or '', 'bin')}"
+        await anyio.to_thread.run_sync(self._keep_input, name, image.data)
+        return dataclasses.replace(image, link=self.links.sign(f"inputs/{name}", INPUT_SECONDS))
+
+    def input_file(self, name: str) -> Path | None:
+        """An input kept for a signed link (`inputs/{sha256}.{ext}`), if it is there."""
+        path = self._inside_media(self.settings.media_dir / "inputs" / name)
+        return path if path is not None and path.is_file() else None
+
+    def _keep_input(self, name: str, data: bytes) -> None:
+        folder = self.settings.media_dir / "inputs"
+        if not (folder / name).exists():  # named by its content: once is enough
+            paths.make_dirs(self.settings.home, folder)
+            paths.write_atomic(self.settings.home, folder / name, data)
+
+    async def _resolve(self, field: str, ref: str, caller: str | None) -> ImageInput:
         ref = ref.strip()
         if not ref:
             raise InputError(field, "the image reference is empty.", _URL_FIX)

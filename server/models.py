@@ -79,6 +79,11 @@ class Output(BaseModel):
     height: int | None = Field(default=None, description="Height in pixels.")
     bytes: int = Field(description="File size in bytes.")
     sha256: str = Field(description="SHA-256 of the file content, hex.")
+    download_url: str | None = Field(
+        default=None,
+        description="A signed https link to the file that anyone holding it can open until it expires "
+        "(with CALLSHEET_PUBLIC_URL); null otherwise.",
+    )
 
 
 class JobError(BaseModel):
@@ -195,6 +200,9 @@ class ContactSheet(BaseModel):
     path: str | None = Field(description="The PNG grid on disk (null until the first outputs exist).")
     html: str | None = Field(description="The HTML page on disk.")
     uri: str = Field(description="Resource URI of the PNG: callsheet://shoots/{id}/contact-sheet.")
+    download_url: str | None = Field(
+        default=None, description="A signed https link to the HTML page (with CALLSHEET_PUBLIC_URL)."
+    )
 
 
 class Shoot(BaseModel):
@@ -208,6 +216,9 @@ class Shoot(BaseModel):
     credits_estimate: float = Field(description="The plan's estimate when it started.")
     progress: float = Field(description="Share of the planned jobs that have finished, 0 to 1.")
     folder: str = Field(description="The shoot folder: manifest.json, outputs, contact sheet.")
+    folder_url: str | None = Field(
+        default=None, description="A signed https link to the folder's listing (with CALLSHEET_PUBLIC_URL)."
+    )
     contact_sheet: ContactSheet = Field(description="The contact sheet (PNG grid and HTML page).")
     note: str | None = Field(default=None, description="Why the shoot stopped, when it did early.")
     created_at: datetime = Field(description="When the shoot started (UTC).")

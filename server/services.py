@@ -25,6 +25,7 @@ from server.engine import Engine
 from server.http import HttpCaller
 from server.ledger import Ledger
 from server.limiter import Limiter
+from server.links import Links
 from server.media import Media
 from server.policy import HTTP, PollPolicy, RetryPolicy
 from server.providers import REGISTRY
@@ -101,7 +102,12 @@ async def open_services(
     settings.home.mkdir(parents=True, exist_ok=True)
     providers = make_providers(settings) if providers is None else providers
     async with open_backend(settings.store_url, settings.store_dir) as backend, AsyncExitStack() as stack:
-        media = Media(settings, backend.jobs)
+        links = (
+            Links(settings.public_url, settings.signing_key)
+            if settings.public_url and settings.signing_key
+            else None
+        )
+        media = Media(settings, backend.jobs, links)
         headers = {"User-Agent": f"callsheet/{__version__}"}
         live: httpx.AsyncClient | None = None  # made for the first provider reached over the network
         redactor = Redactor(settings.secrets())
@@ -154,6 +160,7 @@ async def open_services(
             poll=poll,
             lease_ttl=settings.lease_seconds if lease_ttl is None else lease_ttl,
             ledger=ledger,
+            links=links,
         )
         shoots = ShootRunner(
             engine=engine,

@@ -378,6 +378,7 @@ class ShootRunner:
             steps.append(StepView(id=step.id, tool=tool, status=step.status, jobs=jobs, note=step.note))
         folder = Path(record.folder)
         png, html = folder / "contact-sheet.png", folder / "contact-sheet.html"
+        links = self.engine.links
         done = record.status not in SHOOT_ACTIVE
         return Shoot(
             shoot_id=record.shoot_id,
@@ -392,7 +393,11 @@ class ShootRunner:
                 path=str(png) if png.exists() else None,
                 html=str(html) if html.exists() else None,
                 uri=f"callsheet://shoots/{record.shoot_id}/contact-sheet",
+                download_url=links.sign(f"shoots/{record.shoot_id}/contact-sheet.html")
+                if links and html.exists()
+                else None,
             ),
+            folder_url=links.sign(f"shoots/{record.shoot_id}/") if links else None,
             note=record.note,
             created_at=record.created_at,
             updated_at=record.updated_at,

@@ -435,7 +435,8 @@ async def test_url_only_rule_stores_nothing_and_calls_nothing(settings, autotoon
     assert local.value.field == "clothing_image_urls[1]"
     assert str(local.value).startswith(
         f"clothing_image_urls[1]: {URL_ONLY}; {garment} is a local file. Pass a public http(s) URL, or an "
-        "earlier output (callsheet://jobs/{id}/outputs/{n}) of a provider that returns URLs, e.g. FASHN."
+        "earlier output (callsheet://jobs/{id}/outputs/{n}) of a provider that returns URLs, e.g. FASHN; "
+        "or set CALLSHEET_PUBLIC_URL"
     )
     assert inline.value.field == "image_url" and f"{URL_ONLY}; data:image/png" in str(inline.value)
     assert "is a data URI." in str(inline.value)

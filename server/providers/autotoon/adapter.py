@@ -77,7 +77,8 @@ _VIDEO_STATES = {
 
 URL_ONLY_FIX = (
     "Pass a public http(s) URL, or an earlier output (callsheet://jobs/{id}/outputs/{n}) of a provider "
-    "that returns URLs, e.g. FASHN."
+    "that returns URLs, e.g. FASHN; or set CALLSHEET_PUBLIC_URL so that callsheet hands Auto Toon a "
+    "signed link to the file."
 )
 
 QUERIES = (
@@ -150,10 +151,9 @@ class AutoToon(Provider):
 
     def send_image(self, image: ImageInput) -> str:
         """The URL Auto Toon can fetch: a checked public URL, or an earlier output's provider URL."""
-        if image.url:
-            return image.url
-        if image.source_url:
-            return image.source_url
+        for url in (image.url, image.link, image.source_url):  # a signed link outlives a provider's URL
+            if url:
+                return url
         if image.origin.lower().startswith("data:"):
             what = f"{image.origin} is a data URI"
         elif image.origin.startswith("callsheet:"):

@@ -158,14 +158,16 @@ class NeoFashion(Provider):
         and a rejection after the credits are debited would cost the user. An earlier callsheet
         output is sent by the provider URL it came from (`source_url`).
         """
-        url = image.url or image.source_url
+        url = image.url or image.link or image.source_url  # a signed link: CALLSHEET_PUBLIC_URL is set
         if url:
             return url
         raise InputError(
             image.field,
             f"{image.origin} is a local file or inline image, and neo-fashion takes images by URL only.",
-            "Upload the image somewhere public (your CDN, a storage bucket) and pass its https URL, or pass "
-            "an earlier callsheet output that came from a provider URL (callsheet://jobs/{job_id}/outputs/{n}).",
+            "Upload the image somewhere public (your CDN, a storage bucket) and pass its https URL, or "
+            "pass an earlier callsheet output that came from a provider URL "
+            "(callsheet://jobs/{job_id}/outputs/{n}); or set CALLSHEET_PUBLIC_URL so that callsheet hands "
+            "neo-fashion a signed link to the file.",
         )
 
     # --- submit, status, balance ---------------------------------------------------------------
