@@ -30,8 +30,8 @@ CALLER_KEY = "callsheet.caller"
 """Where `AccessGate` leaves the caller in the ASGI scope's `state`."""
 READ, GENERATE = "callsheet:read", "callsheet:generate"
 """The scopes an OAuth token carries: reading, and anything that spends or cancels."""
-OPEN_PREFIXES = ("/files/",)
-"""Served without a token: signed links carry their own proof (server/links.py)."""
+OPEN_PREFIXES = ("/files/", "/hooks/")
+"""Served without a token: signed links and providers' webhooks carry their own proof (server/links.py)."""
 MAX_BODY = 4 * 1024 * 1024
 """The largest request body the gate reads to learn what a request needs (the SDK's own cap)."""
 

@@ -145,6 +145,19 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     async def files(request: Request) -> Response:
         return await _signed_file(running.get("services"), request)
 
+    @app.custom_route("/hooks/{job_id}/{token}", methods=["POST"])  # type: ignore[untyped-decorator]
+    async def hooks(request: Request) -> Response:
+        """A provider's webhook (FASHN): the path is the secret; the job's driver confirms the state."""
+        svc = running.get("services")
+        job_id, token = str(request.path_params["job_id"]), str(request.path_params["token"])
+        links = svc.engine.links if svc is not None else None
+        if svc is None or links is None or not links.hook_ok(job_id, token):
+            return _refused(404, "not_found", "No such webhook.")
+        try:
+            return JSONResponse({"status": await svc.engine.called_back(job_id)})
+        except CallsheetError as exc:
+            return _refused(404, "not_found", exc.message)
+
     return app
 
 

@@ -60,9 +60,18 @@ from server.models import (
     new_job_id,
     utcnow,
 )
-from server.policy import PACE_KEPT, PACE_RANGE, PACE_REREAD, PREPARE_AT_ONCE, PollPolicy, RetryPolicy, pace
+from server.policy import (
+    PACE_KEPT,
+    PACE_RANGE,
+    PACE_REREAD,
+    PREPARE_AT_ONCE,
+    WEBHOOK_SAFETY,
+    PollPolicy,
+    RetryPolicy,
+    pace,
+)
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
-from server.signals import JOBS, Signals
+from server.signals import JOBS, Signals, hook_topic
 from server.store import LeaseLost, Store
 
 log = logging.getLogger("callsheet.engine")
@@ -308,6 +317,18 @@ class Engine:
     async def find(self, job_id: str) -> JobRecord | None:
         """The job or None, whoever it belongs to (for the runner and the app, which check callers)."""
         return await self.store.get(job_id)
+
+    async def called_back(self, job_id: str) -> str:
+        """A provider's webhook for `job_id` arrived: wake its driver (on any replica) to confirm the
+        state with one status call; the webhook's body is not trusted. For a job that has ended
+        already, nothing happens (a webhook may come twice)."""
+        record = await self.find(job_id)
+        if record is None:
+            raise NotFound(f"Unknown job {job_id!r}.")
+        if record.status in TERMINAL:
+            return "ended already"
+        await self.signals.notify(hook_topic(job_id))
+        return "looking"
 
     async def cancel(self, job_id: str, *, caller: str | None = None) -> tuple[JobRecord, str]:
         """Cancel at the provider where it can; returns the job and a sentence saying what happened."""
@@ -621,7 +642,10 @@ class Engine:
                 # Shielded: a cancel arriving mid-send must not lose the id of a job that was accepted.
                 # A batch's items are stored in the same breath: a batch accepted is never left without them.
                 with anyio.CancelScope(shield=True):
-                    submission = await provider.submit(record.operation, record.payload or {})
+                    hook = self.links.hook(record.job_id) if self.links and provider.webhooks else None
+                    submission = await provider.submit(
+                        record.operation, record.payload or {}, webhook_url=hook
+                    )
                     submitted = await self._submitted(record, submission)
                     if submitted.status is JobStatus.CANCELED and submission.provider_job_id:
                         await self._cancel_late(provider, submitted, submission.provider_job_id)
@@ -736,7 +760,14 @@ class Engine:
             )
             if failures:
                 delay = max(delay, self.retry.delay(failures))
-            await anyio.sleep(delay)
+            if self.links is not None and provider.webhooks:
+                # The provider calls back when the job ends: look then, and before that only as a safety net.
+                delay = max(delay, WEBHOOK_SAFETY * typical - elapsed)
+                called_back = self.signals.event(hook_topic(record.job_id))
+                with anyio.move_on_after(delay):
+                    await called_back.wait()
+            else:
+                await anyio.sleep(delay)
             latest = await self.store.get(record.job_id)
             if latest is None or latest.status in TERMINAL:
                 return  # canceled (perhaps by another process) while we slept

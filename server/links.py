@@ -58,6 +58,16 @@ class Links:
             return "This link has expired: ask for the job or shoot again for a fresh one."
         return None
 
+    def hook(self, job_id: str) -> str:
+        """Where a provider says that job `job_id` ended: a path only this server can make (FASHN does
+        not sign its webhooks, so the path is the secret; the state is confirmed with the provider)."""
+        return (
+            f"{self.base.removesuffix('files/')}hooks/{quote(job_id)}/{self._signature(f'hook:{job_id}', 0)}"
+        )
+
+    def hook_ok(self, job_id: str, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self._signature(f"hook:{job_id}", 0).encode())
+
     def _signature(self, path: str, expires: int) -> str:
         digest = hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")

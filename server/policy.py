@@ -158,3 +158,8 @@ class Limits:
                 for kind, ws in self.windows.items()
             },
         )
+
+
+WEBHOOK_SAFETY = 3.0
+"""A job whose provider calls back when it ends (a webhook) is polled only as a safety net: not before
+this many times its typical duration, by when the webhook has come unless it was lost."""

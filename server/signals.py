@@ -19,6 +19,11 @@ def limits_topic(provider: str) -> str:
     return f"limits:{provider}"
 
 
+def hook_topic(job_id: str) -> str:
+    """A provider said that the job ended (a webhook): its driver looks now, wherever it runs."""
+    return f"hook:{job_id}"
+
+
 class Signals:
     """Wake-ups within one process."""
 

@@ -95,7 +95,9 @@ class Scripted(Provider):
     async def save_outputs(self, media: Media, job: JobRecord, outputs: list[RemoteOutput]) -> list[Output]:
         return await media.save_outputs(job, outputs, None)  # type: ignore[arg-type]  # inline only
 
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         self.sent.append(payload)
         return _step(self.submits)
 

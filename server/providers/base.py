@@ -239,6 +239,8 @@ class Provider(abc.ABC):
     fixed_operations: ClassVar[tuple[OperationSpec, ...]] = ()
     """Its operations, when they never change (a provider that discovers them overrides `operations`)."""
     fixed_queries: ClassVar[tuple[QuerySpec, ...]] = ()
+    webhooks: ClassVar[bool] = False
+    """It can call back when a job ends (`submit`'s `webhook_url`): then it is polled only as a safety net."""
     emulator_class: ClassVar[type[Emulator]]
     """Its sandbox emulator (built on `server/sandbox/kit.py`)."""
 
@@ -370,9 +372,12 @@ class Provider(abc.ABC):
         return wire
 
     @abc.abstractmethod
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         """Send `Prepared.payload` once. Raises ProviderError; TransportError.maybe_sent says if it may have
-        landed."""
+        landed. `webhook_url` (only for a provider whose `webhooks` is true): where the provider should
+        say that the job ended."""
 
     @abc.abstractmethod
     async def status(self, provider_job_id: str, operation: str) -> StatusReport:

@@ -27,7 +27,9 @@ class Fake(Provider):
     def limits(self) -> Limits:
         return Limits(windows={"api": (RateWindow(100, 60.0),)}, poll_kind="api")
 
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         response = await self.http.request("api", "POST", self.operation(operation).route, json=payload)
         render_id = json_object(response, self.name, self.title).get("id")
         if not isinstance(render_id, str):

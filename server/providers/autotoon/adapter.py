@@ -162,7 +162,9 @@ class AutoToon(Provider):
             what = f"{image.origin} is a local file"
         raise InputError(image.field, f"Auto Toon takes image URLs only; {what}.", URL_ONLY_FIX)
 
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         spec = self.operation(operation)
         # Synchronous calls answer when the image is done: they get the long read timeout.
         timing = SYNC_GENERATION if spec.answers_at_once else HTTP

@@ -76,6 +76,7 @@ _FAILURE_HINTS = {
 class Fashn(Provider):
     name = "fashn"
     title = "FASHN"
+    webhooks = True
     badge = ("F", "#111827")
     key_var = "FASHN_API_KEY"
     url_var = "FASHN_BASE_URL"
@@ -101,9 +102,13 @@ class Fashn(Provider):
     def payload(self, spec: OperationSpec, wire: dict[str, Any]) -> dict[str, Any]:
         return {"model_name": spec.route, "inputs": wire}
 
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         try:
-            response = await self.http.request("run", "POST", "/run", json=payload)
+            # FASHN's documented webhook: it POSTs the prediction's final state there (unsigned).
+            params = {"webhook_url": webhook_url} if webhook_url else None
+            response = await self.http.request("run", "POST", "/run", json=payload, params=params)
         except RateLimited as exc:
             raise _credits_or(exc) from None
         body = _json(response)

@@ -43,6 +43,7 @@ import dataclasses
 import json
 import random
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -141,6 +142,8 @@ FAILURE_MESSAGES = {
 STARTING, IN_QUEUE, PROCESSING = "starting", "in_queue", "processing"
 COMPLETED, FAILED, CANCELED = "completed", "failed", "canceled"
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELED})
+WEBHOOK_RETRIES = (30.0, 60.0, 60.0, 60.0, 90.0)
+"""Seconds before each retry of a webhook that was not answered 2xx: 5 retries, about 5 minutes."""
 
 
 def fashn_credits(model_name: str, inputs: dict[str, Any]) -> int:
@@ -170,6 +173,10 @@ class FashnFaults:
     """Refuse a `/run` the balance cannot pay with 429 (as FASHN sometimes does) instead of 402."""
     error_shape: str = "object"
     """"object": `{"error": {"name", "message"}}`; "string": `{"error": "message"}`. Both are documented."""
+    webhooks_lost: bool = False
+    """Never deliver a webhook (a network that drops them): polling must end the job."""
+    webhooks_twice: bool = False
+    """Deliver every webhook twice (FASHN retries; a handler must be idempotent)."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +260,8 @@ class FashnStats:
     cdn_calls: int = 0
     sent_429: int = 0
     max_in_flight: int = 0
+    webhooks: list[tuple[str, int]] = field(default_factory=list)
+    """Every webhook POST made: (prediction id, the answer's HTTP status, 0 when none came)."""
     predictions: dict[str, Prediction] = field(default_factory=dict)
 
 
@@ -332,6 +341,9 @@ class FashnEmulator(Emulator):
             return self._error(exc.status, exc.code or "Error", exc.message, with_id=True)
 
         prediction = self._create(model_name, inputs, cost, now)
+        hook = request.query_params.get("webhook_url")
+        if hook:
+            self._call_back(prediction.id, hook, public_base(request), attempt=0)
         self.stats.max_in_flight = max(self.stats.max_in_flight, len(in_flight) + 1)
         headers = {CREDITS_HEADER: str(cost)}
         if self.faults.run_malformed > 0:
@@ -342,6 +354,50 @@ class FashnEmulator(Emulator):
             self.faults.run_drop_after_accept -= 1
             return DroppedConnection()
         return JSONResponse({"id": prediction.id, "error": None}, headers=headers)
+
+    def _call_back(self, prediction_id: str, url: str, base: str, attempt: int) -> None:
+        """FASHN's webhook: when the prediction ends, POST its final state (`id`, `status`, `output`,
+        `error`) to `url`, unsigned; a non-2xx answer is retried up to 5 times over about 5 minutes
+        (scaled). It runs on a timer thread: the emulator has no task of its own."""
+        prediction = self.stats.predictions.get(prediction_id)
+        if prediction is None or self.faults.webhooks_lost:
+            return
+        if attempt == 0:
+            delay = prediction.finished_at() - self.clock()
+        else:
+            delay = WEBHOOK_RETRIES[attempt - 1] * self.time_scale
+        timer = threading.Timer(max(delay, 0.01), self._deliver, (prediction_id, url, base, attempt))
+        timer.daemon = True
+        timer.start()
+
+    def _deliver(self, prediction_id: str, url: str, base: str, attempt: int) -> None:
+        prediction = self.stats.predictions.get(prediction_id)
+        if prediction is None:
+            return
+        state = prediction.state(self.clock())
+        if state not in TERMINAL:  # the clock was held (tests): not ended yet, look again later
+            self._call_back(prediction_id, url, base, attempt=0)
+            return
+        body = {
+            "id": prediction.id,
+            "status": state,
+            "output": [
+                f"{base}/cdn/{prediction.id}/output_{n}.{o.ext}" for n, o in enumerate(prediction.outputs)
+            ]
+            if state == COMPLETED
+            else None,
+            "error": self._error_value(*prediction.failure)
+            if state == FAILED and prediction.failure
+            else None,
+        }
+        for _ in range(2 if self.faults.webhooks_twice else 1):
+            try:
+                answer = httpx.post(url, json=body, timeout=5.0).status_code
+            except httpx.HTTPError:
+                answer = 0
+            self.stats.webhooks.append((prediction_id, answer))
+        if not 200 <= answer < 300 and attempt < len(WEBHOOK_RETRIES):
+            self._call_back(prediction_id, url, base, attempt + 1)
 
     async def _status(self, request: Request) -> Response:
         prediction_id = request.path_params["id"]

@@ -464,7 +464,9 @@ class GenApi(Provider):
             summary={**common, "images": origins},
         )
 
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         form = {
             TOOL_FIELD: str(payload["tool"]),
             **{k: str(v) for k, v in (payload.get("fields") or {}).items()},

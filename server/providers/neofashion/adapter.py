@@ -172,7 +172,9 @@ class NeoFashion(Provider):
 
     # --- submit, status, balance ---------------------------------------------------------------
 
-    async def submit(self, operation: str, payload: dict[str, Any]) -> Submission:
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
         route = self.operation(operation).route
         answer = await self._call("POST", route, json=payload, timing=GENERATE)
         data = _object(answer.data, "data")
