@@ -22,11 +22,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import httpx2
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ImageContent
 from PIL import Image, ImageChops
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from benchmarks.common import (
     SEED,
@@ -40,7 +44,7 @@ from benchmarks.common import (
 )
 from server.app import create_app
 from server.providers.fashn.emulator import FashnEmulator
-from tests.servers import free_port, serving, wait_healthy
+from tests.servers import free_port, serve_on_socket, serving, wait_healthy
 from tools.surface import model_facing_bytes
 
 TIME_SCALE = 0.01
@@ -446,3 +450,60 @@ async def tool_list_size(report: Report) -> None:
     report.figure("model_facing_tokens", facing // 4, "  about (bytes / 4)", "tokens")
     report.figure("full_bytes", full, "whole tools/list result (icons, output schemas too)", "bytes")
     report.figure("full_before", TOOLS_BEFORE["full"], "  the same before (c2af1c4)", "bytes")
+
+
+WEBHOOK_JOBS = 30
+WEBHOOK_SCALE = 0.05
+WEBHOOK_TARGET = 1.0
+
+
+async def webhooks(report: Report) -> None:
+    """The same batch of try-ons over HTTP twice, against one seeded FASHN sandbox served here: polled,
+    then with webhooks (a public URL set). Status calls per job, counted by the emulator."""
+    report.section(
+        "webhooks", f"9. Webhooks: {WEBHOOK_JOBS} model_create jobs over HTTP, polled / with webhooks"
+    )
+    figures: dict[str, list[int]] = {}
+    for mode in ("polled", "webhooks"):
+        emulator = FashnEmulator(time_scale=WEBHOOK_SCALE, seed=SEED)
+        sandbox = Starlette(routes=[Mount("/fashn", app=emulator.app)])
+        with tempfile.TemporaryDirectory(prefix="callsheet-bench-hooks-") as tmp:
+            folder = Path(tmp)
+            port = free_port()
+            async with serve_on_socket(sandbox) as sandbox_port:
+                env = {
+                    **sandbox_env(folder / "home", folder / "inputs", WEBHOOK_SCALE),
+                    "CALLSHEET_SANDBOX_URL": f"http://127.0.0.1:{sandbox_port}",
+                }
+                if mode == "webhooks":
+                    env |= {
+                        "CALLSHEET_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                        "CALLSHEET_SIGNING_KEY": "bench-key",
+                    }
+                with serving(folder, "--port", str(port), env=env) as proc:
+                    await wait_healthy(proc, port)
+                    async with (
+                        httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=120.0)) as http,
+                        Client(
+                            streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)
+                        ) as client,
+                    ):
+                        ids = []
+                        for n in range(WEBHOOK_JOBS):
+                            args = {"prompt": f"editorial model {n}", "seed": n, "wait_seconds": 0}
+                            made = await client.call_tool("fashn_model_create", args)
+                            ids.append((made.structured_content or {})["job_id"])
+                        with anyio.fail_after(300):
+                            pending = ids
+                            while pending:
+                                waited = await client.call_tool(
+                                    "job_wait", {"job_ids": pending, "wait_seconds": 30}
+                                )
+                                pending = (waited.structured_content or {})["pending"]
+        figures[mode] = sorted(emulator.stats.status_calls_by_id.values())
+    for mode, calls in figures.items():
+        target = f"<= {WEBHOOK_TARGET:g}" if mode == "webhooks" else None
+        report.figure(
+            f"{mode}_median", statistics.median(calls), f"status calls per job, {mode}: median", target=target
+        )
+        report.figure(f"{mode}_mean", round(statistics.mean(calls), 2), f"  mean (max {max(calls)})")

@@ -1,6 +1,6 @@
 """`python -m benchmarks`: every figure of the benchmark suite, printed and written to results.json.
 
-Sections 1-5, 7 and 8 run in this process; the store-scale section (6) runs in two child processes, one
+Sections 1-5 and 7-9 run in this process; the store-scale section (6) runs in two child processes, one
 filling the store and one starting a server on it, so its memory figure is a fresh server's. Redis
 figures (1b, 5b, 6 on Redis) use a redis-server the run starts on a free port (tests/redis_server.py).
 """
@@ -23,7 +23,7 @@ import anyio
 
 from benchmarks.common import Report
 from benchmarks.orchestration import burst, orchestration, paces, replicas, report_repeat
-from benchmarks.overhead import overhead, result_size, status_under_burst, tool_list_size
+from benchmarks.overhead import overhead, result_size, status_under_burst, tool_list_size, webhooks
 from benchmarks.store_scale import TOTAL, UNFINISHED
 from tests.redis_server import RedisServer
 
@@ -126,6 +126,8 @@ def main() -> int:
         anyio.run(result_size, report)
     with timed(timings, "8 tool list"):
         anyio.run(tool_list_size, report)
+    with timed(timings, "9 webhooks"):
+        anyio.run(webhooks, report)
     total = time.perf_counter() - started
     print(
         f"\n== Whole run: {total:.1f} s ("

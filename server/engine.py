@@ -751,6 +751,8 @@ class Engine:
         running_at: float | None = 0.0 if calls == 0 else None
         # The provider's clock starts when the request arrives: closer to sending than to the answer.
         started = record.submit_started_at or record.submitted_at or record.created_at
+        hooked = self.links is not None and provider.webhooks
+        called_back = self.signals.event(hook_topic(record.job_id))
         while True:
             elapsed = (utcnow() - started).total_seconds()
             typical = record.typical_seconds * await self.paces.of(record)
@@ -760,12 +762,13 @@ class Engine:
             )
             if failures:
                 delay = max(delay, self.retry.delay(failures))
-            if self.links is not None and provider.webhooks:
+            if hooked:
                 # The provider calls back when the job ends: look then, and before that only as a safety net.
                 delay = max(delay, WEBHOOK_SAFETY * typical - elapsed)
-                called_back = self.signals.event(hook_topic(record.job_id))
                 with anyio.move_on_after(delay):
                     await called_back.wait()
+                # Taken before the look: a webhook that comes while the provider is asked is not missed.
+                called_back = self.signals.event(hook_topic(record.job_id))
             else:
                 await anyio.sleep(delay)
             latest = await self.store.get(record.job_id)

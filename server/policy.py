@@ -160,6 +160,7 @@ class Limits:
         )
 
 
-WEBHOOK_SAFETY = 3.0
+WEBHOOK_SAFETY = 5.0
 """A job whose provider calls back when it ends (a webhook) is polled only as a safety net: not before
-this many times its typical duration, by when the webhook has come unless it was lost."""
+this many times its typical duration (past the longest durations FASHN documents, about 4x the
+typical one), by when the webhook has come unless it was lost."""
