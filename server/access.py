@@ -32,6 +32,8 @@ READ, GENERATE = "callsheet:read", "callsheet:generate"
 """The scopes an OAuth token carries: reading, and anything that spends or cancels."""
 OPEN_PREFIXES = ("/files/", "/hooks/")
 """Served without a token: signed links and providers' webhooks carry their own proof (server/links.py)."""
+OWN_SCOPES = frozenset({"/uploads"})
+"""Routes that check a caller's scope themselves (their bodies are not JSON-RPC, and may be larger)."""
 MAX_BODY = 4 * 1024 * 1024
 """The largest request body the gate reads to learn what a request needs (the SDK's own cap)."""
 
@@ -151,7 +153,12 @@ class AccessGate:
                 self.resource_metadata,
             )
             return
-        if caller is not None and caller.scopes is not None and self.needs is not None:
+        if (
+            caller is not None
+            and caller.scopes is not None
+            and self.needs is not None
+            and path not in OWN_SCOPES
+        ):
             body, receive = await _read_body(receive)
             if body is None:
                 await _refuse(send, 413, "invalid_request", f"The request body is over {MAX_BODY:,} bytes.")

@@ -44,7 +44,7 @@ from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
 from server.links import PATHS, Links
 from server.oauth import OAuthTokens
-from server.policy import MAX_TEXT_CHARS
+from server.policy import MAX_INPUT_IMAGE_BYTES, MAX_TEXT_CHARS
 from server.providers.base import OperationSpec, Provider, input_error_from
 from server.services import Services, make_providers, open_services, operation_specs
 from tools.account import register_account_tools
@@ -144,6 +144,24 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
     @app.custom_route("/files/{path:path}", methods=["GET"])  # type: ignore[untyped-decorator]
     async def files(request: Request) -> Response:
         return await _signed_file(running.get("services"), request)
+
+    @app.custom_route("/uploads", methods=["POST"])  # type: ignore[untyped-decorator]
+    async def uploads(request: Request) -> Response:
+        """An image a remote client cannot name on this disk: its bytes in, a reference out."""
+        svc, who = running.get("services"), (request.scope.get("state") or {}).get(CALLER_KEY)
+        if svc is None or not isinstance(who, Caller):
+            return _refused(401, "invalid_token", "Send 'Authorization: Bearer <token>'.")
+        if who.scopes is not None and GENERATE not in who.scopes:
+            return _refused(403, "insufficient_scope", f"Uploading needs the scope {GENERATE}.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_INPUT_IMAGE_BYTES:
+                return _refused(413, "too_large", f"An upload is at most {MAX_INPUT_IMAGE_BYTES:,} bytes.")
+        try:
+            return JSONResponse(await svc.media.upload(bytes(body), who.id), status_code=201)
+        except CallsheetError as exc:
+            return _refused(400, exc.code, exc.message)
 
     @app.custom_route("/hooks/{job_id}/{token}", methods=["POST"])  # type: ignore[untyped-decorator]
     async def hooks(request: Request) -> Response:

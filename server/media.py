@@ -106,6 +106,11 @@ _CHECKED_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "imag
 # What Pillow can raise on a damaged or hostile file.
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 _OUTPUT_REF = re.compile(r"callsheet://jobs/([^/?#]+)/outputs/(\d+)")
+_UPLOAD_REF = re.compile(r"callsheet://uploads/([0-9a-f]{64})")
+_UPLOAD_FIX = (
+    "POST the image's bytes to <server>/uploads (with your token) and pass the callsheet://uploads/<sha256> "
+    "reference it answers, or pass a data:image/...;base64 URI."
+)
 _DATA_URI = re.compile(r"data:([^;,]*)((?:;[^;,]*)*),(.*)", re.DOTALL | re.IGNORECASE)
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
@@ -217,6 +222,8 @@ class Media:
             return ImageInput(field=field, origin=_shorten(ref, 200), url=ref)
         if lowered.startswith("data:"):
             return _from_data_uri(field, ref)
+        if lowered.startswith("callsheet://uploads/"):
+            return await self._from_upload(field, ref, caller)
         if lowered.startswith("callsheet:"):
             return await self._from_output(field, ref, caller)
         scheme = _SCHEME.match(ref)
@@ -228,6 +235,52 @@ class Media:
                 _URL_FIX + " (A file name containing ':' can be given as ./name.)",
             )
         return await self._from_path(field, ref, caller)
+
+    async def upload(self, data: bytes, caller: str | None) -> dict[str, Any]:
+        """Keep an image a remote client uploaded (`POST /uploads`), for `caller` only, by its content
+        hash: the same caps and checks as a local file. Returns its `callsheet://uploads/` reference."""
+        if len(data) > MAX_INPUT_IMAGE_BYTES:
+            raise InputError("upload", f"the image is larger than {_mb(MAX_INPUT_IMAGE_BYTES)}.", _SMALLER)
+        mime = _identify(data)
+        if mime is None:
+            raise InputError(
+                "upload", "the body is not an image (PNG, JPEG, WebP, GIF, AVIF, TIFF or BMP).", _UPLOAD_FIX
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        folder = self._uploads(caller)
+        path = folder / f"{digest}.{_EXTENSIONS.get(mime, 'bin')}"
+
+        def keep() -> None:
+            if not path.exists():
+                paths.make_dirs(self.settings.home, folder)
+                paths.write_atomic(self.settings.home, path, data)
+
+        await anyio.to_thread.run_sync(keep)
+        return {
+            "uri": f"callsheet://uploads/{digest}",
+            "sha256": digest,
+            "bytes": len(data),
+            "mime_type": mime,
+        }
+
+    def _uploads(self, caller: str | None) -> Path:
+        """A caller's uploads: a folder of its own, named by a hash of its id."""
+        return (
+            self.settings.media_dir
+            / "uploads"
+            / hashlib.sha256((caller or "local").encode()).hexdigest()[:16]
+        )
+
+    async def _from_upload(self, field: str, ref: str, caller: str | None) -> ImageInput:
+        match = _UPLOAD_REF.fullmatch(ref.strip())
+        found = sorted(self._uploads(caller).glob(f"{match.group(1)}.*")) if match else []
+        if match is None or not found:
+            raise InputError(field, f"{_shorten(ref, 90)} names no upload of yours.", _UPLOAD_FIX)
+        data = await anyio.Path(found[0]).read_bytes()
+        shown = _shorten(ref, 90)
+        return ImageInput(
+            field=field, origin=shown, data=data, mime_type=_identify(data), sha256=match.group(1)
+        )
 
     async def _from_output(self, field: str, ref: str, caller: str | None) -> ImageInput:
         match = _OUTPUT_REF.fullmatch(ref)
