@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -43,7 +42,6 @@ from server.access import CALLER_KEY, GENERATE, READ, AccessGate, Caller, Static
 from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
 from server.links import PATHS, Links
-from server.oauth import OAuthTokens
 from server.policy import MAX_INPUT_IMAGE_BYTES, MAX_TEXT_CHARS
 from server.providers.base import OperationSpec, Provider, input_error_from
 from server.services import Services, make_providers, open_services, operation_specs
@@ -540,6 +538,11 @@ def http_app(app: MCPServer, settings: Settings, *, host: str, stateless: bool =
     the 2026-07-28 era's never do), so replicas behind a balancer that does not stick can answer any of
     them; those clients then get no notifications outside a request (a changed tool list).
     """
+    # Imported here: the OAuth pieces (PyJWT, cryptography, the SDK's auth routes) cost stdio nothing.
+    from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+
+    from server.oauth import OAuthTokens
+
     starlette_app = app.streamable_http_app(host=host, stateless_http=stateless)
     verifiers: list[Verifier] = [StaticTokens(settings.http_tokens)] if settings.http_tokens else []
     open_paths, metadata = ["/health"], None
