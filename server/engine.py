@@ -65,7 +65,6 @@ from server.policy import (
     PACE_RANGE,
     PACE_REREAD,
     PREPARE_AT_ONCE,
-    WEBHOOK_SAFETY,
     PollPolicy,
     RetryPolicy,
     pace,
@@ -764,7 +763,7 @@ class Engine:
                 delay = max(delay, self.retry.delay(failures))
             if hooked:
                 # The provider calls back when the job ends: look then, and before that only as a safety net.
-                delay = max(delay, WEBHOOK_SAFETY * typical - elapsed)
+                delay = max(delay, self.poll.webhook_safety * typical - elapsed)
                 with anyio.move_on_after(delay):
                     await called_back.wait()
                 # Taken before the look: a webhook that comes while the provider is asked is not missed.

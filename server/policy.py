@@ -80,6 +80,10 @@ class PollPolicy:
     factor: float = 1.5
     floor: float = 0.5
     ceiling: float = 30.0
+    webhook_safety: float = 5.0
+    """A job whose provider calls back when it ends (a webhook) is looked at only as a safety net: not
+    before this many times its typical duration (past the longest durations FASHN documents, about 4x
+    the typical one), by when the webhook has come unless it was lost."""
 
     def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
         """Seconds until the next look at a job running for `elapsed` s that was asked `calls` times."""
@@ -158,9 +162,3 @@ class Limits:
                 for kind, ws in self.windows.items()
             },
         )
-
-
-WEBHOOK_SAFETY = 5.0
-"""A job whose provider calls back when it ends (a webhook) is polled only as a safety net: not before
-this many times its typical duration (past the longest durations FASHN documents, about 4x the
-typical one), by when the webhook has come unless it was lost."""

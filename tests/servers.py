@@ -84,10 +84,13 @@ async def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
 
 
 @asynccontextmanager
-async def serve_on_socket(app: ASGIApp) -> AsyncIterator[int]:
-    """Serve `app` with uvicorn on 127.0.0.1 in a thread of its own; yield the port it bound."""
+async def serve_on_socket(app: ASGIApp, *, port: int = 0, lifespan: str = "off") -> AsyncIterator[int]:
+    """Serve `app` with uvicorn on 127.0.0.1 in a thread of its own; yield the port it bound. An app
+    with a lifespan of its own (callsheet's `http_app`) is served with `lifespan="on"`."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None, log_level="warning")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, name="uvicorn-emulator", daemon=True)
     thread.start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from server.app import create_app, http_app
 from server.links import Links
 from server.providers.fashn.emulator import FashnEmulator
 from server.sandbox_server import sandbox_app
-from tests.servers import free_port, serve_on_socket, server_env, serving, wait_healthy
+from tests.conftest import FAST_POLL, FAST_RETRY, make_settings
+from tests.servers import free_port, serve_on_socket
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +43,10 @@ class Hosted:
 
 
 @asynccontextmanager
-async def hosted(tmp_path: Path, **faults: bool) -> AsyncIterator[Hosted]:
+async def hosted(tmp_path: Path, safety: float = 1000.0, **faults: bool) -> AsyncIterator[Hosted]:
+    """callsheet's HTTP app served in process (so the test sets its poll policy), on a FASHN sandbox
+    served here too. `safety`: the safety-net poll's start, in typical durations; the default keeps it
+    out of the way, so a status call can only be the one a webhook asked for."""
     app, emulators = sandbox_app(0.01)
     fashn = emulators["fashn"]
     assert isinstance(fashn, FashnEmulator)
@@ -50,20 +55,22 @@ async def hosted(tmp_path: Path, **faults: bool) -> AsyncIterator[Hosted]:
     async with serve_on_socket(app) as sandbox_port:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        env = server_env(
+        settings = make_settings(
+            tmp_path / "home",
             tmp_path,
             CALLSHEET_PUBLIC_URL=url,
             CALLSHEET_SIGNING_KEY=KEY,
             CALLSHEET_SANDBOX_TIME_SCALE="0.01",
             CALLSHEET_SANDBOX_URL=f"http://127.0.0.1:{sandbox_port}",
         )
-        with serving(tmp_path, "--port", str(port), env=env) as proc:
-            await wait_healthy(proc, port)
-            async with (
-                create_mcp_http_client() as http,
-                Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
-            ):
-                yield Hosted(url, fashn, client)
+        server = create_app(settings, retry=FAST_RETRY, poll=replace(FAST_POLL, webhook_safety=safety))
+        asgi = http_app(server, settings, host="127.0.0.1")
+        async with (
+            serve_on_socket(asgi, port=port, lifespan="on"),
+            create_mcp_http_client() as http,
+            Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+        ):
+            yield Hosted(url, fashn, client)
 
 
 def status_calls(h: Hosted, prompt: str) -> int:
@@ -90,7 +97,7 @@ async def test_a_webhook_delivered_twice_ends_the_job_once(tmp_path: Path) -> No
 
 
 async def test_a_webhook_that_never_comes_leaves_polling_to_end_the_job(tmp_path: Path) -> None:
-    async with hosted(tmp_path, webhooks_lost=True) as h:
+    async with hosted(tmp_path, safety=5.0, webhooks_lost=True) as h:
         await h.run("lost")
         assert h.fashn.stats.webhooks == [] and status_calls(h, "lost") >= 1
 
