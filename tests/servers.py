@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import httpx
@@ -84,7 +85,9 @@ async def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
 
 
 @asynccontextmanager
-async def serve_on_socket(app: ASGIApp, *, port: int = 0, lifespan: str = "off") -> AsyncIterator[int]:
+async def serve_on_socket(
+    app: ASGIApp, *, port: int = 0, lifespan: Literal["on", "off"] = "off"
+) -> AsyncIterator[int]:
     """Serve `app` with uvicorn on 127.0.0.1 in a thread of its own; yield the port it bound. An app
     with a lifespan of its own (callsheet's `http_app`) is served with `lifespan="on"`."""
     server = uvicorn.Server(
