@@ -69,7 +69,7 @@ def generation_tool(provider: str, operation: str, inputs: type[BaseModel]) -> A
         ),
         inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
     ]
-    returns = Annotated[CallToolResult, Job]
+    returns = CallToolResult  # its structured result is a Job: `publish(output=Job)`
     wrapped = tool_errors(tool)
     wrapped.__signature__ = inspect.Signature(params, return_annotation=returns)  # type: ignore[attr-defined]
     wrapped.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
@@ -139,6 +139,7 @@ def register_generation_tools(app: MCPServer, specs: list[tuple[str, OperationSp
             annotations=GENERATION_ANNOTATIONS,
             provider=provider,
             view=JOB_VIEW,
+            output=Job,
         )
 
 

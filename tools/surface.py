@@ -22,15 +22,18 @@ tool's call against the provider's input model (`server.app._ArgumentCheck`).
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.apps import Apps
 from mcp.server.mcpserver import MCPServer
-from mcp_types import Icon, Tool, ToolAnnotations
+from mcp.server.mcpserver.utilities.func_metadata import func_metadata
+from mcp_types import CallToolResult, Icon, Tool, ToolAnnotations
+from pydantic import BaseModel
 
 from server.contact_sheet import LOOK_CSS
 from server.policy import MAX_TEXT_CHARS
@@ -59,9 +62,12 @@ def publish(
     description: str | None = None,
     provider: str | None = None,
     view: str | None = None,
+    output: type[BaseModel] | None = None,
 ) -> None:
     """Register `fn` as a tool with a compact input schema, its icon (the badge of `provider`, or
-    callsheet's own) and its `view` in the chat (see the module's docstring)."""
+    callsheet's own) and its `view` in the chat (see the module's docstring). `output`: the model of
+    the structured result of an `fn` that returns a plain `CallToolResult`; its schema is the SDK's
+    own, made once for every tool that shares it (the SDK makes it again for each tool: 3-4 ms)."""
     icons = provider_icons(provider) if provider else server_icons()
     meta = {"ui": {"resourceUri": view}} if view else None
     if description is None and fn.__doc__:
@@ -70,6 +76,21 @@ def publish(
         fn, name=name, title=title, description=description, annotations=annotations, icons=icons, meta=meta
     )
     tool.parameters = compact(tool.parameters)
+    if output is not None:
+        tool.fn_metadata.output_model = output
+        tool.fn_metadata.output_schema = _output_schema(output)
+
+
+@cache
+def _output_schema(model: type[BaseModel]) -> dict[str, Any] | None:
+    """What the SDK publishes as `outputSchema` for a tool whose result is `model`."""
+
+    async def returns() -> None: ...
+
+    annotation = Annotated[CallToolResult, model]
+    returns.__signature__ = inspect.Signature(return_annotation=annotation)  # type: ignore[attr-defined]
+    returns.__annotations__ = {"return": annotation}
+    return func_metadata(returns).output_schema
 
 
 def model_facing_bytes(tools: list[Tool]) -> int:
