@@ -28,7 +28,7 @@ from server.sandbox.kit import Emulator
 def sandbox_app(time_scale: float, state_dir: Path | None = None) -> tuple[Starlette, dict[str, Emulator]]:
     """The emulators of every registered provider, mounted at `/<provider>`, and the emulators."""
     emulators: dict[str, Emulator] = {
-        name: provider.emulator_class(time_scale=time_scale, state_dir=state_dir)
+        name: provider.emulator_class()(time_scale=time_scale, state_dir=state_dir)
         for name, provider in REGISTRY.items()
     }
     return Starlette(routes=[Mount(f"/{name}", app=e.app) for name, e in emulators.items()]), emulators

@@ -21,6 +21,7 @@ limits and deadlines and maps failures into the exception tree. The engine owns 
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -241,7 +242,9 @@ class Provider(abc.ABC):
     fixed_queries: ClassVar[tuple[QuerySpec, ...]] = ()
     webhooks: ClassVar[bool] = False
     """It can call back when a job ends (`submit`'s `webhook_url`): then it is polled only as a safety net."""
-    emulator_class: ClassVar[type[Emulator]]
+    emulator_path: ClassVar[str]
+    """Its sandbox emulator as `module:Class` (built on `server/sandbox/kit.py`), imported when sandbox
+    mode first needs it: a server with live keys never loads one."""
     """Its sandbox emulator (built on `server/sandbox/kit.py`)."""
 
     def __init__(self, settings: ProviderSettings) -> None:
@@ -265,7 +268,13 @@ class Provider(abc.ABC):
     def emulator(self, time_scale: float, state_dir: Path) -> ASGIApp:
         """The in-process emulator of the provider's HTTP API for sandbox mode: timings scaled by
         `time_scale`, state kept in `state_dir` across restarts."""
-        return self.emulator_class(time_scale=time_scale, state_dir=state_dir).app
+        return self.emulator_class()(time_scale=time_scale, state_dir=state_dir).app
+
+    @classmethod
+    def emulator_class(cls) -> type[Emulator]:
+        module, _, name = cls.emulator_path.partition(":")
+        found: type[Emulator] = getattr(importlib.import_module(module), name)
+        return found
 
     def operations(self) -> list[OperationSpec]:
         """Every operation now, each becoming the tool `<provider>_<operation>`."""

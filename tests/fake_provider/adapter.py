@@ -9,7 +9,6 @@ from server.http import json_object
 from server.models import JobError, RemoteOutput
 from server.policy import Limits, RateWindow
 from server.providers.base import Balance, Provider, RemoteState, StatusReport, Submission
-from tests.fake_provider.emulator import FakeEmulator
 from tests.fake_provider.operations import RENDER
 
 STATES = {"working": RemoteState.RUNNING, "done": RemoteState.SUCCEEDED, "failed": RemoteState.FAILED}
@@ -22,7 +21,7 @@ class Fake(Provider):
     url_var = "FAKE_BASE_URL"
     default_base_url = "https://fake.example/v1"
     fixed_operations = (RENDER,)
-    emulator_class = FakeEmulator
+    emulator_path = "tests.fake_provider.emulator:FakeEmulator"
 
     def limits(self) -> Limits:
         return Limits(windows={"api": (RateWindow(100, 60.0),)}, poll_kind="api")

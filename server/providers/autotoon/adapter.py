@@ -38,7 +38,6 @@ from server.http import error_body, json_object
 from server.media import ImageInput, ImageResolver
 from server.models import JobError, RemoteOutput
 from server.policy import HTTP, Limits, RateWindow, Timing
-from server.providers.autotoon.emulator import AutoToonEmulator
 from server.providers.autotoon.operations import CREDITS, OPERATIONS, ModelsQuery, nest
 from server.providers.base import (
     Balance,
@@ -103,7 +102,7 @@ class AutoToon(Provider):
     default_base_url = "https://auto-toon.com"
     fixed_operations = tuple(OPERATIONS.values())
     fixed_queries = QUERIES
-    emulator_class = AutoToonEmulator
+    emulator_path = "server.providers.autotoon.emulator:AutoToonEmulator"
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

@@ -34,7 +34,6 @@ from server.providers.base import (
     StatusReport,
     Submission,
 )
-from server.providers.fashn.emulator import FashnEmulator
 from server.providers.fashn.operations import OPERATIONS
 
 LIMITS = Limits(
@@ -82,7 +81,7 @@ class Fashn(Provider):
     url_var = "FASHN_BASE_URL"
     default_base_url = "https://api.fashn.ai/v1"
     fixed_operations = tuple(OPERATIONS.values())
-    emulator_class = FashnEmulator
+    emulator_path = "server.providers.fashn.emulator:FashnEmulator"
 
     def limits(self) -> Limits:
         return LIMITS

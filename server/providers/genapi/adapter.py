@@ -57,7 +57,6 @@ from server.providers.base import (
     Submission,
     validate_inputs,
 )
-from server.providers.genapi.emulator import GenApiEmulator
 
 log = logging.getLogger("callsheet.genapi")
 
@@ -265,7 +264,7 @@ class GenApi(Provider):
     default_base_url = "http://localhost:8000"
     options = (REFRESH,)
     fixed_queries = (QuerySpec("tools", "Generation API: tools", TOOLS_DESCRIPTION, ToolsQuery),)
-    emulator_class = GenApiEmulator
+    emulator_path = "server.providers.genapi.emulator:GenApiEmulator"
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)

@@ -42,7 +42,6 @@ from server.providers.base import (
     StatusReport,
     Submission,
 )
-from server.providers.neofashion.emulator import NeoFashionEmulator
 from server.providers.neofashion.operations import OPERATIONS, QUERIES, GenerationsQuery
 
 RATE = Option(
@@ -108,7 +107,7 @@ class NeoFashion(Provider):
     default_base_url = "https://app.neofashion.ai/api/v1"
     fixed_operations = tuple(OPERATIONS.values())
     fixed_queries = tuple(QUERIES.values())
-    emulator_class = NeoFashionEmulator
+    emulator_path = "server.providers.neofashion.emulator:NeoFashionEmulator"
     options = (RATE,)
 
     def __init__(self, settings: ProviderSettings) -> None:
