@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import anyio
 import httpx
@@ -141,3 +143,20 @@ async def test_a_sandbox_emulator_is_built_by_its_first_request_and_only_once() 
                 tg.start_soon(client.get, "/")
         assert (await client.get("/")).text == "ok"
     assert built == [1]
+
+
+def test_a_start_imports_only_what_serving_needs() -> None:
+    """What `import server.app` loads in a fresh interpreter: no sandbox emulator (loaded when sandbox
+    mode first needs one), no OAuth library (loaded when serve --http builds its gate), and not httpx's
+    command line with rich and pygments (server/__init__.py keeps it out)."""
+    probe = (
+        "import sys, server.app\n"
+        "kept_out = ['rich', 'pygments', 'jwt'] + [\n"
+        "    f'server.providers.{p}.emulator' for p in ('fashn', 'autotoon', 'neofashion', 'genapi')]\n"
+        "print(sorted(m for m in kept_out if m in sys.modules))\n"
+        "print(getattr(sys.modules['httpx._main'], '__file__', None))\n"
+    )
+    loaded, cli_file = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert loaded == "[]" and cli_file == "None"
