@@ -274,14 +274,14 @@ class Engine:
                         "payload": None,
                     }
                 )
-            # Stored with its key as one step (`Store.add`), and started in the same breath: a caller that
-            # goes away meanwhile (a client timeout, a shoot canceled) leaves no job that waits for the
-            # next sweep to be driven.
             # An identical call that holds its key is that job again, at no cost: nothing to take.
             repeat = held is not None and held.status in HOLDS_KEY
             estimate = 0.0 if repeat else record.credits_estimate or 0.0
             if self.ledger is not None and estimate:
                 await self.ledger.reserve(caller, estimate, f"{provider.name}_{operation}")
+            # Stored with its key as one step (`Store.add`), and started in the same breath: a caller that
+            # goes away meanwhile (a client timeout, a shoot canceled) leaves no job that waits for the
+            # next sweep to be driven.
             with anyio.CancelScope(shield=True):
                 try:
                     stored = await self._store_new(record, force)
@@ -455,7 +455,6 @@ class Engine:
             target = current.status if status is None else status
             ended = current.status not in TERMINAL and target in TERMINAL
             if current.status in TERMINAL and current.status is not target:
-                ended = False
                 return None
             updated = current.model_copy(update={**changes, "status": target, "updated_at": utcnow()})
             if target in TERMINAL:
@@ -616,6 +615,7 @@ class Engine:
             if latest is not None and latest.status in ACTIVE:
                 await self._fail(latest, _job_error(exc))
         finally:
+            self.signals.forget(hook_topic(job_id))  # `_follow` took it, if the provider calls back
             if not self._stopping:  # stopping: `_give_back` returns them all at once
                 with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                     await self._free_slot(job_id)
@@ -750,8 +750,9 @@ class Engine:
         running_at: float | None = 0.0 if calls == 0 else None
         # The provider's clock starts when the request arrives: closer to sending than to the answer.
         started = record.submit_started_at or record.submitted_at or record.created_at
+        # With a webhook (the provider calls back when the job ends), the event its call sets.
         hooked = self.links is not None and provider.webhooks
-        called_back = self.signals.event(hook_topic(record.job_id))
+        called_back = self.signals.event(hook_topic(record.job_id)) if hooked else None
         while True:
             elapsed = (utcnow() - started).total_seconds()
             typical = record.typical_seconds * await self.paces.of(record)
@@ -761,7 +762,7 @@ class Engine:
             )
             if failures:
                 delay = max(delay, self.retry.delay(failures))
-            if hooked:
+            if called_back is not None:
                 # The provider calls back when the job ends: look then, and before that only as a safety net.
                 delay = max(delay, self.poll.webhook_safety * typical - elapsed)
                 with anyio.move_on_after(delay):

@@ -46,6 +46,10 @@ class Signals:
         if event is not None:
             event.set()
 
+    def forget(self, topic: str) -> None:
+        """Drop the event of a topic nobody will wait on again (a job's webhook, once it ended)."""
+        self._events.pop(topic, None)
+
     def wake_all(self) -> None:
         """Wake every waiter (e.g. after a reconnect, when signals may have been missed)."""
         for topic in list(self._events):
