@@ -240,7 +240,8 @@ class Engine:
         # reaches the provider after its own input files are read and its record written, not after
         # those of the sixty behind it (their writes would queue ahead of its driver's).
         async with self._preparing:
-            prepared = await provider.prepare(operation, args, CallerImages(self.media, caller))
+            images = CallerImages(self.media, caller, links=provider.image_urls_only)
+            prepared = await provider.prepare(operation, args, images)
             key = job_key(provider.name, operation, prepared.key_material, caller)
             now = utcnow()
             record = JobRecord(

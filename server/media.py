@@ -171,9 +171,11 @@ class CallerImages:
 
     media: Media
     caller: str | None
+    links: bool = False
+    """Image bytes also get a signed link (for a provider that takes URLs only)."""
 
     async def resolve(self, field: str, ref: str) -> ImageInput:
-        return await self.media.resolve(field, ref, caller=self.caller)
+        return await self.media.resolve(field, ref, caller=self.caller, link=self.links)
 
 
 class Media:
@@ -186,17 +188,20 @@ class Media:
 
     # ------------------------------------------------------------------ inputs
 
-    async def resolve(self, field: str, ref: str, *, caller: str | None = None) -> ImageInput:
+    async def resolve(
+        self, field: str, ref: str, *, caller: str | None = None, link: bool = False
+    ) -> ImageInput:
         """Check and load one image reference; raises InputError naming the field and the fix.
 
         With `caller`, a callsheet:// output reference must name one of that caller's jobs, and a local
-        path no file of another caller's. With signed links, image bytes also get a short-lived link."""
+        path no file of another caller's. With `link` and signed links on, image bytes are kept in the
+        data folder and get a short-lived link too."""
         image = await self._resolve(field, ref, caller)
-        if self.links is None or image.data is None:
+        if not link or self.links is None or image.data is None:
             return image
         digest = image.sha256 or hashlib.sha256(image.data).hexdigest()
         name = f"{digest}.{_EXTENSIONS.get(image.mime_type or '', 'bin')}"
-        await anyio.to_thread.run_sync(self._keep_input, name, image.data)
+        await anyio.to_thread.run_sync(self._keep, self.settings.media_dir / "inputs", name, image.data)
         return dataclasses.replace(image, link=self.links.sign(f"inputs/{name}", INPUT_SECONDS))
 
     def input_file(self, name: str) -> Path | None:
@@ -204,9 +209,9 @@ class Media:
         path = self._inside_media(self.settings.media_dir / "inputs" / name)
         return path if path is not None and path.is_file() else None
 
-    def _keep_input(self, name: str, data: bytes) -> None:
-        folder = self.settings.media_dir / "inputs"
-        if not (folder / name).exists():  # named by its content: once is enough
+    def _keep(self, folder: Path, name: str, data: bytes) -> None:
+        """Write `data` as `folder/name` unless it is there: the name is its content hash."""
+        if not (folder / name).exists():
             paths.make_dirs(self.settings.home, folder)
             paths.write_atomic(self.settings.home, folder / name, data)
 
@@ -247,15 +252,8 @@ class Media:
                 "upload", "the body is not an image (PNG, JPEG, WebP, GIF, AVIF, TIFF or BMP).", _UPLOAD_FIX
             )
         digest = hashlib.sha256(data).hexdigest()
-        folder = self._uploads(caller)
-        path = folder / f"{digest}.{_EXTENSIONS.get(mime, 'bin')}"
-
-        def keep() -> None:
-            if not path.exists():
-                paths.make_dirs(self.settings.home, folder)
-                paths.write_atomic(self.settings.home, path, data)
-
-        await anyio.to_thread.run_sync(keep)
+        name = f"{digest}.{_EXTENSIONS.get(mime, 'bin')}"
+        await anyio.to_thread.run_sync(self._keep, self._uploads(caller), name, data)
         return {
             "uri": f"callsheet://uploads/{digest}",
             "sha256": digest,

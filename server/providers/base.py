@@ -240,6 +240,9 @@ class Provider(abc.ABC):
     fixed_operations: ClassVar[tuple[OperationSpec, ...]] = ()
     """Its operations, when they never change (a provider that discovers them overrides `operations`)."""
     fixed_queries: ClassVar[tuple[QuerySpec, ...]] = ()
+    image_urls_only: ClassVar[bool] = False
+    """It takes images by URL only: with signed links, local images are handed to it as a link
+    (`ImageInput.link`), kept for that in the data folder; other providers are sent the bytes."""
     webhooks: ClassVar[bool] = False
     """It can call back when a job ends (`submit`'s `webhook_url`): then it is polled only as a safety net."""
     emulator_path: ClassVar[str]

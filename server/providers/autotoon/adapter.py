@@ -96,6 +96,7 @@ QUERIES = (
 class AutoToon(Provider):
     name = "autotoon"
     title = "Auto Toon"
+    image_urls_only = True
     badge = ("AT", "#7c3aed")
     key_var = "AUTOTOON_API_KEY"
     url_var = "AUTOTOON_BASE_URL"

@@ -101,6 +101,7 @@ class _Envelope:
 class NeoFashion(Provider):
     name = "neofashion"
     title = "neo-fashion"
+    image_urls_only = True
     badge = ("nf", "#be185d")
     key_var = "NEOFASHION_API_KEY"
     url_var = "NEOFASHION_BASE_URL"
