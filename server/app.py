@@ -42,6 +42,7 @@ from server.access import CALLER_KEY, GENERATE, READ, AccessGate, Caller, Static
 from server.config import Settings
 from server.errors import CallsheetError, InputError, NotFound
 from server.links import PATHS, Links
+from server.models import JobRecord
 from server.policy import MAX_INPUT_IMAGE_BYTES, MAX_TEXT_CHARS
 from server.providers.base import OperationSpec, Provider, input_error_from
 from server.services import Services, make_providers, open_services, operation_specs
@@ -494,14 +495,8 @@ def _register_resources(app: MCPServer) -> None:
     )
     async def thumbnail_resource(job_id: str, n: str, ctx: Context) -> bytes:
         svc = services(ctx)
-        try:
-            record = await svc.engine.get(job_id, caller=caller(ctx).id)
-            svc.media.output_file(record, int(n))  # there is such an output, and its file is there
-            thumb = await anyio.to_thread.run_sync(svc.media.thumbnail, record.outputs[int(n)])
-        except (NotFound, ValueError) as exc:
-            raise ResourceNotFoundError(f"No output {n} for job {job_id}: {exc}") from None
-        except CallsheetError as exc:
-            raise ResourceError(exc.message) from None
+        record, index, _ = await _output(ctx, job_id, n)
+        thumb = await anyio.to_thread.run_sync(svc.media.thumbnail, record.outputs[index])
         if thumb is None:
             raise ResourceNotFoundError(
                 f"Output {n} of job {job_id} is not an image: read callsheet://jobs/{job_id}/outputs/{n}."
@@ -515,15 +510,22 @@ def _register_resources(app: MCPServer) -> None:
         mime_type="application/octet-stream",
     )
     async def output_resource(job_id: str, n: str, ctx: Context) -> bytes:
-        svc = services(ctx)
-        try:
-            record = await svc.engine.get(job_id, caller=caller(ctx).id)
-            path, _ = svc.media.output_file(record, int(n))
-        except (NotFound, ValueError) as exc:
-            raise ResourceNotFoundError(f"No output {n} for job {job_id}: {exc}") from None
-        except CallsheetError as exc:
-            raise ResourceError(exc.message) from None
+        _, _, path = await _output(ctx, job_id, n)
         return await anyio.Path(path).read_bytes()
+
+
+async def _output(ctx: Context, job_id: str, n: str) -> tuple[JobRecord, int, Path]:
+    """The caller's job, the output's index and its file, for a resource read; else the protocol's
+    not-found error naming them."""
+    svc = services(ctx)
+    try:
+        record = await svc.engine.get(job_id, caller=caller(ctx).id)
+        path, _ = svc.media.output_file(record, int(n))
+    except (NotFound, ValueError) as exc:
+        raise ResourceNotFoundError(f"No output {n} for job {job_id}: {exc}") from None
+    except CallsheetError as exc:
+        raise ResourceError(exc.message) from None
+    return record, int(n), path
 
 
 def http_app(app: MCPServer, settings: Settings, *, host: str, stateless: bool = False) -> ASGIApp:

@@ -54,7 +54,7 @@ class Settings:
     caller_credits_per_day: float | None = None
     """CALLSHEET_CALLER_CREDITS_PER_DAY: credits one caller may spend per UTC day; None: unlimited."""
     audit_log: Path | None = None
-    """CALLSHEET_AUDIT_LOG: one JSON line per action that spends or cancels (default home/audit.jsonl)."""
+    """CALLSHEET_AUDIT_LOG as given; `audit_file` is where the trail goes."""
     toolsets: frozenset[str] | None = None
     """CALLSHEET_TOOLSETS: the groups of tools listed (`TOOLSETS`); None lists every group (a provider's
     group only while the provider is live or sandbox)."""
@@ -134,7 +134,9 @@ class Settings:
             sandbox_url=sandbox_url,
             toolsets=toolsets,
             caller_credits_per_day=_positive_number(env, "CALLSHEET_CALLER_CREDITS_PER_DAY", 0) or None,
-            audit_log=Path(env.get("CALLSHEET_AUDIT_LOG") or home / "audit.jsonl").expanduser(),
+            audit_log=Path(env["CALLSHEET_AUDIT_LOG"]).expanduser()
+            if env.get("CALLSHEET_AUDIT_LOG")
+            else None,
             public_url=public_url,
             signing_key=signing_key,
             oauth_issuer=oauth_issuer,
@@ -154,7 +156,7 @@ class Settings:
             "store": self.store_where,
             "toolsets": "every group" if self.toolsets is None else ", ".join(sorted(self.toolsets)),
             "caller_credits_per_day": self.caller_credits_per_day,
-            "audit_log": str(self.audit_log),
+            "audit_log": str(self.audit_file),
             "public_url": self.public_url,
             "oauth": None
             if self.oauth_issuer is None
@@ -176,6 +178,11 @@ class Settings:
     def store_where(self) -> str:
         """Where the store is, as people may see it (a Redis URL without its password)."""
         return f"embedded, in {self.store_dir}" if self.store_url is None else public_url(self.store_url)
+
+    @property
+    def audit_file(self) -> Path:
+        """Where one JSON line per action that spends or cancels goes (CALLSHEET_AUDIT_LOG)."""
+        return self.audit_log or self.home / "audit.jsonl"
 
     @property
     def media_dir(self) -> Path:

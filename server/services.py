@@ -149,8 +149,7 @@ async def open_services(
                     redactor=redactor,
                 )
             )
-        audit_log = settings.audit_log or settings.home / "audit.jsonl"
-        ledger = Ledger(backend.jobs, settings.caller_credits_per_day, audit_log)
+        ledger = Ledger(backend.jobs, settings.caller_credits_per_day, settings.audit_file)
         engine = Engine(
             store=backend.jobs,
             media=media,
