@@ -15,6 +15,9 @@ from typing import Literal
 import anyio
 import httpx
 import uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from starlette.types import ASGIApp
 
 from tests.redis_server import free_port
@@ -126,3 +129,14 @@ class HeldClock:
         assert self.held_at is not None
         self.behind = time.monotonic() - self.held_at
         self.held_at = None
+
+
+@asynccontextmanager
+async def mcp_client(url: str, token: str | None = None) -> AsyncIterator[Client]:
+    """An MCP client of `serve --http` at `url` (the /mcp endpoint), with a bearer token if given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client

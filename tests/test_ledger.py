@@ -4,22 +4,17 @@ rules of what a job cost, on the real store."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import CallToolResult, TextContent
 
 from server.ledger import Ledger, charged
 from server.models import JobError, JobRecord, JobStatus, utcnow
 from server.store import open_backend
-from tests.servers import free_port, server_env, serving, wait_healthy
+from tests.servers import free_port, mcp_client, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
 
@@ -40,19 +35,11 @@ async def test_each_caller_has_a_day_of_credits_and_every_spend_and_cancel_is_au
         CALLSHEET_AUDIT_LOG=str(audit),
     )
 
-    @asynccontextmanager
-    async def as_caller(token: str) -> AsyncIterator[Client]:
-        async with (
-            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
-            Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client,
-        ):
-            yield client
-
     four = {"prompt": "a model in a linen suit", "num_images": 4, "wait_seconds": 40}
     with serving(tmp_path, "--port", str(port), env=env) as proc:
         await wait_healthy(proc, port)
         with anyio.fail_after(CALL_TIMEOUT):
-            async with as_caller("alice-token") as alice:
+            async with mcp_client(f"http://127.0.0.1:{port}/mcp", "alice-token") as alice:
                 made = await alice.call_tool("fashn_model_create", four)
                 assert (made.structured_content or {})["status"] == "succeeded", text(made)
                 again = await alice.call_tool("fashn_model_create", four)  # the same job: nothing spent
@@ -79,7 +66,7 @@ async def test_each_caller_has_a_day_of_credits_and_every_spend_and_cancel_is_au
                 )
                 cheap_id = (cheap.structured_content or {})["job_id"]
                 await alice.call_tool("job_cancel", {"job_id": cheap_id})
-            async with as_caller("bob-token") as bob:  # a budget of his own
+            async with mcp_client(f"http://127.0.0.1:{port}/mcp", "bob-token") as bob:  # a budget of his own
                 mine = await bob.call_tool("fashn_model_create", {**four, "prompt": "a model in wool"})
                 assert (mine.structured_content or {})["status"] == "succeeded", text(mine)
                 day = (await bob.call_tool("credits", {})).structured_content or {}

@@ -15,14 +15,12 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from PIL import Image
 
 from server.links import Links
 from server.providers.autotoon.emulator import AutoToonEmulator
 from server.sandbox_server import sandbox_app
-from tests.servers import free_port, serve_on_socket, server_env, serving, wait_healthy
+from tests.servers import free_port, mcp_client, serve_on_socket, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
 
@@ -87,10 +85,7 @@ async def hosted(tmp_path: Path) -> AsyncIterator[tuple[str, AutoToonEmulator, C
         )
         with serving(tmp_path, "--port", str(port), env=env) as proc:
             await wait_healthy(proc, port)
-            async with (
-                create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
-                Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
-            ):
+            async with mcp_client(f"{url}/mcp", TOKEN) as client:
                 yield url, autotoon, client
 
 

@@ -3,6 +3,7 @@ arguments, and tool arguments that are missing, unknown or invalid, for every to
 
 from __future__ import annotations
 
+import io
 import logging
 from datetime import UTC, datetime
 
@@ -10,6 +11,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextContent
+from PIL import Image, ImageChops, ImageDraw
 
 from server.app import create_app
 from server.config import Settings
@@ -130,10 +132,10 @@ def test_a_queued_job_shows_no_progress_of_a_running_one(settings: Settings) -> 
     assert engine.progress(sending) <= 0.05  # a synchronous call in flight for years is still queued
 
 
-def test_the_contact_sheet_header_draws_the_name_as_typed() -> None:
-    name = "spring-drop -- SS26 / look 1"
+def ended_shoot(name: str) -> Shoot:
+    """A succeeded shoot with no outputs, for drawing its contact sheet's header."""
     now = utcnow()
-    shoot = Shoot(
+    return Shoot(
         shoot_id="s1",
         name=name,
         status=ShootStatus.SUCCEEDED,
@@ -146,22 +148,27 @@ def test_the_contact_sheet_header_draws_the_name_as_typed() -> None:
         created_at=now,
         updated_at=now,
     )
+
+
+def drawn_as_typed(sheet: Image.Image, text: str, at: tuple[int, int]) -> bool:
+    """Whether the sheet shows exactly `text` in the header font at `at` (nothing dropped or added)."""
+    font = header_font()
+    _, _, right, bottom = font.getbbox(text)
+    drawn = sheet.crop((at[0], at[1], at[0] + right + 2, at[1] + bottom + 2))
+    expected = Image.new("RGB", drawn.size, "white")
+    ImageDraw.Draw(expected).text((0, 0), text, fill="black", font=font)
+    return ImageChops.difference(drawn, expected).getbbox() is None
+
+
+def test_the_contact_sheet_header_draws_the_name_as_typed() -> None:
+    name = "spring-drop -- SS26 / look 1"
     font = header_font()
     for char in "-/ ":
         assert font.getlength(char) > 0, char  # the font has every character the name uses
     assert font.getbbox("-")[2] > font.getbbox("-")[0]  # and draws ink for a hyphen
-    _, png = render(shoot, {})
-    from io import BytesIO
-
-    from PIL import Image, ImageChops, ImageDraw
-
-    with Image.open(BytesIO(png)) as sheet:
-        _, _, right, bottom = font.getbbox(name)
-        box = (HEADER_AT[0], HEADER_AT[1], HEADER_AT[0] + right + 2, HEADER_AT[1] + bottom + 2)
-        drawn = sheet.convert("RGB").crop(box)
-    expected = Image.new("RGB", drawn.size, "white")
-    ImageDraw.Draw(expected).text((0, 0), name, fill="black", font=font)
-    assert ImageChops.difference(drawn, expected).getbbox() is None  # exactly the name, nothing dropped
+    _, png = render(ended_shoot(name), {})
+    with Image.open(io.BytesIO(png)) as sheet:
+        assert drawn_as_typed(sheet.convert("RGB"), name, HEADER_AT)  # exactly the name, nothing dropped
 
 
 def test_a_long_shoot_name_is_drawn_whole_on_lines_that_fit() -> None:
@@ -173,36 +180,13 @@ def test_a_long_shoot_name_is_drawn_whole_on_lines_that_fit() -> None:
     lines = header_lines(name, font, 300)
     assert len(lines) > 2 and all(font.getlength(line) <= 300 for line in lines)
     assert "".join(lines).replace(" ", "") == name.replace(" ", "")  # nothing dropped, in order
-    now = utcnow()
-    shoot = Shoot(
-        shoot_id="s1",
-        name=name,
-        status=ShootStatus.SUCCEEDED,
-        steps=[],
-        credits_used=1,
-        credits_estimate=1,
-        progress=1,
-        folder="/tmp",
-        contact_sheet=ContactSheet(path=None, html=None, uri="callsheet://shoots/s1/contact-sheet"),
-        created_at=now,
-        updated_at=now,
-    )
-    from io import BytesIO
-
-    from PIL import Image, ImageChops, ImageDraw
-
-    _, png = render(shoot, {})
-    with Image.open(BytesIO(png)) as sheet:
+    _, png = render(ended_shoot(name), {})
+    with Image.open(io.BytesIO(png)) as sheet:
         drawn = sheet.convert("RGB")
     status_left = drawn.width - 12 - font.getlength("succeeded | 1 credit")
     for k, line in enumerate(header_lines(name, font, status_left - 2 * HEADER_AT[0] - 24)):
-        _, _, right, bottom = font.getbbox(line)
-        top = HEADER_AT[1] + k * LINE_HEIGHT
-        assert HEADER_AT[0] + right < status_left
-        crop = drawn.crop((HEADER_AT[0], top, HEADER_AT[0] + right + 2, top + bottom + 2))
-        expected = Image.new("RGB", crop.size, "white")
-        ImageDraw.Draw(expected).text((0, 0), line, fill="black", font=font)
-        assert ImageChops.difference(crop, expected).getbbox() is None, line
+        assert HEADER_AT[0] + font.getbbox(line)[2] < status_left
+        assert drawn_as_typed(drawn, line, (HEADER_AT[0], HEADER_AT[1] + k * LINE_HEIGHT)), line
 
 
 async def test_an_unknown_tool_is_still_the_sdks_answer(settings: Settings, emulator) -> None:

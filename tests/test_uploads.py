@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import TextContent
 from PIL import Image
 
 from server.policy import MAX_INPUT_IMAGE_BYTES
-from tests.servers import free_port, server_env, serving, wait_healthy
+from tests.servers import free_port, mcp_client, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
 
@@ -34,14 +29,6 @@ async def test_an_upload_is_a_reference_its_caller_alone_can_use(tmp_path: Path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = server_env(tmp_path, CALLSHEET_HTTP_TOKEN="alice-token,bob-token")
-
-    @asynccontextmanager
-    async def as_caller(token: str) -> AsyncIterator[Client]:
-        async with (
-            create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
-            Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
-        ):
-            yield client
 
     image = png()
     with serving(tmp_path, "--port", str(port), env=env) as proc:
@@ -65,12 +52,12 @@ async def test_an_upload_is_a_reference_its_caller_alone_can_use(tmp_path: Path)
                 f"{base}/uploads", content=b"\0" * (MAX_INPUT_IMAGE_BYTES + 1), headers=alice
             )
             assert huge.status_code == 413
-        async with as_caller("alice-token") as client:
+        async with mcp_client(f"{base}/mcp", "alice-token") as client:
             swapped = await client.call_tool(
                 "fashn_model_swap", {"model_image": answer["uri"], "wait_seconds": 30}
             )
             assert (swapped.structured_content or {}).get("status") == "succeeded", swapped.content
-        async with as_caller("bob-token") as client:
+        async with mcp_client(f"{base}/mcp", "bob-token") as client:
             theirs = await client.call_tool(
                 "fashn_model_swap", {"model_image": answer["uri"], "wait_seconds": 0}
             )

@@ -14,15 +14,13 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from server.app import create_app, http_app
 from server.links import Links
 from server.providers.fashn.emulator import FashnEmulator
 from server.sandbox_server import sandbox_app
 from tests.conftest import FAST_POLL, FAST_RETRY, make_settings
-from tests.servers import free_port, serve_on_socket
+from tests.servers import free_port, mcp_client, serve_on_socket
 
 pytestmark = pytest.mark.anyio
 
@@ -67,8 +65,7 @@ async def hosted(tmp_path: Path, safety: float = 1000.0, **faults: bool) -> Asyn
         asgi = http_app(server, settings, host="127.0.0.1")
         async with (
             serve_on_socket(asgi, port=port, lifespan="on"),
-            create_mcp_http_client() as http,
-            Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+            mcp_client(f"{url}/mcp") as client,
         ):
             yield Hosted(url, fashn, client)
 
