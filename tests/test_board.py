@@ -34,6 +34,7 @@ from tests.servers import HeldClock, free_port, serve_on_socket, server_env, ser
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(shutil.which("node") is None, reason="the test host is built with Node.js"),
 ]
 
 HOST = Path(__file__).with_name("board")

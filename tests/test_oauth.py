@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +44,7 @@ from server.oauth import OAuthTokens
 from tests.servers import free_port, server_env, serving, wait_healthy
 
 pytestmark = pytest.mark.anyio
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="the authorization server needs Node.js")
 
 HERE = Path(__file__).with_name("oauth")
 OTHER = "https://other.example/mcp"
@@ -168,6 +170,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
             yield Deployment(issuer, resource, url, key_and_jwk[0], tmp_path / "server.log")
 
 
+@needs_node
 async def test_each_token_is_a_caller_with_the_scopes_it_was_granted(tmp_path: Path) -> None:
     async with deployment(tmp_path) as d:
         async with httpx.AsyncClient() as http:
@@ -223,6 +226,7 @@ async def test_each_token_is_a_caller_with_the_scopes_it_was_granted(tmp_path: P
     assert alice not in logged and bob not in logged  # tokens are never logged (nor sent anywhere)
 
 
+@needs_node
 async def test_tokens_are_refused_as_the_specification_says(tmp_path: Path) -> None:
     async with deployment(tmp_path) as d:
         other_key, _ = rsa_key("k2")
@@ -359,6 +363,7 @@ class Memory:
         self.client = client_info
 
 
+@needs_node
 async def test_a_client_signs_in_through_the_mcp_authorization_flow_and_runs_a_shoot(tmp_path: Path) -> None:
     """The official Python SDK's OAuth client: the 401 names the metadata, the client discovers the
     authorization server, registers itself, sends the person to sign in (PKCE, resource indicator),
