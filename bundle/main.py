@@ -24,9 +24,9 @@ def main() -> int:
     if folders:
         os.environ["CALLSHEET_INPUT_ROOTS"] = os.pathsep.join(folders)
     sys.path.insert(0, os.path.join(HERE, "lib"))
-    from server.cli import main as callsheet
+    from server.__main__ import run
 
-    return callsheet(["serve"])
+    return run(["serve"])
 
 
 if __name__ == "__main__":

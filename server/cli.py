@@ -7,6 +7,7 @@ stdout before or while `serve` runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.addFilter(RedactingFilter(Redactor(settings.secrets())))
         if args.command == "serve":
             return serve_command(settings, http=args.http, host=args.host, port=args.port)
+        started()
         if args.command == "demo":
             from server.demo import run_demo
 
@@ -86,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def started() -> None:
+    """The command has built what it runs on: what exists now lives as long as the process, so the
+    garbage collector, off while it was built (server/__main__.py), comes back without it."""
+    if not gc.isenabled():  # main() called from elsewhere (tests) leaves the collector as it was
+        gc.freeze()
+        gc.enable()
+
+
 def _callsheet_errors(exc: BaseException) -> list[CallsheetError] | None:
     """The CallsheetErrors in `exc` (a group's too), or None if anything else is in it."""
     if isinstance(exc, CallsheetError):
@@ -106,6 +116,7 @@ def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> in
 
     check_store(settings)  # a damaged data folder is one clear line now, not a traceback later
     app = create_app(settings)
+    started()
     if not http:
         anyio.run(app.run_stdio_async)
         return 0

@@ -145,6 +145,26 @@ async def test_a_sandbox_emulator_is_built_by_its_first_request_and_only_once() 
     assert built == [1]
 
 
+def test_a_command_runs_with_the_garbage_collector_back_on(env: Settings) -> None:
+    """The collector is off while a command starts (server/__main__.py) and on once it runs, with what
+    the start built frozen out of its reach."""
+    probe = (
+        "import gc, server.__main__ as m, server.cli as cli\n"
+        "seen = []\n"
+        "orig = cli.jobs_command\n"
+        "async def spy(*a):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "    return await orig(*a)\n"
+        "cli.jobs_command = spy\n"
+        "m.run(['jobs', 'list'])\n"
+        "print(seen)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.splitlines()[-1] == "[(True, True)]"
+
+
 def test_a_start_imports_only_what_serving_needs() -> None:
     """What `import server.app` loads in a fresh interpreter: no sandbox emulator (loaded when sandbox
     mode first needs one), no OAuth library (loaded when serve --http builds its gate), and not httpx's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.plans import validate_plan
+from server.plans import Reference, parse_reference, validate_plan
 from server.providers.base import OperationSpec
 from server.providers.fashn.adapter import Fashn
 from tests.conftest import tools_of
@@ -94,6 +94,20 @@ def test_every_problem_is_reported_at_once() -> None:
     assert (None, "budget_credits") in found
     unknown = next(p for p in v.problems if p.step == "a")
     assert "fashn_tryon_max" in unknown.message  # says what is available
+
+
+def test_step_ids_are_ascii_as_json_schema_clients_read_the_pattern() -> None:
+    """The published pattern says `[A-Za-z0-9_-]`: an id a client's own check would refuse is refused
+    here too, and a reference to it cannot be written."""
+    for bad in ("tryön", "1st", "a.b", "x" * 65):
+        plan = {
+            "name": "ids",
+            "steps": [{"id": bad, "tool": "fashn_edit", "args": {"image": "a.png", "prompt": "x"}}],
+        }
+        _, v = validate_plan(plan, TOOLS)
+        assert not v.ok and any(p.field == "id" for p in v.problems), bad
+    assert parse_reference("@tryön.outputs[0]") is None
+    assert parse_reference("@try_on-2.outputs[3]") == Reference("try_on-2", 3)
 
 
 def test_cycles_are_refused() -> None:

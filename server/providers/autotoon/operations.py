@@ -174,7 +174,7 @@ class VariationsInputs(AutoToonInputs):
     )
     aspect_ratio: str | None = Field(
         default=None,
-        pattern=r"^[1-9]\d{0,2}:[1-9]\d{0,2}$",
+        pattern=r"^[1-9][0-9]{0,2}:[1-9][0-9]{0,2}$",
         description="Width:height, e.g. '9:16', '4:5', '1:1'.",
     )
 
