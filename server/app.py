@@ -51,7 +51,7 @@ from tools.common import caller, caller_of, services
 from tools.generation import register_generation_tools, register_query_tools, replace_generation_tool
 from tools.jobs import register_job_tools
 from tools.shoots import register_shoot_tools
-from tools.surface import server_icons, views
+from tools.surface import lazy_tools, server_icons, views
 
 CONVENTIONS = f"""\
 callsheet runs fashion photo and video generation as durable jobs. What every generation tool shares:
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
         log_level=settings.log_level,
         subscriptions=bus,
     )
+    built = lazy_tools(app, settings.home / "cache")
     tools = {
         name: (provider, spec)
         for name, (provider, spec) in operation_specs(providers).items()
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, **service_options: Any) -> MCPS
             register(app)
     register_prompts(app)
     _register_resources(app)
+    built.schemas.save()  # what this start had to build, for the next
     app.middleware.append(_ArgumentCheck(app, tools))
     app.middleware.append(tool_list)
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ from server.errors import ConfigError
 from server.providers import REGISTRY
 from tests.conftest import FAST_POLL, FAST_RETRY, make_settings, png_bytes
 from tests.schema_driver import SchemaDriver, text
-from tools.surface import SHARED_ARGUMENTS, model_facing_bytes
+from tools.surface import SHARED_ARGUMENTS, ToolSchemas, _code_stamp, lazy_tools, model_facing_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +189,87 @@ async def test_the_server_and_every_tool_carry_an_embedded_icon(settings: Settin
     provider_badges = [badges[name] for name in REGISTRY]
     assert all(len(b) == 1 for b in provider_badges)  # one badge per provider ...
     assert len(set().union(*provider_badges) | {ours}) == len(REGISTRY) + 1  # ... and no two alike
+
+
+def tool_list_json(tools: list[Tool]) -> list[dict[str, Any]]:
+    return [t.model_dump(mode="json", by_alias=True) for t in tools]
+
+
+async def test_a_start_lists_the_tools_from_kept_schemas_and_builds_each_at_its_first_use(
+    settings: Settings,
+) -> None:
+    first = create_app(settings, retry=FAST_RETRY, poll=FAST_POLL)
+    assert not lazy_tools(first).unbuilt  # nothing kept yet: every tool built, its schemas kept
+    async with Client(first) as client:
+        built = tool_list_json((await client.list_tools()).tools)
+    assert (settings.home / "cache" / ToolSchemas.FILE).is_file()
+
+    again = create_app(settings, retry=FAST_RETRY, poll=FAST_POLL)
+    assert lazy_tools(again).unbuilt == {t["name"] for t in built}
+    image = settings.input_roots[0] / "look.png"
+    image.write_bytes(png_bytes())
+    async with Client(again) as client:
+        assert tool_list_json((await client.list_tools()).tools) == built  # the same, to the byte
+        unbuilt = lazy_tools(again).unbuilt | {"genapi_generate"}  # see below
+        assert unbuilt == {t["name"] for t in built}  # listing builds nothing
+        refused = await client.call_tool("fashn_edit", {"image": str(image), "prompt": "x", "colour": "red"})
+        assert refused.is_error and "colour" in text(refused) and "unknown argument" in text(refused)
+        done = await client.call_tool(
+            "fashn_edit", {"image": str(image), "prompt": "red coat", "wait_seconds": 50}
+        )
+        assert not done.is_error and (done.structured_content or {})["status"] == "succeeded"
+        now = lazy_tools(again).unbuilt
+        assert now | {"genapi_generate"} == unbuilt - {"fashn_edit"}  # built at its first use
+    # The Generation API's tool may be built again meanwhile: its tools are looked up as a session starts.
+
+
+async def test_kept_schemas_are_not_trusted_from_other_code_or_a_damaged_file(settings: Settings) -> None:
+    async with connect(settings) as client:
+        built = tool_list_json((await client.list_tools()).tools)
+    kept = settings.home / "cache" / ToolSchemas.FILE
+    data = json.loads(kept.read_text())
+    for entry in data["tools"].values():
+        entry["input"] = {"type": "object", "properties": {"planted": {"type": "string"}}}
+    for planted in (json.dumps(data | {"stamp": "other code"}), "{not json", json.dumps({"stamp": 1})):
+        kept.write_text(planted)
+        app = create_app(settings, retry=FAST_RETRY, poll=FAST_POLL)
+        assert not lazy_tools(app).unbuilt
+        async with Client(app) as client:
+            assert tool_list_json((await client.list_tools()).tools) == built
+        assert json.loads(kept.read_text())["stamp"] == ToolSchemas(None).stamp  # written anew
+
+
+async def test_a_discovered_tool_is_not_listed_from_the_schema_kept_before_discovery(
+    settings: Settings,
+) -> None:
+    for _ in range(2):  # the second start finds the undiscovered schema kept, then discovers again
+        async with connect(settings) as client:
+            tools = {t.name: t for t in await discovered_tools(client)}
+        choices = tools["genapi_generate"].input_schema["properties"]["tool"]
+        assert choices.get("enum"), choices
+
+
+async def test_a_data_folder_that_cannot_keep_schemas_costs_only_the_time(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "cache").write_text("a file where the folder would be")
+    for _ in range(2):
+        app = create_app(settings, retry=FAST_RETRY, poll=FAST_POLL)
+        assert not lazy_tools(app).unbuilt
+        async with Client(app) as client:
+            assert len((await client.list_tools()).tools) > 30
+
+
+def test_the_code_stamp_changes_with_any_source_file(tmp_path: Path) -> None:
+    for package in ("server", "tools", "prompts"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "a.py").write_text("x = 1\n")
+    stamps = {_code_stamp(tmp_path)}
+    (tmp_path / "tools" / "a.py").write_text("x = 22\n")  # another size
+    stamps.add(_code_stamp(tmp_path))
+    os.utime(tmp_path / "server" / "a.py", ns=(1, 1))  # another time
+    stamps.add(_code_stamp(tmp_path))
+    (tmp_path / "prompts" / "b.py").write_text("")  # another file
+    stamps.add(_code_stamp(tmp_path))
+    (tmp_path / "server" / "notes.md").write_text("not code")
+    stamps.add(_code_stamp(tmp_path))
+    assert len(stamps) == 4

@@ -17,24 +17,39 @@ tools `ui://callsheet/job.html`; both are `board.html` (one self-contained page)
 
 Validation is unchanged: the SDK checks calls against the signature's model, and a generation
 tool's call against the provider's input model (`server.app._ArgumentCheck`).
+
+Start-up: the SDK builds that model (pydantic) for every tool to publish its schema, about 2 ms a tool
+and most of what building the server costs. The published schemas are kept in the data folder
+(`ToolSchemas`), so a start lists the tools from them and builds each tool's model at its first use
+(`LazyTools`).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import inspect
 import json
+import logging
+import os
+import re
+import sys
 from collections.abc import Callable
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
+import pydantic
 from mcp.server.apps import Apps
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool as Registered
+from mcp.server.mcpserver.tools import ToolManager
 from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from mcp_types import CallToolResult, Icon, Tool, ToolAnnotations
 from pydantic import BaseModel
 
+from server import __version__
 from server.contact_sheet import LOOK_CSS
 from server.policy import MAX_TEXT_CHARS
 from server.providers import REGISTRY
@@ -70,15 +85,34 @@ def publish(
     own, made once for every tool that shares it (the SDK makes it again for each tool: 3-4 ms)."""
     icons = provider_icons(provider) if provider else server_icons()
     meta = {"ui": {"resourceUri": view}} if view else None
+    name = name or fn.__name__
     if description is None and fn.__doc__:
         description = " ".join(fn.__doc__.split())  # the docstring, without its source indentation
-    tool = app._tool_manager.add_tool(  # the SDK's public add_tool returns nothing to adjust
-        fn, name=name, title=title, description=description, annotations=annotations, icons=icons, meta=meta
+
+    def build() -> Registered:
+        tool = Registered.from_function(
+            fn,
+            name=name,
+            title=title,
+            description=description,
+            annotations=annotations,
+            icons=icons,
+            meta=meta,
+        )
+        tool.parameters = compact(tool.parameters)
+        if output is not None:
+            tool.fn_metadata.output_model = output
+            tool.fn_metadata.output_schema = _output_schema(output)
+        return tool
+
+    # What the schemas are made from: the signature (a discovered tool's own; function addresses
+    # differ from run to run) and the output model.
+    made_from = re.sub(
+        r" at 0x[0-9a-f]+", "", f"{name}{inspect.signature(fn)}->{output and output.__qualname__}"
     )
-    tool.parameters = compact(tool.parameters)
-    if output is not None:
-        tool.fn_metadata.output_model = output
-        tool.fn_metadata.output_schema = _output_schema(output)
+    listing = {"fn": fn, "name": name, "title": title, "description": description or ""}
+    listing |= {"annotations": annotations, "icons": icons, "meta": meta}
+    lazy_tools(app).add(listing, made_from, build)
 
 
 @cache
@@ -91,6 +125,132 @@ def _output_schema(model: type[BaseModel]) -> dict[str, Any] | None:
     returns.__signature__ = inspect.Signature(return_annotation=annotation)  # type: ignore[attr-defined]
     returns.__annotations__ = {"return": annotation}
     return func_metadata(returns).output_schema
+
+
+class ToolSchemas:
+    """Each tool's published schemas (compact input, output) by what they are made from, kept in
+    `folder` from one start to the next. They are used only under the same code (every source file
+    of callsheet, by size and time), the same mcp, pydantic and Python: anything else, or a file that
+    cannot be read, means building them again. Nothing is kept when the folder cannot be written."""
+
+    FILE = "tool-schemas.json"
+
+    def __init__(self, folder: Path | None) -> None:
+        self.path = folder / self.FILE if folder is not None else None
+        self.stamp = _code_stamp()
+        self.kept: dict[str, Any] = {}
+        self.made: dict[str, Any] = {}
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if data.get("stamp") == self.stamp:
+                    outputs = data["outputs"]  # each output schema once: 34 tools share the Job's
+                    self.kept = {
+                        made_from: {"input": entry["input"], "output": None if n is None else outputs[n]}
+                        for made_from, entry in data["tools"].items()
+                        for n in [entry["output"]]
+                    }
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+                pass  # none yet, or damaged: built again and written anew
+
+    def get(self, made_from: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        entry = self.kept.get(made_from)
+        if not isinstance(entry, dict) or not isinstance(entry.get("input"), dict):
+            return None
+        self.made[made_from] = entry
+        return entry["input"], entry.get("output")
+
+    def put(self, made_from: str, tool: Registered) -> None:
+        self.made[made_from] = {"input": tool.parameters, "output": tool.output_schema}
+
+    def save(self) -> None:
+        """Write what this start used, if anything was built (atomically: replicas may share a folder)."""
+        if self.path is None or self.made.keys() <= self.kept.keys():
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            outputs: dict[str, int] = {}
+            tools = {}
+            for made_from, entry in self.made.items():
+                output = None if entry["output"] is None else json.dumps(entry["output"], sort_keys=True)
+                n = None if output is None else outputs.setdefault(output, len(outputs))
+                tools[made_from] = {"input": entry["input"], "output": n}
+            data = {"stamp": self.stamp, "outputs": [json.loads(o) for o in outputs], "tools": tools}
+            part = self.path.with_name(f"{self.FILE}.{os.getpid()}")
+            part.write_text(json.dumps(data), encoding="utf-8")
+            part.replace(self.path)
+        except OSError as exc:
+            logging.getLogger(__name__).debug("tool schemas not kept: %s", exc)
+        self.kept = dict(self.made)
+
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _code_stamp(root: Path = SOURCE_ROOT) -> str:
+    """What every kept schema depends on: callsheet's source files and the libraries that build them."""
+    parts = [__version__, sys.version, version("mcp"), pydantic.VERSION]
+    for package in ("server", "tools", "prompts"):
+        for path in sorted((root / package).rglob("*.py")):
+            info = path.stat()
+            parts.append(f"{path.relative_to(root)}:{info.st_size}:{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class LazyTools(ToolManager):
+    """The SDK's tool manager, where a tool whose schemas were kept is listed from them and built at
+    its first use: `get_tool`, through which the SDK and callsheet reach a tool to check or call it."""
+
+    def __init__(self, schemas: ToolSchemas, *, warn_on_duplicate_tools: bool) -> None:
+        super().__init__(warn_on_duplicate_tools=warn_on_duplicate_tools)
+        self.schemas = schemas
+        self._builds: dict[str, Callable[[], Registered]] = {}
+
+    def add(self, listing: dict[str, Any], made_from: str, build: Callable[[], Registered]) -> None:
+        """A tool: `listing` is what clients see of it but its schemas, `build` makes the whole tool."""
+        name = listing["name"]
+        if name in self._tools:
+            if self.warn_on_duplicate_tools:
+                logging.getLogger(__name__).warning("Tool already exists: %s", name)
+            return
+        kept = self.schemas.get(made_from)
+        if kept is None:
+            tool = build()
+            self.schemas.put(made_from, tool)
+            self._tools[name] = tool
+            return
+        # Listed as it is kept; never run as it is (get_tool builds it first), so no argument model.
+        shell = Registered.model_construct(**listing, parameters=kept[0], is_async=True)
+        shell.__dict__["output_schema"] = kept[1]  # the SDK's cached property
+        self._tools[name] = shell
+        self._builds[name] = build
+
+    @property
+    def unbuilt(self) -> set[str]:
+        """The tools listed from kept schemas and not used yet."""
+        return set(self._builds)
+
+    def get_tool(self, name: str) -> Registered | None:
+        build = self._builds.pop(name, None)
+        if build is not None:
+            self._tools[name] = build()
+        return super().get_tool(name)
+
+    def remove_tool(self, name: str) -> None:
+        self._builds.pop(name, None)
+        super().remove_tool(name)
+
+
+def lazy_tools(app: MCPServer, folder: Path | None = None) -> LazyTools:
+    """The app's `LazyTools`, put in place of the SDK's manager the first time (with schemas kept in
+    `folder`; none kept when no folder is given)."""
+    manager = app._tool_manager
+    if not isinstance(manager, LazyTools):
+        if manager.list_tools():
+            raise RuntimeError("lazy_tools must be put in place before any tool is registered")
+        manager = LazyTools(ToolSchemas(folder), warn_on_duplicate_tools=manager.warn_on_duplicate_tools)
+        app._tool_manager = manager
+    return manager
 
 
 def model_facing_bytes(tools: list[Tool]) -> int:
