@@ -1,4 +1,7 @@
-"""Contact sheets: a self-contained HTML page and a PNG grid of every output of a shoot."""
+"""Contact sheets: a self-contained HTML page and a PNG grid of every output of a shoot.
+
+Pillow is loaded when a sheet is drawn, not by every start (server/media.py says why).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,14 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING, Any
 
 from server import paths
 from server.media import thumb_path
 from server.models import Shoot, credits_text
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageFont
 
 CELL = 256
 CAPTION = 40
@@ -28,6 +32,8 @@ CAPTION_SIZE = 13
 def header_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The shoot name's font: Pillow's own scalable font at a legible size, so that every character of
     the name (hyphens, spaces) is drawn as typed."""
+    from PIL import ImageFont
+
     return ImageFont.load_default(size=20)
 
 
@@ -68,6 +74,8 @@ def _video_frame(path: Path) -> Image.Image | None:
 
 
 def _thumb(path: Path) -> Image.Image | None:
+    from PIL import Image
+
     if path.suffix.lower() in (".mp4", ".webm", ".mov"):
         return _video_frame(path)
     thumb = thumb_path(path)
@@ -77,7 +85,7 @@ def _thumb(path: Path) -> Image.Image | None:
             image = opened.convert("RGB")
         image.thumbnail((CELL, CELL))
         return image
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
@@ -109,6 +117,8 @@ def render(shoot: Shoot, prompts: dict[str, str]) -> tuple[str, bytes]:
 
 
 def _grid(shoot: Shoot, tiles: list[dict[str, Any]]) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
     font, big = ImageFont.load_default(size=CAPTION_SIZE), header_font()
     status = f"{shoot.status.value} | {credits_text(shoot.credits_used)}"
     width = COLUMNS * CELL

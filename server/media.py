@@ -10,6 +10,9 @@ Outputs: `Media.save_outputs` stores what a provider returned under `media_dir/<
 (downloads only from the provider's own hosts or public addresses, with a size cap and a
 content-type check), hashes, measures and thumbnails it. Thumbnails are small JPEGs so that a
 tool result never carries a full image.
+
+Pillow is loaded by the first image read (`_pillow`), not by every start: 2.5 MiB and ~10 ms that a
+server answering its first `tools/list` has no use for.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import anyio
 import anyio.to_thread
 import httpx
-from PIL import Image, ImageOps
 
 from server import paths
 from server.errors import (
@@ -55,6 +57,8 @@ from server.models import JobRecord, JobStatus, Output, RemoteOutput
 from server.policy import DOWNLOAD, MAX_DOWNLOAD_BYTES, MAX_INPUT_IMAGE_BYTES
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from server.config import Settings
     from server.store import Store
 
@@ -103,7 +107,7 @@ _EXTENSIONS = {
 }
 # Declared image types Pillow reads: a file declared as one of these must really be one.
 _CHECKED_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
-# What Pillow can raise on a damaged or hostile file.
+# What Pillow can raise on a damaged or hostile file (and its DecompressionBombError: `_unreadable`).
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 _OUTPUT_REF = re.compile(r"callsheet://jobs/([^/?#]+)/outputs/(\d+)")
 _UPLOAD_REF = re.compile(r"callsheet://uploads/([0-9a-f]{64})")
@@ -838,20 +842,33 @@ def _read_file(field: str, shown: str, root: Path, path: Path) -> bytes:
 
 
 @functools.cache
-def _formats() -> tuple[str, ...]:
-    """The allowed formats this Pillow build has (Image.open refuses unknown names).
+def _pillow() -> tuple[str, ...]:
+    """Load Pillow with the allowed formats this build has (Image.open refuses unknown names).
 
     Loads only their plugins: `Image.init()` imports all forty, ~40 ms on the first image read.
     """
+    from PIL import Image
+
     for plugin in _IMAGE_FORMATS.values():
         with contextlib.suppress(ImportError):  # e.g. AVIF in an older Pillow
             importlib.import_module(f"PIL.{plugin}ImagePlugin")
     return tuple(f for f in _IMAGE_FORMATS if f in Image.OPEN)
 
 
+@functools.cache
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What reading a damaged or hostile image can raise."""
+    from PIL import Image
+
+    return (*_PIL_ERRORS, Image.DecompressionBombError)
+
+
 def _open_image(source: Path | bytes) -> Image.Image:
+    formats = _pillow()
+    from PIL import Image
+
     fp: Any = io.BytesIO(source) if isinstance(source, bytes) else source
-    return Image.open(fp, formats=_formats())
+    return Image.open(fp, formats=formats)
 
 
 def _identify(data: bytes) -> str | None:
@@ -860,7 +877,7 @@ def _identify(data: bytes) -> str | None:
         with _open_image(data) as im:
             mime = _FORMAT_MIME.get(im.format or "")
             im.verify()
-    except (*_PIL_ERRORS, Image.DecompressionBombError):
+    except _unreadable():
         return None
     return mime
 
@@ -869,7 +886,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
     try:
         with _open_image(path) as im:
             return im.size
-    except (*_PIL_ERRORS, Image.DecompressionBombError):
+    except _unreadable():
         return None
 
 
@@ -877,7 +894,7 @@ def _identify_file(path: Path) -> str | None:
     try:
         with _open_image(path) as im:
             return _FORMAT_MIME.get(im.format or "")
-    except (*_PIL_ERRORS, Image.DecompressionBombError):
+    except _unreadable():
         return None
 
 
@@ -908,13 +925,15 @@ def thumb_path(path: Path) -> Path:
 
 def _make_thumbnail(path: Path) -> bytes | None:
     """JPEG, long side <= 512 px, under 100 KB: lower quality, then size, until it fits."""
+    from PIL import Image, ImageOps
+
     try:
         with _open_image(path) as im:
             im.draft("RGB", (THUMB_MAX_SIDE, THUMB_MAX_SIDE))
             frame = ImageOps.exif_transpose(im)
             frame.thumbnail((THUMB_MAX_SIDE, THUMB_MAX_SIDE), Image.Resampling.LANCZOS)
             rgb = _flatten(frame)
-    except (*_PIL_ERRORS, Image.DecompressionBombError):
+    except _unreadable():
         return None
     while True:
         for quality in (85, 75, 65, 55, 45, 35):
@@ -930,6 +949,8 @@ def _make_thumbnail(path: Path) -> bytes | None:
 
 def _flatten(image: Image.Image) -> Image.Image:
     """RGB on a white background (JPEG has no alpha)."""
+    from PIL import Image
+
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

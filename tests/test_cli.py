@@ -167,11 +167,12 @@ def test_a_command_runs_with_the_garbage_collector_back_on(env: Settings) -> Non
 
 def test_a_start_imports_only_what_serving_needs() -> None:
     """What `import server.app` loads in a fresh interpreter: no sandbox emulator (loaded when sandbox
-    mode first needs one), no OAuth library (loaded when serve --http builds its gate), and not httpx's
-    command line with rich and pygments (server/__init__.py keeps it out)."""
+    mode first needs one), no OAuth library (loaded when serve --http builds its gate), no Pillow
+    (loaded by the first image), and not httpx's command line with rich and pygments
+    (server/__init__.py keeps it out)."""
     probe = (
         "import sys, server.app\n"
-        "kept_out = ['rich', 'pygments', 'jwt'] + [\n"
+        "kept_out = ['rich', 'pygments', 'jwt', 'PIL', 'server.sandbox.kit'] + [\n"
         "    f'server.providers.{p}.emulator' for p in ('fashn', 'autotoon', 'neofashion', 'genapi')]\n"
         "print(sorted(m for m in kept_out if m in sys.modules))\n"
         "print(getattr(sys.modules['httpx._main'], '__file__', None))\n"

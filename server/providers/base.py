@@ -38,11 +38,11 @@ from server.http import default_error_text
 from server.media import ImageInput, ImageResolver, Media, origin
 from server.models import JobError, JobRecord, Output, RemoteOutput
 from server.policy import DOWNLOAD, MAX_IMAGE_REF_CHARS, MAX_TEXT_CHARS, Limits
-from server.sandbox.kit import Emulator
 
 if TYPE_CHECKING:
     from server.http import HttpCaller
     from server.limiter import Limiter
+    from server.sandbox.kit import Emulator
 
 
 # --- Settings ---------------------------------------------------------------------------------
@@ -80,10 +80,14 @@ class ProviderSettings:
 class ProviderInputs(BaseModel):
     """Base of every tool's typed arguments: unknown fields are refused and every text is capped at
     MAX_TEXT_CHARS, so no oversized argument is ever stored in a job record. A field's alias is its
-    name on the wire."""
+    name on the wire. Each is built at its first use (`defer_build`), not by every start."""
 
     model_config = ConfigDict(
-        extra="forbid", str_max_length=MAX_TEXT_CHARS, protected_namespaces=(), validate_by_name=True
+        extra="forbid",
+        str_max_length=MAX_TEXT_CHARS,
+        protected_namespaces=(),
+        validate_by_name=True,
+        defer_build=True,
     )
 
     def wire(self) -> dict[str, Any]:
