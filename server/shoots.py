@@ -620,6 +620,9 @@ class ShootRunner:
             await anyio.to_thread.run_sync(write_contact_sheet, view, self._root(folder), folder, record.plan)
         except OSError as exc:
             note = f"{note or ''} The contact sheet could not be written: {exc}.".strip()
+        except Exception:  # a sheet that cannot be drawn is noted; it never stops the shoot or the server
+            log.exception("shoot %s: contact sheet not drawn", shoot_id)
+            note = f"{note or ''} The contact sheet could not be drawn (the server's log says why).".strip()
         await self._write_manifest(ended)
         done = await self._shoot_to(shoot_id, status, note, credits_used=view.credits_used)
         if self.engine.ledger is not None and done.status is status:

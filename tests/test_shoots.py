@@ -109,6 +109,25 @@ async def test_fan_out_and_references_run_to_a_contact_sheet(settings, emulator,
     assert emulator.stats.run_calls == 5
 
 
+async def test_a_contact_sheet_that_cannot_be_drawn_is_noted_and_the_runner_goes_on(
+    settings, emulator, garments, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawing fails in a way no one foresaw (a fault put into the drawer): the shoot still ends with
+    its outputs and a note, and the next shoot runs; before, the error ended the server."""
+    import server.shoots
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a drawing library fault")
+
+    monkeypatch.setattr(server.shoots, "write_contact_sheet", broken)
+    async with runner(settings, emulator) as r:
+        first = await r.wait((await start(r, plan_for(garments))).shoot_id, 30)
+        second = await r.wait((await start(r, plan_for(garments, name="Again"))).shoot_id, 30)
+    for done in (first, second):
+        assert done.status is ShootStatus.SUCCEEDED, done
+        assert "contact sheet could not be drawn" in (done.note or "")
+
+
 async def test_restart_mid_shoot_submits_nothing_twice(settings, garments) -> None:
     emulator = FashnEmulator(time_scale=TIME_SCALE * 5)
     async with runner(settings, emulator) as r:
