@@ -114,7 +114,8 @@ def _callsheet_errors(exc: BaseException) -> list[CallsheetError] | None:
 def serve_command(settings: Settings, *, http: bool, host: str, port: int) -> int:
     from server.app import create_app
 
-    check_store(settings)  # a damaged data folder is one clear line now, not a traceback later
+    if http:  # a damaged data folder is one clear line now, not uvicorn's traceback of a failed start
+        check_store(settings)  # (over stdio, opening the services says it in the same line)
     app = create_app(settings)
     started()
     if not http:

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
-import platformdirs
-
 from server.errors import ConfigError
 from server.policy import MAX_PLAN_JOBS
 from server.providers import REGISTRY
@@ -65,7 +63,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        home = Path(env.get("CALLSHEET_HOME") or platformdirs.user_data_dir("callsheet")).expanduser()
+        home = Path(env.get("CALLSHEET_HOME") or _user_data_dir()).expanduser()
         home = home.resolve()
         keys = {p.name: (env.get(p.key_var) or "").strip() or None for p in REGISTRY.values()}
         sandbox_flag = env.get("CALLSHEET_SANDBOX")
@@ -251,3 +249,10 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}.")
     return value
+
+
+def _user_data_dir() -> str:
+    """The per-user data folder of this OS (platformdirs knows each; loaded only when it is needed)."""
+    import platformdirs
+
+    return platformdirs.user_data_dir("callsheet")

@@ -25,7 +25,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import paths
-from server.sandbox.images import placeholder_jpeg, placeholder_png, placeholder_video, placeholder_webp
 
 log = logging.getLogger("callsheet.sandbox")
 
@@ -132,11 +131,17 @@ class Emulator:
         if cached is not None:
             self._rendered.move_to_end(key)
             return cached
+        from server.sandbox import images  # Pillow is loaded by the first placeholder, not by a start
+
         if kind == "video":
-            media = await anyio.to_thread.run_sync(placeholder_video, width, height, lines, seed)
+            media = await anyio.to_thread.run_sync(images.placeholder_video, width, height, lines, seed)
         else:
-            draw, mime = _DRAW[kind]
-            media = (await anyio.to_thread.run_sync(draw, width, height, lines, seed), mime)
+            draw = {
+                "png": images.placeholder_png,
+                "jpg": images.placeholder_jpeg,
+                "webp": images.placeholder_webp,
+            }
+            media = (await anyio.to_thread.run_sync(draw[kind], width, height, lines, seed), _MIME[kind])
         self._rendered[key] = media
         while len(self._rendered) > RENDERED_KEPT:
             self._rendered.popitem(last=False)
@@ -157,11 +162,7 @@ class Emulator:
             save_state(self.state_dir / self.state_file, state.model_dump_json(), self.title)
 
 
-_DRAW: dict[str, tuple[Callable[[int, int, list[str], int], bytes], str]] = {
-    "png": (placeholder_png, "image/png"),
-    "jpg": (placeholder_jpeg, "image/jpeg"),
-    "webp": (placeholder_webp, "image/webp"),
-}
+_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
 class SlidingWindow:

@@ -38,7 +38,6 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from PIL import Image
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -444,6 +443,8 @@ def _error(exc: Refusal) -> JSONResponse:
 
 
 def _is_image(data: bytes) -> bool:
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.verify()
