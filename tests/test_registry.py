@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import tomllib
 from pathlib import Path
@@ -13,7 +14,10 @@ import jsonschema
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "bundle" / "registry" / "server.schema.json").read_text())
+PINNED = ROOT / "bundle" / "registry" / "server.schema.json"
+SCHEMA = json.loads(PINNED.read_text())
+PUBLISHED_SHA256 = "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de0"
+"""Of https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json (bundle/registry/README.md)."""
 
 
 def server_json() -> dict[str, Any]:
@@ -26,6 +30,7 @@ def problems(document: dict[str, Any]) -> list[str]:
 
 
 def test_server_json_is_valid_against_the_registrys_schema() -> None:
+    assert hashlib.sha256(PINNED.read_bytes()).hexdigest() == PUBLISHED_SHA256  # the published bytes
     document = server_json()
     assert document["$schema"] == SCHEMA["$id"]
     assert problems(document) == []
@@ -38,6 +43,8 @@ def test_server_json_is_valid_against_the_registrys_schema() -> None:
         (lambda d: d.update(description="x" * 101), "description"),
         (lambda d: d["packages"][0].update(version="latest"), "packages/0"),
         (lambda d: d["packages"][0].pop("transport"), "packages/0"),
+        # The 2025-09-29 form of a deployment's address: since 2025-12-11 a remote URL starts https://.
+        (lambda d: d["remotes"][0].update(url="{CALLSHEET_PUBLIC_URL}/mcp"), "remotes/0"),
     ],
 )
 def test_the_schema_is_in_force(change: Any, where: str) -> None:
@@ -63,4 +70,5 @@ def test_server_json_says_what_callsheet_is() -> None:
         assert variable.get("isSecret", False) == name.endswith("_API_KEY"), name
     assert {f"{p.upper()}_API_KEY" for p in ("fashn", "autotoon", "neofashion", "genapi")} <= set(variables)
     remote = document["remotes"][0]
-    assert remote["type"] == "streamable-http" and remote["url"] == "{CALLSHEET_PUBLIC_URL}/mcp"
+    assert remote["type"] == "streamable-http" and remote["url"] == "https://{host}/mcp"
+    assert remote["variables"]["host"]["isRequired"] and "CALLSHEET_PUBLIC_URL" in readme
