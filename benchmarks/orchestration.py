@@ -145,10 +145,11 @@ def polled_schedule(durations: Sequence[float], poll: PollPolicy, typical: float
     budget = FASHN_LIMITS.scaled(time_scale).poll_interval(SLOTS)
     held = []
     for duration in durations:
-        elapsed, calls = 0.0, 0
+        elapsed, planned = 0.0, 0
         while elapsed < duration:
-            elapsed += max(poll.next_delay(typical, elapsed, calls), budget)
-            calls += 1
+            wait, is_planned = poll.next_look(typical, elapsed, planned)
+            elapsed += max(wait, budget)
+            planned += is_planned
         held.append(elapsed)
     return list_schedule(held)
 

@@ -69,11 +69,13 @@ class ParkingPoll(PollPolicy):
 
     arrivals: _Arrivals = field(default_factory=lambda: _Arrivals(UNFINISHED))
 
-    def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
+    def next_look(
+        self, typical: float, elapsed: float, planned: int, pace: float = 1.0
+    ) -> tuple[float, bool]:
         self.arrivals.count += 1
         if self.arrivals.count >= self.arrivals.expected:
             self.arrivals.all_in.set()
-        return 3600.0
+        return 3600.0, False
 
 
 def job_id(n: int, rng: random.Random) -> str:

@@ -754,11 +754,16 @@ class Engine:
         # With a webhook (the provider calls back when the job ends), the event its call sets.
         hooked = self.links is not None and provider.webhooks
         called_back = self.signals.event(hook_topic(record.job_id)) if hooked else None
+        planned: int | None = None  # of the poll policy's planned looks, how many this job has had
         while True:
             elapsed = (utcnow() - started).total_seconds()
-            typical = record.typical_seconds * await self.paces.of(record)
+            pace = await self.paces.of(record)
+            typical = record.typical_seconds * pace
+            if planned is None:  # taken up late (a restart): looked at once, then the looks still ahead
+                planned = self.poll.passed(typical, elapsed)
+            wait, is_planned = self.poll.next_look(typical, elapsed, planned, pace)
             delay = max(
-                self.poll.next_delay(typical, elapsed, calls),
+                wait,
                 await provider.limiter.poll_interval(),
             )
             if failures:
@@ -777,6 +782,7 @@ class Engine:
                 return  # canceled (perhaps by another process) while we slept
             record = latest
             calls += 1
+            planned += is_planned
             looked_at = (utcnow() - started).total_seconds()
             try:
                 report = await provider.status(provider_job_id, record.operation)

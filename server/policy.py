@@ -69,6 +69,11 @@ class PollPolicy:
     later than `ceiling` seconds; the engine also keeps polls within the provider's status budget
     (`Limits.poll_interval`).
 
+    A look the ceiling brings forward (a long job) is one more: the planned looks still come where they
+    were planned. The ceiling was chosen for the documented durations, so it stretches with a provider
+    found to run slower (`pace`): at twice the documented durations the looks are those of the
+    documented pace, twice as far apart.
+
     The looks come from the try-on durations FASHN documents (20-120 s, about 40 s): placed to make
     the mean delay between a job's end and the look that sees it smallest with four looks for the
     median job (about 3 % of the duration, against 7 % for looks at 0.7 and 1.0 then +50 %).
@@ -85,15 +90,23 @@ class PollPolicy:
     before this many times its typical duration (past the longest durations FASHN documents, about 4x
     the typical one), by when the webhook has come unless it was lost."""
 
-    def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
-        """Seconds until the next look at a job running for `elapsed` s that was asked `calls` times."""
-        if calls < len(self.looks):
-            target = self.looks[calls] * typical
-        elif elapsed < self.overdue * typical:
-            target = elapsed + self.step * typical
-        else:
-            target = elapsed * self.factor
-        return min(max(target - elapsed, self.floor), self.ceiling)
+    def next_look(
+        self, typical: float, elapsed: float, planned: int, pace: float = 1.0
+    ) -> tuple[float, bool]:
+        """Seconds until the next look at a job running for `elapsed` s that has had `planned` of its
+        planned looks, and whether that look is the next planned one. `typical` is the documented
+        duration times `pace`, how fast the provider runs against its documented durations."""
+        ceiling = self.ceiling * max(pace, 1.0)
+        if planned < len(self.looks):
+            wait = self.looks[planned] * typical - elapsed
+            return (ceiling, False) if wait > ceiling else (max(wait, self.floor), True)
+        target = elapsed + self.step * typical if elapsed < self.overdue * typical else elapsed * self.factor
+        return min(max(target - elapsed, self.floor), ceiling), False
+
+    def passed(self, typical: float, elapsed: float) -> int:
+        """The planned looks a job taken up `elapsed` s after it started (a restart) has missed, but the
+        last of them, which it has at once."""
+        return max(0, sum(look * typical <= elapsed for look in self.looks) - 1)
 
 
 # Learned pace: how fast each provider's operation really runs against its documented typical duration.

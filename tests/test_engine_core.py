@@ -319,9 +319,11 @@ class Looking(PollPolicy):
     every: float = 0.02
     typicals: list[float] = field(default_factory=list)
 
-    def next_delay(self, typical: float, elapsed: float, calls: int) -> float:
+    def next_look(
+        self, typical: float, elapsed: float, planned: int, pace: float = 1.0
+    ) -> tuple[float, bool]:
         self.typicals.append(typical)
-        return self.every
+        return self.every, False
 
 
 async def test_polls_follow_the_pace_learned_from_jobs_seen_and_every_replica_shares_it(

@@ -23,11 +23,16 @@ from tests.conftest import FAST_RETRY, make_settings, png_bytes
 TYPICAL = 40.0
 
 
-def looks(policy: PollPolicy, typical: float, until: float) -> list[float]:
-    """The moments (seconds after submission) at which `policy` asks about a job still running at `until`."""
-    moments, elapsed = [], 0.0
+def looks(
+    policy: PollPolicy, typical: float, until: float, pace: float = 1.0, elapsed: float = 0.0
+) -> list[float]:
+    """The moments (seconds after submission) at which `policy` asks about a job still running at
+    `until`, taken up `elapsed` s after it started, as the engine follows it."""
+    moments, planned = [], policy.passed(typical, elapsed)
     while elapsed < until:
-        elapsed += policy.next_delay(typical, elapsed, len(moments))
+        wait, is_planned = policy.next_look(typical, elapsed, planned, pace)
+        elapsed += wait
+        planned += is_planned
         moments.append(elapsed)
     return moments
 
@@ -56,8 +61,50 @@ def test_after_the_looks_a_steady_step_until_overdue_then_backing_off() -> None:
 def test_floor_and_ceiling_bound_every_delay() -> None:
     policy = PollPolicy(floor=0.5, ceiling=30.0)
     assert looks(policy, 0.1, until=1.5) == pytest.approx([0.5, 1.0, 1.5])  # a tiny typical
-    assert policy.next_delay(3600.0, 0.0, 0) == 30.0  # an hour-long job is still looked at
-    assert policy.next_delay(TYPICAL, 5 * TYPICAL, 0) == 0.5  # resumed late: look at once
+    assert policy.next_look(3600.0, 0.0, 0) == (30.0, False)  # an hour-long job is still looked at
+
+
+def test_a_job_taken_up_late_is_looked_at_once_then_at_the_looks_still_ahead() -> None:
+    """After a restart: one look at once for the planned looks it missed, not one each."""
+    policy = PollPolicy(floor=0.5)
+    between = (policy.looks[1] + policy.looks[2]) / 2 * TYPICAL
+    assert looks(policy, TYPICAL, until=1.05 * TYPICAL, elapsed=between) == pytest.approx(
+        [between + 0.5, policy.looks[2] * TYPICAL, policy.looks[3] * TYPICAL, 1.07 * TYPICAL]
+    )
+    late = looks(policy, TYPICAL, until=5 * TYPICAL + 1, elapsed=5 * TYPICAL)
+    assert late[0] == pytest.approx(5 * TYPICAL + 0.5)
+
+
+def test_a_look_the_ceiling_brings_forward_leaves_the_planned_looks_in_place() -> None:
+    """A long job (a 1080p video: 90 s typical) is looked at by the ceiling first, then at every
+    planned place; before, the early look used up a planned one and the next came a whole step late."""
+    policy = PollPolicy()
+    video = 90.0
+    moments = looks(policy, video, until=video)
+    assert moments[0] == policy.ceiling
+    assert moments[1:5] == pytest.approx([f * video for f in policy.looks])
+
+
+@pytest.mark.parametrize("pace_", [0.5, 2.0, 3.0])
+def test_at_another_pace_the_looks_are_the_documented_ones_scaled(pace_: float) -> None:
+    """The ceiling was chosen for the documented durations: at a pace learned to be slower it stretches
+    too, so a try-on running 2x or 3x slower gets the same looks, and no more, as at 1x."""
+    policy = PollPolicy()
+    documented = looks(policy, TYPICAL, until=1.2 * TYPICAL)
+    at_pace = looks(policy, TYPICAL * pace_, until=1.2 * TYPICAL * pace_, pace=pace_)
+    assert at_pace == pytest.approx([m * pace_ for m in documented])
+
+
+def test_a_pace_that_moves_under_a_running_job_adds_no_look() -> None:
+    """Learned from other jobs while this one runs: its next planned look moves, none is repeated."""
+    policy = PollPolicy()
+    elapsed, planned, moments = 0.0, 0, []
+    for pace_ in (2.2, 2.2, 2.0, 2.0):  # the pace drops between its second and third look
+        wait, is_planned = policy.next_look(TYPICAL * pace_, elapsed, planned, pace_)
+        elapsed, planned = elapsed + wait, planned + is_planned
+        moments.append(elapsed)
+    assert planned == 4
+    assert moments[2:] == pytest.approx([policy.looks[2] * TYPICAL * 2.0, policy.looks[3] * TYPICAL * 2.0])
 
 
 def test_poll_interval_spreads_the_status_budget_over_the_jobs_followed() -> None:
