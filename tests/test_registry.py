@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PINNED = ROOT / "bundle" / "registry" / "server.schema.json"
 SCHEMA = json.loads(PINNED.read_text())
 PUBLISHED_SHA256 = "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de0"
-"""Of https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json (bundle/registry/README.md)."""
+"""Of the file at its `$id`, https://static.modelcontextprotocol.io/schemas/2025-12-11/... (see
+bundle/registry/README.md)."""
 
 
 def server_json() -> dict[str, Any]:
