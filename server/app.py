@@ -309,6 +309,14 @@ class _ArgumentCheck:
             raise MCPError(
                 INVALID_PARAMS, f"Unknown prompt {name!r}. The prompts are: {', '.join(sorted(prompts))}."
             )
+        known = [a.name for a in prompt.arguments or []]
+        unknown = sorted(set(args) - set(known))
+        if unknown:
+            nameless = ", ".join(unknown)
+            raise MCPError(
+                INVALID_PARAMS,
+                f"The prompt {name} has no argument {nameless}; its arguments are {', '.join(known)}.",
+            )
         missing = [a.name for a in prompt.arguments or [] if a.required and not str(args.get(a.name) or "")]
         if missing:
             plural = "s" if len(missing) > 1 else ""

@@ -59,13 +59,17 @@ async def test_a_prompt_without_its_arguments_or_unknown_is_invalid_params(
             await client.get_prompt("wedding_catalog", {})
         with pytest.raises(MCPError) as none:
             await client.get_prompt("model_casting", {})
+        with pytest.raises(MCPError) as extra:
+            await client.get_prompt("lookbook", {"brand": "Maison", "products": "a.png", "colour": "red"})
         ok = await client.get_prompt("ecommerce_pdp", {"brand": "Maison", "products": "dress.png"})
     assert missing.value.code == INVALID_PARAMS and "products" in missing.value.message
     assert "brand" not in missing.value.message
     assert unknown.value.code == INVALID_PARAMS and "wedding_catalog" in unknown.value.message
     assert "ecommerce_pdp" in unknown.value.message  # the ones there are
     assert none.value.code == INVALID_PARAMS and "brand, persona" in none.value.message
-    assert ok.messages
+    assert extra.value.code == INVALID_PARAMS and "no argument colour" in extra.value.message
+    assert "brand, products, mood" in extra.value.message  # the ones it has
+    assert ok.messages and "Maison" in str(ok.messages[0].content)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
