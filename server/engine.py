@@ -755,60 +755,73 @@ class Engine:
         hooked = self.links is not None and provider.webhooks
         called_back = self.signals.event(hook_topic(record.job_id)) if hooked else None
         planned: int | None = None  # of the poll policy's planned looks, how many this job has had
-        while True:
-            elapsed = (utcnow() - started).total_seconds()
-            pace = await self.paces.of(record)
-            typical = record.typical_seconds * pace
-            if planned is None:  # taken up late (a restart): looked at once, then the looks still ahead
-                planned = self.poll.passed(typical, elapsed)
-            wait, is_planned = self.poll.next_look(typical, elapsed, planned, pace)
-            delay = max(
-                wait,
-                await provider.limiter.poll_interval(),
-            )
-            if failures:
-                delay = max(delay, self.retry.delay(failures))
-            if called_back is not None:
-                # The provider calls back when the job ends: look then, and before that only as a safety net.
-                delay = max(delay, self.poll.webhook_safety * typical - elapsed)
-                with anyio.move_on_after(delay):
-                    await called_back.wait()
-                # Taken before the look: a webhook that comes while the provider is asked is not missed.
-                called_back = self.signals.event(hook_topic(record.job_id))
-            else:
-                await anyio.sleep(delay)
-            latest = await self.store.get(record.job_id)
-            if latest is None or latest.status in TERMINAL:
-                return  # canceled (perhaps by another process) while we slept
-            record = latest
-            calls += 1
-            planned += is_planned
-            looked_at = (utcnow() - started).total_seconds()
-            try:
-                report = await provider.status(provider_job_id, record.operation)
-            except ProviderError as exc:
-                if isinstance(exc, AuthError | InsufficientCredits | ProviderRejected) or (
-                    not exc.retryable and failures >= 2
-                ):
-                    await self._update(record, status_calls=calls)
-                    raise
-                failures += 1
-                continue
-            failures = 0
-            if report.state in (RemoteState.RUNNING, RemoteState.PENDING):
-                running_at = looked_at
-                if report.state is RemoteState.RUNNING and record.status is not JobStatus.RUNNING:
-                    record = await self._running(record, status_calls=calls)
-            else:
-                await self._end(provider, record, report, status_calls=calls)
-                if report.state is RemoteState.SUCCEEDED and running_at is not None:
-                    # It ended between the last look that saw it running and this one: the middle. One
-                    # never seen running ended before its first look, how long before is unknown: the
-                    # look itself, an upper bound (the looks then move earlier until they see it run).
-                    await self.paces.learn(record, (running_at + looked_at) / 2 if running_at else looked_at)
-                return
-            if record.status in TERMINAL:
-                return
+        stepping = False  # past them: its polls share the provider's status budget (`Limiter.poll_interval`)
+        provider.limiter.followed(1)
+        try:
+            while True:
+                elapsed = (utcnow() - started).total_seconds()
+                pace = await self.paces.of(record)
+                typical = record.typical_seconds * pace
+                if planned is None:  # taken up late (a restart): looked at once, then the looks still ahead
+                    planned = self.poll.passed(typical, elapsed)
+                if not stepping and planned >= len(self.poll.looks):
+                    stepping = True
+                    provider.limiter.stepped(1)
+                wait, is_planned = self.poll.next_look(typical, elapsed, planned, pace)
+                delay = max(
+                    wait,
+                    await provider.limiter.poll_interval(),
+                )
+                if failures:
+                    delay = max(delay, self.retry.delay(failures))
+                if called_back is not None:
+                    # The provider calls back when the job ends: look then, and before that only as a
+                    # safety net.
+                    delay = max(delay, self.poll.webhook_safety * typical - elapsed)
+                    with anyio.move_on_after(delay):
+                        await called_back.wait()
+                    # Taken before the look: a webhook that comes while the provider is asked is not missed.
+                    called_back = self.signals.event(hook_topic(record.job_id))
+                else:
+                    await anyio.sleep(delay)
+                latest = await self.store.get(record.job_id)
+                if latest is None or latest.status in TERMINAL:
+                    return  # canceled (perhaps by another process) while we slept
+                record = latest
+                calls += 1
+                planned += is_planned
+                looked_at = (utcnow() - started).total_seconds()
+                try:
+                    report = await provider.status(provider_job_id, record.operation)
+                except ProviderError as exc:
+                    if isinstance(exc, AuthError | InsufficientCredits | ProviderRejected) or (
+                        not exc.retryable and failures >= 2
+                    ):
+                        await self._update(record, status_calls=calls)
+                        raise
+                    failures += 1
+                    continue
+                failures = 0
+                if report.state in (RemoteState.RUNNING, RemoteState.PENDING):
+                    running_at = looked_at
+                    if report.state is RemoteState.RUNNING and record.status is not JobStatus.RUNNING:
+                        record = await self._running(record, status_calls=calls)
+                else:
+                    await self._end(provider, record, report, status_calls=calls)
+                    if report.state is RemoteState.SUCCEEDED and running_at is not None:
+                        # It ended between the last look that saw it running and this one: the middle. One
+                        # never seen running ended before its first look, how long before is unknown: the
+                        # look itself, an upper bound (the looks then move earlier until they see it run).
+                        await self.paces.learn(
+                            record, (running_at + looked_at) / 2 if running_at else looked_at
+                        )
+                    return
+                if record.status in TERMINAL:
+                    return
+        finally:
+            provider.limiter.followed(-1)
+            if stepping:
+                provider.limiter.stepped(-1)
 
     async def _end(
         self, provider: Provider, record: JobRecord, report: StatusReport, **changes: Any

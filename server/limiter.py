@@ -186,6 +186,9 @@ class Limiter:
         """What a freed slot or a new budget is signalled on (`signals.limits_topic(provider)`)."""
         self.recheck = SLOT_RECHECK_SECONDS
         self._taken, self._counted_at = 0, -SLOTS_COUNTED_EVERY
+        self._followed = 0
+        self._stepping = 0
+        """This process's jobs being followed, and those of them past their planned looks (`stepped`)."""
         self._locks: dict[str, anyio.Lock] = {}
 
     async def acquire(self, kind: str) -> Ticket:
@@ -245,14 +248,27 @@ class Limiter:
     async def renew(self, job_ids: list[str], ttl: float) -> None:
         await self.book.renew_slots(job_ids, ttl)
 
+    def followed(self, change: int) -> None:
+        """A job of this provider is followed (+1) or no longer (-1)."""
+        self._followed += change
+
+    def stepped(self, change: int) -> None:
+        """A followed job is past its planned looks and steps through its tail (+1), or ended (-1)."""
+        self._stepping += change
+
     async def poll_interval(self) -> float:
-        """The shortest interval between two polls of one job now (`Limits.poll_interval`), from the
-        slots taken: those this process takes and frees are counted as they happen, and the store's
-        count (other replicas' slots too) is read at most every `SLOTS_COUNTED_EVERY`, not per poll."""
+        """The shortest interval between two polls of one job now (`Limits.poll_interval`).
+
+        The status budget is shared by the jobs that step through their tail: a job's planned looks
+        are few (four over its typical duration) and the windows admit them when they come. How many
+        step is the jobs in flight (slots taken, other replicas' too) times the share of this
+        process's followed jobs that step (one at least). Slots this process takes and frees are
+        counted as they happen, and the store's count is read at most every `SLOTS_COUNTED_EVERY`."""
         now = time.monotonic()
         if self.limits.windows.get(self.limits.poll_kind) and now - self._counted_at >= SLOTS_COUNTED_EVERY:
             self._taken, self._counted_at = await self.book.slots_taken(), now
-        return self.limits.poll_interval(self._taken)
+        share = min(max(self._stepping, 1) / max(self._followed, 1), 1.0)
+        return self.limits.poll_interval(self._taken * share)
 
 
 def rate_limit_headers(headers: httpx.Headers) -> tuple[int, float] | None:

@@ -160,9 +160,9 @@ class Limits:
     rate_headers: bool = False
     """The provider announces what is left in `X-RateLimit-*` headers: keep within them too."""
 
-    def poll_interval(self, jobs: int) -> float:
-        """The shortest interval between two polls of one job while `jobs` jobs are being followed,
-        so that together they keep within `poll_share` of every window of `poll_kind`."""
+    def poll_interval(self, jobs: float) -> float:
+        """The shortest interval between two polls of one job while `jobs` jobs poll at it, so that
+        together they keep within `poll_share` of every window of `poll_kind`."""
         windows = self.windows.get(self.poll_kind, ())
         return max((w.period * jobs / (w.limit * self.poll_share) for w in windows), default=0.0)
 

@@ -137,3 +137,21 @@ async def test_limiters_of_two_replicas_wake_each_other(backends: tuple[Backend,
             while "second" not in order:
                 await anyio.sleep(0.005)
     assert order == ["first done", "second"]
+
+
+async def test_the_status_budget_is_shared_by_the_jobs_stepping_through_their_tail() -> None:
+    """Six jobs in flight: while only one is past its planned looks it may poll as if alone; as more
+    step, they share the budget; with none followed here, every job in flight counts (as before)."""
+    limits = Limits(windows={"status": (RateWindow(50, 10.0),)}, max_in_flight=6)
+    limiter = Limiter(limits)
+    for n in range(6):
+        await limiter.take(f"j{n}", ttl=60)
+    assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(6))  # nothing followed
+    limiter.followed(6)
+    assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(1))  # none steps: one's share
+    limiter.stepped(1)
+    assert await limiter.poll_interval() == pytest.approx(0.2)  # one job alone: 10 s / 50
+    limiter.stepped(2)
+    assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(3))
+    limiter.stepped(3)
+    assert await limiter.poll_interval() == pytest.approx(1.2)  # all six step: the share of each
