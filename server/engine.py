@@ -755,23 +755,18 @@ class Engine:
         hooked = self.links is not None and provider.webhooks
         called_back = self.signals.event(hook_topic(record.job_id)) if hooked else None
         planned: int | None = None  # of the poll policy's planned looks, how many this job has had
-        stepping = False  # past them: its polls share the provider's status budget (`Limiter.poll_interval`)
-        provider.limiter.followed(1)
-        try:
+        # Past them, its polls share the provider's status budget (`Limiter.poll_interval`).
+        with provider.limiter.following() as follow:
             while True:
                 elapsed = (utcnow() - started).total_seconds()
                 pace = await self.paces.of(record)
                 typical = record.typical_seconds * pace
                 if planned is None:  # taken up late (a restart): looked at once, then the looks still ahead
                     planned = self.poll.passed(typical, elapsed)
-                if not stepping and planned >= len(self.poll.looks):
-                    stepping = True
-                    provider.limiter.stepped(1)
+                if planned >= len(self.poll.looks):
+                    follow.step()
                 wait, is_planned = self.poll.next_look(typical, elapsed, planned, pace)
-                delay = max(
-                    wait,
-                    await provider.limiter.poll_interval(),
-                )
+                delay = max(wait, await provider.limiter.poll_interval())
                 if failures:
                     delay = max(delay, self.retry.delay(failures))
                 if called_back is not None:
@@ -818,10 +813,6 @@ class Engine:
                     return
                 if record.status in TERMINAL:
                     return
-        finally:
-            provider.limiter.followed(-1)
-            if stepping:
-                provider.limiter.stepped(-1)
 
     async def _end(
         self, provider: Provider, record: JobRecord, report: StatusReport, **changes: Any

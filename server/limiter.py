@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -175,6 +176,20 @@ class LocalBook:
         return len(self._slots)
 
 
+@dataclass
+class Follow:
+    """One job being followed (`Limiter.following`)."""
+
+    limiter: Limiter
+    stepping: bool = False
+
+    def step(self) -> None:
+        """The job is past its planned looks and steps through its tail (counted once)."""
+        if not self.stepping:
+            self.stepping = True
+            self.limiter._stepping += 1
+
+
 class Limiter:
     def __init__(
         self, limits: Limits, book: Book | None = None, signals: Signals | None = None, topic: str = "limits"
@@ -188,7 +203,7 @@ class Limiter:
         self._taken, self._counted_at = 0, -SLOTS_COUNTED_EVERY
         self._followed = 0
         self._stepping = 0
-        """This process's jobs being followed, and those of them past their planned looks (`stepped`)."""
+        """This process's jobs being followed, and those of them past their planned looks (`following`)."""
         self._locks: dict[str, anyio.Lock] = {}
 
     async def acquire(self, kind: str) -> Ticket:
@@ -248,13 +263,16 @@ class Limiter:
     async def renew(self, job_ids: list[str], ttl: float) -> None:
         await self.book.renew_slots(job_ids, ttl)
 
-    def followed(self, change: int) -> None:
-        """A job of this provider is followed (+1) or no longer (-1)."""
-        self._followed += change
-
-    def stepped(self, change: int) -> None:
-        """A followed job is past its planned looks and steps through its tail (+1), or ended (-1)."""
-        self._stepping += change
+    @contextmanager
+    def following(self) -> Iterator[Follow]:
+        """While the engine follows a job of this provider: counted for `poll_interval`'s share."""
+        follow = Follow(self)
+        self._followed += 1
+        try:
+            yield follow
+        finally:
+            self._followed -= 1
+            self._stepping -= follow.stepping
 
     async def poll_interval(self) -> float:
         """The shortest interval between two polls of one job now (`Limits.poll_interval`).

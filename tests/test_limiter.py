@@ -6,6 +6,7 @@ nothing depends on how busy the machine is; the few sleeps only outlast a window
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -147,11 +148,17 @@ async def test_the_status_budget_is_shared_by_the_jobs_stepping_through_their_ta
     for n in range(6):
         await limiter.take(f"j{n}", ttl=60)
     assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(6))  # nothing followed
-    limiter.followed(6)
-    assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(1))  # none steps: one's share
-    limiter.stepped(1)
-    assert await limiter.poll_interval() == pytest.approx(0.2)  # one job alone: 10 s / 50
-    limiter.stepped(2)
-    assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(3))
-    limiter.stepped(3)
-    assert await limiter.poll_interval() == pytest.approx(1.2)  # all six step: the share of each
+    with contextlib.ExitStack() as jobs:
+        follows = [jobs.enter_context(limiter.following()) for _ in range(6)]
+        assert await limiter.poll_interval() == pytest.approx(
+            limits.poll_interval(1)
+        )  # none steps: one's share
+        follows[0].step()
+        assert await limiter.poll_interval() == pytest.approx(0.2)  # one job alone: 10 s / 50
+        for follow in follows[:3]:
+            follow.step()  # counted once each
+        assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(3))
+        for follow in follows:
+            follow.step()
+        assert await limiter.poll_interval() == pytest.approx(1.2)  # all six step: the share of each
+    assert await limiter.poll_interval() == pytest.approx(limits.poll_interval(6))  # all ended
