@@ -169,13 +169,15 @@ class ToolSchemas:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            outputs: dict[str, int] = {}
+            outputs: list[dict[str, Any]] = []
             tools = {}
             for made_from, entry in self.made.items():
-                output = None if entry["output"] is None else json.dumps(entry["output"], sort_keys=True)
-                n = None if output is None else outputs.setdefault(output, len(outputs))
+                output = entry["output"]
+                if output is not None and output not in outputs:
+                    outputs.append(output)
+                n = None if output is None else outputs.index(output)
                 tools[made_from] = {"input": entry["input"], "output": n}
-            data = {"stamp": self.stamp, "outputs": [json.loads(o) for o in outputs], "tools": tools}
+            data = {"stamp": self.stamp, "outputs": outputs, "tools": tools}
             part = self.path.with_name(f"{self.FILE}.{os.getpid()}")
             part.write_text(json.dumps(data), encoding="utf-8")
             part.replace(self.path)
