@@ -136,23 +136,28 @@ def make_dirs(root: Path, folder: Path) -> None:
         pass
 
 
-def write_atomic(root: Path, path: Path, data: bytes) -> None:
+def write_atomic(root: Path, path: Path, data: bytes) -> os.stat_result:
     """Replace the file `path` (inside `root`, its folder existing) so that readers see the old content
-    or the new, never half; the folder is reached without following symlinks."""
+    or the new, never half; the folder is reached without following symlinks. Returns the new file's
+    status as written (a later `os.stat` might already see another writer's file)."""
     parts = _parts(root, path)
     name = parts[-1]
     tmp = f".{name}.{uuid.uuid4().hex}.part"
     if not _DIR_FD:
         target = root.joinpath(*parts)
         target.with_name(tmp).write_bytes(data)
+        written = target.with_name(tmp).stat()
         os.replace(target.with_name(tmp), target)
-        return
+        return written
     with _walk(root, parts[:-1]) as folder:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644, dir_fd=folder)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+                fh.flush()
+                written = os.fstat(fh.fileno())
             os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+            return written
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=folder)

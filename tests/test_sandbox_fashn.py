@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import sys
 import threading
@@ -20,6 +21,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from server import paths
 from server.providers.fashn import emulator as fashn
 from server.providers.fashn.emulator import KEEP_FINISHED, FashnEmulator, FashnFaults
 from server.sandbox.images import placeholder_png, placeholder_video
@@ -619,3 +621,69 @@ def test_placeholder_video_mp4_or_gif_fallback(monkeypatch: pytest.MonkeyPatch) 
     assert mime == "image/gif"
     with Image.open(io.BytesIO(data)) as gif:
         assert gif.size == (170, 256) and getattr(gif, "n_frames", 1) == 12
+
+
+# --- The state file: read when another process wrote it, written off the event loop ----------
+
+
+class SlowDisk:
+    """Holds every state file write until the test lets it go (it runs in a worker thread)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        real = paths.write_atomic
+
+        def held(*args: Any) -> os.stat_result:
+            self.entered.set()
+            self.released.wait(10)
+            return real(*args)
+
+        monkeypatch.setattr(paths, "write_atomic", held)
+
+    async def writing(self) -> None:
+        """Return once a write is held and every other task waits."""
+        await anyio.to_thread.run_sync(self.entered.wait, 10)
+        await anyio.wait_all_tasks_blocked()
+
+
+async def test_runs_made_while_the_state_is_written_share_the_next_write_and_wait_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = FashnEmulator(time_scale=1.0, clock=Clock(), state_dir=tmp_path)
+    disk = SlowDisk(monkeypatch)
+    answered: list[str] = []
+    async with client(emu) as c, anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            answered.append(await run_ok(c, tryon()))
+
+        for _ in range(6):
+            tg.start_soon(run)
+        await disk.writing()
+        assert answered == [] and emu.writes == 0  # accepted, and not answered before it is on disk
+        assert len(emu.stats.predictions) == 6
+        disk.released.set()
+    assert len(answered) == 6 and emu.writes == 2  # the first one's, then one for the five behind it
+    assert set(FashnEmulator(state_dir=tmp_path).stats.predictions) == set(answered)
+
+
+async def test_the_state_file_is_read_again_only_after_another_process_wrote_it(tmp_path: Path) -> None:
+    cost = fashn.fashn_credits("tryon-max", tryon()["inputs"])
+    clock = Clock()
+    server = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)
+    async with client(server) as c:
+        ids = [await run_ok(c, tryon()) for _ in range(3)]
+        for prediction_id in ids:
+            assert (await c.get(f"/v1/status/{prediction_id}")).status_code == 200
+        assert (await c.get("/v1/credits")).json()["credits"]["total"] == 1000 - 3 * cost
+    assert (server.reads, server.writes) == (0, 3)  # nothing to read at the start, nobody else wrote
+    other = FashnEmulator(time_scale=1.0, clock=clock, state_dir=tmp_path)  # `callsheet jobs cancel`
+    async with client(other) as c:
+        assert (await c.get(f"/v1/cancel/{ids[0]}")).json()["status"] == "canceled"
+    assert (other.reads, other.writes) == (1, 1)
+    async with client(server) as c:
+        balances = [(await c.get("/v1/credits")).json()["credits"]["total"] for _ in range(3)]
+        fourth = await run_ok(c, tryon())
+    assert balances == [1000 - 2 * cost] * 3 and server.reads == 1  # the refund, read once
+    assert server.stats.predictions[ids[0]].refunded and server.stats.predictions[fourth].number == 3

@@ -3,7 +3,8 @@
 An emulator answers a provider's documented HTTP API in process (or under uvicorn) so the real
 adapter runs against it unchanged. What they all need is here, once: `Emulator` (the clock and
 time scale, the key check, numbered requests, rendering placeholder files with a cache, the state
-file that lets a restarted server find what it left running), `Refusal` (an error answer, which
+file that lets a restarted server find what it left running, read again only when another process
+changed it and written off the event loop, many changes in one write), `Refusal` (an error answer, which
 each emulator writes in its provider's own shape), `next_fault` (the injected failures tests ask
 for), the rate window, the dropped connection, and a few helpers.
 """
@@ -11,12 +12,14 @@ for), the rate window, the dropped connection, and a few helpers.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import anyio
 import anyio.to_thread
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -93,7 +96,15 @@ class Emulator:
         self.state_dir = state_dir
         self.clock = clock or (time.time if state_dir is not None else time.monotonic)
         self.next_number = 0
+        self.reads = self.writes = 0
+        """State files read and written, for tests: a file is read again only after another process
+        wrote it, and the changes made while a write is on its way share the next one."""
         self._rendered: OrderedDict[object, tuple[bytes, str]] = OrderedDict()
+        self._on_disk: Signature | None = None
+        """The state file as this emulator last read or wrote it: while it is so, it holds nothing new."""
+        self._asked = self._landed = 0
+        """Saves asked for, and how many of them the latest write covered."""
+        self._writing: anyio.Event | None = None
 
     def seconds(self, documented: float) -> float:
         """How long a job documented to take `documented` seconds takes here."""
@@ -154,12 +165,57 @@ class Emulator:
         """The saved state (None without a state folder or before the first save)."""
         if self.state_dir is None:
             return None
-        return load_state(self.state_dir / self.state_file, model, self.title)
+        self.reads += 1
+        state, self._on_disk = load_state(self.state_dir / self.state_file, model, self.title)
+        return state
+
+    def changed_on_disk(self) -> bool:
+        """Whether the state file may hold what this emulator has not taken in, because another process
+        on the same folder wrote it since this one last read or wrote it: a `stat`, not a read. False
+        while a write of this emulator's is on its way (the writer took the file in just before)."""
+        if self.state_dir is None or self._writing is not None:
+            return False
+        try:
+            now: Signature | None = signature(os.stat(self.state_dir / self.state_file))
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return True  # `load` says what is wrong
+        return now != self._on_disk
 
     def save(self, state: BaseModel) -> None:
-        """Replace the state file (without a state folder, nothing)."""
+        """Replace the state file now (without a state folder, nothing)."""
         if self.state_dir is not None:
-            save_state(self.state_dir / self.state_file, state.model_dump_json(), self.title)
+            self._wrote(save_state(self.state_dir / self.state_file, state.model_dump_json(), self.title))
+
+    async def persist(self, render: Callable[[], BaseModel]) -> None:
+        """Save the state, returning once a write that covers every change made so far is on disk (so a
+        restarted server finds what it was answered). The file is written in a worker thread, and
+        requests go on meanwhile; changes made while a write is on its way wait for it and are written
+        together by the next. `render` gives the state at the write's turn, on the event loop."""
+        if self.state_dir is None:
+            return
+        self._asked += 1
+        mine = self._asked
+        while self._landed < mine:
+            if self._writing is not None:
+                await self._writing.wait()
+                continue
+            covered = self._asked
+            text = render().model_dump_json()  # no await since `covered`: it holds every change asked for
+            self._writing = writing = anyio.Event()
+            try:
+                path = self.state_dir / self.state_file
+                self._wrote(await anyio.to_thread.run_sync(save_state, path, text, self.title))
+                self._landed = covered
+            finally:
+                self._writing = None
+                writing.set()
+
+    def _wrote(self, written: Signature | None) -> None:
+        self.writes += 1
+        if written is not None:  # a failed write left the file as it was
+            self._on_disk = written
 
 
 _MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
@@ -226,22 +282,40 @@ def public_base(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}{root_path}"
 
 
-def load_state(path: Path, model: type[StateT], what: str) -> StateT | None:
-    """The saved state, or None when there is none yet; an unreadable file is logged and ignored."""
+Signature = tuple[int, int, int]
+"""A file's inode, size and modification time: another write gives another signature."""
+
+
+def signature(status: os.stat_result) -> Signature:
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def load_state(path: Path, model: type[StateT], what: str) -> tuple[StateT | None, Signature | None]:
+    """The saved state and the signature of the file it was read from: (None, None) when there is none
+    yet; an unreadable file is logged, and its state ignored."""
     try:
-        return model.model_validate_json(path.read_bytes())
+        with path.open("rb") as fh:
+            read = signature(os.fstat(fh.fileno()))
+            data = fh.read()
     except FileNotFoundError:
-        return None
-    except (OSError, ValidationError) as exc:
+        return None, None
+    except OSError as exc:
         log.warning("ignoring the %s sandbox state in %s: %s", what, path, exc)
-        return None
+        return None, None
+    try:
+        return model.model_validate_json(data), read
+    except ValidationError as exc:
+        log.warning("ignoring the %s sandbox state in %s: %s", what, path, exc)
+        return None, read
 
 
-def save_state(path: Path, text: str, what: str) -> None:
-    """Replace the file atomically (a reader sees the old state or the new one, never half);
-    a disk problem is logged and the emulator goes on in memory."""
+def save_state(path: Path, text: str, what: str) -> Signature | None:
+    """Replace the file atomically (a reader sees the old state or the new one, never half) and return
+    its signature; a disk problem is logged (None) and the emulator goes on in memory."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        paths.write_atomic(path.parent.resolve(), path.parent.resolve() / path.name, text.encode())
+        folder = path.parent.resolve()
+        return signature(paths.write_atomic(folder, folder / path.name, text.encode()))
     except OSError as exc:
         log.warning("could not save the %s sandbox state to %s: %s", what, path, exc)
+        return None

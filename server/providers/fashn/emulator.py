@@ -39,7 +39,6 @@ cheap), and videos are ~1 s clips of 256 px on the long side whatever the reques
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import random
 import re
@@ -292,8 +291,7 @@ class FashnEmulator(Emulator):
             "status": SlidingWindow(STATUS_LIMIT[0], STATUS_LIMIT[1] * self.time_scale),
             "credits": SlidingWindow(CREDITS_LIMIT[0], CREDITS_LIMIT[1] * self.time_scale),
         }
-        if self.state_dir is not None:
-            self._sync(self.clock(), write=False)
+        self._take_in(self.clock())
         self.app = Starlette(
             routes=[
                 Route("/v1/run", self._run, methods=["POST"]),
@@ -309,7 +307,7 @@ class FashnEmulator(Emulator):
     async def _run(self, request: Request) -> Response:
         self.stats.run_calls += 1
         now = self.clock()
-        self._bring_up_to(now, reload=True)
+        await self._bring_up_to(now, reload=True)
         try:
             self.check_key(request, code="UnauthorizedAccess")
             if self.faults.run_errors:
@@ -341,6 +339,7 @@ class FashnEmulator(Emulator):
             return self._error(exc.status, exc.code or "Error", exc.message, with_id=True)
 
         prediction = self._create(model_name, inputs, cost, now)
+        await self.persist(self._state)  # answered once it is on disk: a restarted server finds it
         hook = request.query_params.get("webhook_url")
         if hook:
             self._call_back(prediction.id, hook, public_base(request), attempt=0)
@@ -405,7 +404,7 @@ class FashnEmulator(Emulator):
         by_id = self.stats.status_calls_by_id
         by_id[prediction_id] = by_id.get(prediction_id, 0) + 1
         now = self.clock()
-        self._bring_up_to(now)
+        await self._bring_up_to(now)
         try:
             self.check_key(request, code="UnauthorizedAccess")
             if self.faults.status_errors:
@@ -417,7 +416,7 @@ class FashnEmulator(Emulator):
             return self._too_many(
                 "RateLimitExceeded", "Rate limit exceeded: at most 50 /status requests per 10 s.", wait
             )
-        prediction = self._lookup(prediction_id, now)
+        prediction = await self._lookup(prediction_id, now)
         if prediction is None:
             return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
         body: dict[str, Any] = {
@@ -447,23 +446,23 @@ class FashnEmulator(Emulator):
         prediction_id = request.path_params["id"]
         self.stats.cancel_calls += 1
         now = self.clock()
-        self._bring_up_to(now)
+        await self._bring_up_to(now)
         try:
             self.check_key(request, code="UnauthorizedAccess")
         except Refusal as exc:
             return self._error(exc.status, exc.code or "Error", exc.message)
-        prediction = self._lookup(prediction_id, now)
+        prediction = await self._lookup(prediction_id, now)
         if prediction is None:
             return self._error(404, "NotFound", f"Prediction {prediction_id} not found.")
         if prediction.status not in TERMINAL:
             prediction.canceled_at = now
-            self._bring_up_to(now)
+            await self._bring_up_to(now)
         return JSONResponse({"id": prediction.id, "status": prediction.status, "error": None})
 
     async def _credits(self, request: Request) -> Response:
         self.stats.credits_calls += 1
         now = self.clock()
-        self._bring_up_to(now, reload=True)
+        await self._bring_up_to(now, reload=True)
         try:
             self.check_key(request, code="UnauthorizedAccess")
         except Refusal as exc:
@@ -479,8 +478,8 @@ class FashnEmulator(Emulator):
     async def _cdn(self, request: Request) -> Response:
         self.stats.cdn_calls += 1
         now = self.clock()
-        self._bring_up_to(now)
-        prediction = self._lookup(request.path_params["id"], now)
+        await self._bring_up_to(now)
+        prediction = await self._lookup(request.path_params["id"], now)
         match = re.fullmatch(r"output_(\d+)\.(\w+)", request.path_params["name"])
         if prediction is None or prediction.status != COMPLETED or match is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
@@ -492,15 +491,12 @@ class FashnEmulator(Emulator):
 
     # --- helpers ---
 
-    def _bring_up_to(self, now: float, *, reload: bool = False) -> None:
-        """Bring every prediction's status up to `now`, refunding those that failed or were canceled.
-
-        `reload` first reads in what other processes on the same state folder recorded.
-        """
-        if reload and self.state_dir is not None:
-            self._sync(now, write=False)
-        elif self._advance(now):
-            self._sync(now)
+    async def _bring_up_to(self, now: float, *, reload: bool = False) -> None:
+        """Bring every prediction's status up to `now`, refunding those that failed or were canceled, and
+        save when something changed. `reload` first takes in what other processes on the same state
+        folder recorded (reading the file only if one wrote it)."""
+        if self._take_in(now) if reload else self._advance(now):
+            await self.persist(self._state)
 
     def _advance(self, now: float) -> bool:
         """Update the statuses; True when something was refunded (and so should be saved)."""
@@ -515,11 +511,11 @@ class FashnEmulator(Emulator):
                 refunded = True
         return refunded
 
-    def _lookup(self, prediction_id: str, now: float) -> Prediction | None:
+    async def _lookup(self, prediction_id: str, now: float) -> Prediction | None:
         """A prediction by id; on a miss, another process on the state folder may have made it."""
         prediction = self.stats.predictions.get(prediction_id)
         if prediction is None and self.state_dir is not None:
-            self._bring_up_to(now, reload=True)
+            await self._bring_up_to(now, reload=True)
             prediction = self.stats.predictions.get(prediction_id)
         return prediction
 
@@ -530,7 +526,7 @@ class FashnEmulator(Emulator):
             id=f"{uuid.uuid4()}-u1",
             number=number,
             model_name=model_name,
-            inputs=inputs,
+            inputs=_without_data(inputs),  # drawn from now on, never read again: no image bytes kept
             created=now,
             duration=self.seconds(_typical_seconds(model_name, inputs, rng)),
             credits=cost,
@@ -539,22 +535,24 @@ class FashnEmulator(Emulator):
         )
         self.faults.credits -= cost
         self.stats.predictions[prediction.id] = prediction
-        self._sync(now)
         return prediction
 
     # --- persistence ---
 
-    def _sync(self, now: float, *, write: bool = True) -> None:
-        """Merge with the state file, forget old finished predictions, and save when asked or refunded.
+    def _take_in(self, now: float) -> bool:
+        """Merge with the state file if another process wrote it since this one last read or wrote it,
+        and bring the statuses up to `now`; True when there is something to save.
 
         Other processes on the same folder (a second server, `callsheet jobs cancel`) save too, so
         this merges rather than overwrites: predictions are united by id, a cancel or refund seen by
         either side sticks, and the balance is a ledger, `base` minus what the kept predictions cost,
         where only forgetting a prediction moves `base`, so no charge or refund counts twice.
-        Synchronous on purpose: the file is small, and the merge must not interleave with requests.
+        Synchronous on purpose: the merge must not interleave with requests. An unchanged file is not
+        read: it holds what this process took in or wrote (predictions are forgotten only as it is
+        written, in `_state`).
         """
-        if self.state_dir is None:
-            return
+        if not self.changed_on_disk():
+            return self._advance(now)
         predictions = self.stats.predictions
         base = self.faults.credits + sum(p.charged() for p in predictions.values())
         saved = self.load(_SavedState)
@@ -570,17 +568,10 @@ class FashnEmulator(Emulator):
             for prediction_id in [i for i in predictions if i not in theirs and i in self._synced]:
                 self._forget(prediction_id)  # another process forgot it, and moved its base for it
             self.next_number = max(self.next_number, saved.next_number)
-        write = self._advance(now) or write
-        for prediction in self._expired(now):
-            base -= prediction.charged()
-            self._forget(prediction.id)
+        self._synced = {p.id for p in saved.predictions} if saved is not None else set()
         self._base = base
         self.faults.credits = base - sum(p.charged() for p in predictions.values())
-        if write:
-            self._write()
-            self._synced = set(predictions)
-        else:
-            self._synced = {p.id for p in saved.predictions} if saved is not None else set()
+        return self._advance(now)
 
     def _expired(self, now: float) -> list[Prediction]:
         finished = sorted(
@@ -594,17 +585,20 @@ class FashnEmulator(Emulator):
         for n in range(len(prediction.outputs)):
             self.forget_rendered((prediction_id, n))
 
-    def _write(self) -> None:
-        """Replace the file atomically: a reader sees the old state or the new one, never half."""
-        self.save(
-            _SavedState(
-                credits=self.faults.credits,
-                next_number=self.next_number,
-                predictions=[
-                    dataclasses.replace(p, inputs=_without_data(p.inputs))
-                    for p in self.stats.predictions.values()
-                ],
-            )
+    def _state(self) -> _SavedState:
+        """What the state file is to hold, as of now: taken in from the file first if another process
+        wrote it meanwhile, since this replaces it."""
+        now = self.clock()
+        self._take_in(now)
+        for prediction in self._expired(now):
+            self._forget(prediction.id)  # and its cost with it: the ledger's base moves below
+        predictions = self.stats.predictions
+        self._base = self.faults.credits + sum(p.charged() for p in predictions.values())
+        self._synced = set(predictions)
+        return _SavedState(
+            credits=self.faults.credits,
+            next_number=self.next_number,
+            predictions=list(predictions.values()),
         )
 
     async def _render(self, prediction: Prediction, n: int) -> tuple[bytes, str]:
