@@ -70,7 +70,7 @@ from server.policy import (
     pace,
 )
 from server.providers.base import Provider, RemoteState, StatusReport, Submission
-from server.signals import JOBS, Signals, hook_topic
+from server.signals import Signals, hook_topic, job_topic
 from server.store import LeaseLost, Store
 
 log = logging.getLogger("callsheet.engine")
@@ -304,7 +304,7 @@ class Engine:
             return stored
         self._leased.add(record.job_id)  # taken with the job: its driver starts at once
         self._spawn(record.job_id, record)
-        await self.signals.notify(JOBS)
+        await self.signals.notify(job_topic(record.job_id), record)
         return record
 
     async def get(self, job_id: str, *, caller: str | None = None) -> JobRecord:
@@ -357,24 +357,33 @@ class Engine:
         on_progress: ProgressFn | None = None,
         caller: str | None = None,
     ) -> WaitResult:
-        """Wait up to `wait_seconds` for the jobs, reporting progress; returns early when done."""
+        """Wait up to `wait_seconds` for the jobs, reporting progress; returns early when done.
+
+        Only these jobs' changes wake it. A change made in this process hands over the record it wrote,
+        so the store is read again only for a change made on another replica and by the safety-net
+        re-read each `reread_seconds` (a wake-up missed); a finished job is never read again.
+        """
         deadline = time.monotonic() + wait_seconds
-        finished: dict[str, JobRecord] = {}  # a finished job never changes: it is not read again
-        while True:
-            changed = self.signals.event(JOBS)
-            records = [finished.get(j) or await self.get(j, caller=caller) for j in job_ids]
-            finished.update((r.job_id, r) for r in records if r.status in TERMINAL)
-            done = [r.status in TERMINAL for r in records]
-            if (all(done) if until == "all" else any(done)) or time.monotonic() >= deadline:
-                pending = [r.job_id for r in records if r.status not in TERMINAL]
-                return WaitResult(jobs=records, pending=pending)
-            if on_progress is not None:
-                total = sum(self.progress(r) for r in records) / len(records)
-                await on_progress(total, _progress_message(records))
-            # A change signalled here or by another replica wakes us at once; a missed one is seen by the
-            # re-read each `reread_seconds`.
-            with anyio.move_on_after(min(self.reread_seconds, max(0.0, deadline - time.monotonic()))):
-                await changed.wait()
+        with self.signals.watch(job_topic(j) for j in job_ids) as changes:
+            latest = {j: await self.get(j, caller=caller) for j in job_ids}
+            while True:
+                records = [latest[j] for j in job_ids]
+                done = [r.status in TERMINAL for r in records]
+                if (all(done) if until == "all" else any(done)) or time.monotonic() >= deadline:
+                    pending = [r.job_id for r in records if r.status not in TERMINAL]
+                    return WaitResult(jobs=records, pending=pending)
+                if on_progress is not None:
+                    total = sum(self.progress(r) for r in records) / len(records)
+                    await on_progress(total, _progress_message(records))
+                heard = await changes.wait(min(self.reread_seconds, max(0.0, deadline - time.monotonic())))
+                for job_id, record in latest.items():
+                    if record.status in TERMINAL or (heard and job_topic(job_id) not in heard):
+                        continue
+                    news = heard.get(job_topic(job_id))
+                    if isinstance(news, JobRecord) and news.updated_at >= record.updated_at:
+                        latest[job_id] = news
+                    else:
+                        latest[job_id] = await self.get(job_id, caller=caller)
 
     def public(self, record: JobRecord) -> Job:
         """The client-facing `Job`, with its progress estimated now."""
@@ -479,7 +488,7 @@ class Engine:
                 delay = min(delay * 2, 5.0)
         if stored is None:
             raise NotFound(f"Job {record.job_id} is no longer in the store.")
-        await self.signals.notify(JOBS)
+        await self.signals.notify(job_topic(stored.job_id), stored)
         if ended and self.ledger is not None:
             try:
                 await self.ledger.settle(stored)
@@ -616,7 +625,6 @@ class Engine:
             if latest is not None and latest.status in ACTIVE:
                 await self._fail(latest, _job_error(exc))
         finally:
-            self.signals.forget(hook_topic(job_id))  # `_follow` took it, if the provider calls back
             if not self._stopping:  # stopping: `_give_back` returns them all at once
                 with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
                     await self._free_slot(job_id)
@@ -705,17 +713,16 @@ class Engine:
 
     async def _follow_children(self, parent: JobRecord) -> None:
         """A batch ends when all its items have: its outputs are theirs, its credits their sum."""
-        while True:
-            changed = self.signals.event(JOBS)
-            children = [await self.store.get(job_id) for job_id in parent.children]
-            latest = await self.store.get(parent.job_id)
-            if latest is None or latest.status in TERMINAL:
-                return
-            done = [c for c in children if c is not None and c.status in TERMINAL]
-            if len(done) == len(children):
-                break
-            with anyio.move_on_after(self.reread_seconds):  # a wake-up missed is seen by the re-read
-                await changed.wait()
+        with self.signals.watch(job_topic(j) for j in [parent.job_id, *parent.children]) as changes:
+            while True:
+                children = [await self.store.get(job_id) for job_id in parent.children]
+                latest = await self.store.get(parent.job_id)
+                if latest is None or latest.status in TERMINAL:
+                    return
+                done = [c for c in children if c is not None and c.status in TERMINAL]
+                if len(done) == len(children):
+                    break
+                await changes.wait(self.reread_seconds)  # a wake-up missed is seen by the re-read
         outputs = [
             output.model_copy(update={"uri": f"callsheet://jobs/{parent.job_id}/outputs/{n}"})
             for n, output in enumerate(o for c in done for o in c.outputs)
@@ -751,12 +758,15 @@ class Engine:
         running_at: float | None = 0.0 if calls == 0 else None
         # The provider's clock starts when the request arrives: closer to sending than to the answer.
         started = record.submit_started_at or record.submitted_at or record.created_at
-        # With a webhook (the provider calls back when the job ends), the event its call sets.
+        # With a webhook (the provider calls back when the job ends), its call is heard here, also while
+        # the provider is being asked.
         hooked = self.links is not None and provider.webhooks
-        called_back = self.signals.event(hook_topic(record.job_id)) if hooked else None
         planned: int | None = None  # of the poll policy's planned looks, how many this job has had
         # Past them, its polls share the provider's status budget (`Limiter.poll_interval`).
-        with provider.limiter.following() as follow:
+        with (
+            provider.limiter.following() as follow,
+            self.signals.watch([hook_topic(record.job_id)] if hooked else []) as called_back,
+        ):
             while True:
                 elapsed = (utcnow() - started).total_seconds()
                 pace = await self.paces.of(record)
@@ -769,14 +779,11 @@ class Engine:
                 delay = max(wait, await provider.limiter.poll_interval())
                 if failures:
                     delay = max(delay, self.retry.delay(failures))
-                if called_back is not None:
+                if hooked:
                     # The provider calls back when the job ends: look then, and before that only as a
                     # safety net.
                     delay = max(delay, self.poll.webhook_safety * typical - elapsed)
-                    with anyio.move_on_after(delay):
-                        await called_back.wait()
-                    # Taken before the look: a webhook that comes while the provider is asked is not missed.
-                    called_back = self.signals.event(hook_topic(record.job_id))
+                    await called_back.wait(delay)
                 else:
                     await anyio.sleep(delay)
                 latest = await self.store.get(record.job_id)

@@ -211,13 +211,12 @@ class Limiter:
         windows = self.limits.windows.get(kind, ())
         ticket = Ticket(kind, uuid.uuid4().hex)
         async with self._locks.setdefault(kind, anyio.Lock()):  # FIFO: anyio locks wake waiters in order
-            while True:
-                changed = self.signals.event(self.topic)
-                wait, ticket.seq = await self.book.admit(ticket, windows, self.limits.rate_headers)
-                if wait <= 0:
-                    return ticket
-                with anyio.move_on_after(wait):
-                    await changed.wait()
+            with self.signals.watch([self.topic]) as changed:
+                while True:
+                    wait, ticket.seq = await self.book.admit(ticket, windows, self.limits.rate_headers)
+                    if wait <= 0:
+                        return ticket
+                    await changed.wait(wait)
 
     async def answered(self, ticket: Ticket, headers: httpx.Headers | None = None) -> None:
         """The request is over (answered, or failed on the way).
@@ -246,13 +245,12 @@ class Limiter:
         restart, which already run at the provider and must be polled regardless. The slot lasts `ttl`
         seconds unless renewed (`renew`), as the job's lease does."""
         limit = self.limits.max_in_flight if wait else None
-        while True:
-            changed = self.signals.event(self.topic)
-            if await self.book.take_slot(job_id, limit, ttl):
-                self._taken += 1  # counted again from the store now and then (other replicas' slots)
-                return
-            with anyio.move_on_after(self.recheck):
-                await changed.wait()
+        with self.signals.watch([self.topic]) as changed:
+            while True:
+                if await self.book.take_slot(job_id, limit, ttl):
+                    self._taken += 1  # counted again from the store now and then (other replicas' slots)
+                    return
+                await changed.wait(self.recheck)
 
     async def free(self, job_ids: list[str]) -> None:
         """Give these jobs' slots back, and wake whoever waits for one (here or on other replicas)."""

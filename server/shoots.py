@@ -69,7 +69,7 @@ from server.plans import (
 )
 from server.policy import CONFIRM_ABOVE_CREDITS
 from server.providers.base import OperationSpec
-from server.signals import JOBS, Signals
+from server.signals import Signals, job_topic, shoot_topic
 from server.store import ShootStore, Store
 
 log = logging.getLogger("callsheet.shoots")
@@ -269,7 +269,7 @@ class ShootRunner:
                 "output_dir", f"the shoot folder {folder} cannot be made ({exc}).", "Choose another folder."
             ) from None
         await self.store.put(record)
-        await self.signals.notify(JOBS)
+        await self.signals.notify(shoot_topic(shoot_id))
         self._spawn(shoot_id)
         return record
 
@@ -411,19 +411,19 @@ class ShootRunner:
         *,
         caller: str | None = None,
     ) -> ShootRecord:
-        with anyio.move_on_after(wait_seconds):
+        with anyio.move_on_after(wait_seconds), self.signals.watch([shoot_topic(shoot_id)]) as changes:
             while True:
-                changed = self.signals.event(JOBS)
                 record = await self.get(shoot_id, caller=caller)
                 if record.status not in SHOOT_ACTIVE:
                     return record
+                # Woken by a change of the shoot or of its jobs (its progress counts them), here or on
+                # another replica; re-read now and then anyway.
+                changes.add(job_topic(j) for step in record.steps for j in step.job_ids)
                 if on_progress is not None:
                     view = await self.view(record)
                     running = [s.id for s in view.steps if s.status is StepStatus.RUNNING]
                     await on_progress(view.progress, f"steps running: {', '.join(running) or 'none'}")
-                # Woken by any job or shoot change, here or on another replica; re-read now and then anyway.
-                with anyio.move_on_after(self.engine.reread_seconds):
-                    await changed.wait()
+                await changes.wait(self.engine.reread_seconds)
         return await self.get(shoot_id)
 
     # -- running a shoot ---------------------------------------------------------------------
@@ -692,7 +692,7 @@ class ShootRunner:
         record = await self.store.update(shoot_id, stamped)
         if record is None:
             raise NotFound(f"Unknown shoot id {shoot_id!r}. shoots_list shows the shoots there are.")
-        await self.signals.notify(JOBS)
+        await self.signals.notify(shoot_topic(shoot_id))
         return record
 
 

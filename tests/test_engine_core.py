@@ -348,3 +348,83 @@ async def test_polls_follow_the_pace_learned_from_jobs_seen_and_every_replica_sh
     async with engine(settings, provider, store_url, replica) as core:
         await run(core, "on another replica")
     assert min(replica.typicals) >= 5 * documented
+
+
+class Held(Scripted):
+    """Each job's provider id is what it makes; a job whose id is in `held` runs until let go."""
+
+    def __init__(self) -> None:
+        super().__init__([ACCEPTED])
+        self.held: set[str] = set()
+
+    async def submit(
+        self, operation: str, payload: dict[str, Any], *, webhook_url: str | None = None
+    ) -> Submission:
+        self.sent.append(payload)
+        return Submission(payload["what"], credits_used=2)
+
+    async def status(self, provider_job_id: str, operation: str) -> StatusReport:
+        self.polled.append(provider_job_id)
+        return StatusReport(RemoteState.RUNNING) if provider_job_id in self.held else DONE
+
+
+class ReadsByTask:
+    """The job store, counting the reads each task makes."""
+
+    def __init__(self, jobs: Any) -> None:
+        self.jobs = jobs
+        self.reads: dict[int, int] = {}
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        task = anyio.get_current_task().id
+        self.reads[task] = self.reads.get(task, 0) + 1
+        record: JobRecord | None = await self.jobs.get(job_id)
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.jobs, name)
+
+
+async def test_a_waiter_is_woken_by_its_own_jobs_only_and_takes_their_changes_from_the_writes(
+    settings: Settings, store_url: str | None
+) -> None:
+    provider = Held()
+    provider.held.add("mine")
+    async with open_backend(store_url, settings.store_dir) as backend:
+        provider._limiter = Limiter(
+            provider._limiter.limits, backend.book("scripted"), backend.signals, "limits:scripted"
+        )
+        jobs = ReadsByTask(backend.jobs)
+        core = Engine(
+            store=jobs,  # type: ignore[arg-type]  # the store, counted
+            media=Media(settings, backend.jobs),
+            providers={"scripted": provider},
+            signals=backend.signals,
+            retry=FAST_RETRY,
+            poll=EAGER,
+        )
+        core.reread_seconds = 3600.0  # no safety-net re-read here: only wake-ups move the waiter
+        async with core.running(), anyio.create_task_group() as tg:
+            mine = await core.submit("scripted", "make", {"what": "mine"})
+            with anyio.fail_after(10):
+                while (await core.get(mine.job_id)).status is not JobStatus.RUNNING:
+                    await anyio.sleep(0.002)
+            reports: list[str] = []
+            waiter: dict[str, Any] = {}
+
+            async def wait_for_mine() -> None:
+                waiter["task"] = anyio.get_current_task().id
+
+                async def progress(share: float, message: str) -> None:
+                    reports.append(message)
+
+                waiter["result"] = await core.wait([mine.job_id], wait_seconds=3600, on_progress=progress)
+
+            tg.start_soon(wait_for_mine)
+            others = [await run(core, f"other {n}") for n in range(5)]  # each written four times or more
+            assert [o.status for o in others] == [JobStatus.SUCCEEDED] * 5
+            assert len(reports) == 1  # reported once, at the start: no other job's change woke it
+            provider.held.clear()
+        result = waiter["result"]
+    assert [j.status for j in result.jobs] == [JobStatus.SUCCEEDED] and result.jobs[0].outputs
+    assert jobs.reads[waiter["task"]] == 1  # its first read; then the records its job's changes wrote

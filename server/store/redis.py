@@ -17,7 +17,7 @@ Keys, under the prefix `callsheet:` (one deployment per Redis database):
 - `pace:{provider}/{operation}`: a list of the latest ratios of actual to documented duration;
 - `spend:{day}`: a hash of the credits each caller spent that UTC day (kept a week);
 - `limits:{provider}:...`: the provider's windows, blocks, budget and slots;
-- channel `signals`: wake-ups (a topic name per message).
+- channel `signals`: wake-ups (per message, the sending replica and a topic name).
 
 Redis Cluster is not supported (scripts touch keys they compute); use one primary, with
 persistence on (`appendonly yes`), so that a restart of Redis loses nothing.
@@ -30,6 +30,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -733,7 +734,8 @@ class RedisBook(Book):
 
 
 class RedisSignals(Signals):
-    """Wake-ups published to every replica; `listen` delivers the others' to this one."""
+    """Wake-ups published to every replica; `listen` delivers the others' to this one (a replica's own
+    were delivered here when they were sent, with their news)."""
 
     CHANNEL = PREFIX + "signals"
 
@@ -741,13 +743,14 @@ class RedisSignals(Signals):
         super().__init__()
         self.link = link
         self.client = link.client
+        self.origin = os.urandom(6).hex()
 
-    async def notify(self, topic: str) -> None:
-        self.wake(topic)
+    async def notify(self, topic: str, news: object | None = None) -> None:
+        self.wake(topic, news)
         with contextlib.suppress(redis.exceptions.RedisError):
             # A lost wake-up costs a waiter its safety-net re-read, never a result.
             async with self.link.gate:
-                await self.client.publish(self.CHANNEL, topic)
+                await self.client.publish(self.CHANNEL, f"{self.origin} {topic}")
 
     async def listen(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver published wake-ups here, reconnecting after Redis went away (then wake everyone:
@@ -764,7 +767,9 @@ class RedisSignals(Signals):
                         self.wake_all()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self.wake(str(message["data"]))
+                            origin, _, topic = str(message["data"]).partition(" ")
+                            if origin != self.origin:
+                                self.wake(topic)
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("wake-ups from other replicas paused: %s", exc)
                 if not started:
