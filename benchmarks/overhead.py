@@ -207,6 +207,9 @@ BURST_JOBS = 60
 BURST_SCALE = 0.1
 """A 40 s try-on takes 4 s: the burst is still being submitted and polled while job_status is timed."""
 BURST_TARGET = 3.0
+BURST_ROUNDS = 3
+"""Rounds of the idle and burst series on each store, pooled: a p99 of 300 calls is its third-worst
+call, and one round's ratio moved between 1.2 and 3.0 from run to run on the same code."""
 
 
 async def idle_and_busy(folder: Path, store_url: str | None) -> tuple[list[float], list[float]]:
@@ -245,8 +248,13 @@ async def status_under_burst(report: Report, redis: str) -> None:
         "status_under_burst", f"5b. job_status while {BURST_JOBS} try-ons are submitted and polled"
     )
     for name, store_url in (("embedded", None), ("redis", redis)):
-        with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
-            idle, busy = await idle_and_busy(Path(tmp), store_url)
+        idle, busy, rounds = [], [], []
+        for _ in range(BURST_ROUNDS):
+            with tempfile.TemporaryDirectory(prefix="callsheet-bench-") as tmp:
+                idle_round, busy_round = await idle_and_busy(Path(tmp), store_url)
+            idle += idle_round
+            busy += busy_round
+            rounds.append(round(percentile(busy_round, 99) / percentile(idle_round, 99), 2))
         p99_idle, p99_busy = percentile(idle, 99), percentile(busy, 99)
         report.figure(f"{name}_idle_p50_ms", percentile(idle, 50), f"{name} store, idle: p50", "ms")
         report.figure(f"{name}_idle_p99_ms", p99_idle, "  p99", "ms")
@@ -257,9 +265,10 @@ async def status_under_burst(report: Report, redis: str) -> None:
         report.figure(
             f"{name}_p99_ratio",
             p99_busy / p99_idle,
-            "  p99 under the burst / idle",
+            f"  p99 under the burst / idle ({BURST_ROUNDS} rounds pooled)",
             target=f"<= {BURST_TARGET:g}",
         )
+        report.figure(f"{name}_round_ratios", rounds, "  each round's own ratio")
 
 
 async def overhead(report: Report) -> None:
