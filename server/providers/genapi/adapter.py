@@ -82,6 +82,10 @@ REFRESH = Option(
     "GENAPI_TOOLS_REFRESH_SECONDS", 300, "how often the Generation API's tool list is fetched again"
 )
 
+FIRST_FETCH_AFTER = 1.0
+"""Seconds after the start before the tool list is first fetched (or the refresh period, if shorter):
+the client's handshake and first tools/list are answered first. A call that needs the list before
+then fetches it at once."""
 TYPICAL_SECONDS = 15.0
 """Undocumented; the document's advice (poll at 2 s, 4 s, 8 s) suggests jobs of 10-20 s."""
 OPERATION = "generate"
@@ -310,8 +314,10 @@ class GenApi(Provider):
         self._listeners.append(listener)
 
     async def background(self) -> None:
-        """Keep the tool list fresh: fetch it now, then every GENAPI_TOOLS_REFRESH_SECONDS."""
+        """Keep the tool list fresh: fetch it once the start has settled (`FIRST_FETCH_AFTER`), then
+        every GENAPI_TOOLS_REFRESH_SECONDS."""
         every = self.settings.options.get(REFRESH.var, REFRESH.default)
+        await anyio.sleep(min(FIRST_FETCH_AFTER, every))
         while True:
             try:
                 await self.refresh()
