@@ -103,6 +103,8 @@ def publish(
         if output is not None:
             tool.fn_metadata.output_model = output
             tool.fn_metadata.output_schema = _output_schema(output)
+        elif tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = _untitled(tool.fn_metadata.output_schema)
         return tool
 
     # What the schemas are made from: the signature (a discovered tool's own; function addresses
@@ -117,14 +119,25 @@ def publish(
 
 @cache
 def _output_schema(model: type[BaseModel]) -> dict[str, Any] | None:
-    """What the SDK publishes as `outputSchema` for a tool whose result is `model`."""
+    """What the SDK publishes as `outputSchema` for a tool whose result is `model`, without the titles
+    pydantic makes up from class and field names (an eighth of every tool list's bytes)."""
 
     async def returns() -> None: ...
 
     annotation = Annotated[CallToolResult, model]
     returns.__signature__ = inspect.Signature(return_annotation=annotation)  # type: ignore[attr-defined]
     returns.__annotations__ = {"return": annotation}
-    return func_metadata(returns).output_schema
+    schema = func_metadata(returns).output_schema
+    return None if schema is None else _untitled(schema)
+
+
+def _untitled(node: Any) -> Any:
+    """`node` without its `title` annotations (a property called "title" is a schema, and stays)."""
+    if isinstance(node, dict):
+        return {k: _untitled(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_untitled(item) for item in node]
+    return node
 
 
 class ToolSchemas:
