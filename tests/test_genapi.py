@@ -40,6 +40,7 @@ from tests.conftest import (
     png_bytes,
     sandbox_services,
 )
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -502,3 +503,34 @@ def test_error_messages_read_fastapi_details() -> None:
     detail = [{"loc": ["body", "person"], "msg": "Field required", "type": "missing"}]
     assert message({"detail": detail}) == "person: Field required"
     assert genapi_error_message(httpx.Response(502, text="Bad Gateway")) == "Bad Gateway"
+
+
+async def test_the_background_refresh_outlives_a_store_that_went_away(
+    tmp_path: Path, emu, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis away, the refresh cannot take its turn in the shared limits: it says so in the log
+    and fetches again at the next period, instead of ending the server."""
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        (tmp_path / "inputs").mkdir()
+        settings = make_settings(
+            tmp_path / "home",
+            tmp_path / "inputs",
+            GENAPI_TOOLS_REFRESH_SECONDS="0.01",
+            CALLSHEET_STORE=redis.url,
+        )
+        async with services(settings, emu):
+            with anyio.fail_after(10):
+                while emu.stats.tools_calls < 1:
+                    await anyio.sleep(0.005)
+            redis.stop()
+            with anyio.fail_after(10):
+                while "could not fetch the Generation API tool list" not in caplog.text:
+                    await anyio.sleep(0.005)
+            redis.start()
+            seen = emu.stats.tools_calls
+            with anyio.fail_after(10):
+                while emu.stats.tools_calls == seen:
+                    await anyio.sleep(0.005)
+    finally:
+        redis.stop()

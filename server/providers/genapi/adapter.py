@@ -37,7 +37,15 @@ import anyio
 import httpx
 from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema, create_model, field_validator
 
-from server.errors import AuthError, BadResponse, ErrorText, InputError, ProviderError, ProviderRejected
+from server.errors import (
+    AuthError,
+    BadResponse,
+    ErrorText,
+    InputError,
+    ProviderError,
+    ProviderRejected,
+    StorageError,
+)
 from server.http import error_body, json_body
 from server.media import ImageResolver
 from server.models import JobError, RemoteOutput, utcnow
@@ -321,7 +329,7 @@ class GenApi(Provider):
         while True:
             try:
                 await self.refresh()
-            except ProviderError as exc:
+            except (ProviderError, StorageError) as exc:  # StorageError: the shared limits (Redis) away
                 log.warning("could not fetch the Generation API tool list: %s", exc.message)
             await anyio.sleep(every)
 
