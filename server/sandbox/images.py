@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -44,6 +45,14 @@ def placeholder_webp(width: int, height: int, label_lines: list[str], seed: int 
     buf = io.BytesIO()
     placeholder_image(width, height, label_lines, seed).save(buf, format="WEBP", quality=80)
     return buf.getvalue()
+
+
+STILLS: dict[str, tuple[Callable[[int, int, list[str], int], bytes], str]] = {
+    "png": (placeholder_png, "image/png"),
+    "jpg": (placeholder_jpeg, "image/jpeg"),
+    "webp": (placeholder_webp, "image/webp"),
+}
+"""Each still format an emulator serves: how it is drawn, and its MIME type."""
 
 
 def placeholder_image(width: int, height: int, label_lines: list[str], seed: int = 0) -> Image.Image:

@@ -147,12 +147,8 @@ class Emulator:
         if kind == "video":
             media = await anyio.to_thread.run_sync(images.placeholder_video, width, height, lines, seed)
         else:
-            draw = {
-                "png": images.placeholder_png,
-                "jpg": images.placeholder_jpeg,
-                "webp": images.placeholder_webp,
-            }
-            media = (await anyio.to_thread.run_sync(draw[kind], width, height, lines, seed), _MIME[kind])
+            draw, mime = images.STILLS[kind]
+            media = (await anyio.to_thread.run_sync(draw, width, height, lines, seed), mime)
         self._rendered[key] = media
         while len(self._rendered) > RENDERED_KEPT:
             self._rendered.popitem(last=False)
@@ -216,9 +212,6 @@ class Emulator:
         self.writes += 1
         if written is not None:  # a failed write left the file as it was
             self._on_disk = written
-
-
-_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
 
 class SlidingWindow:
