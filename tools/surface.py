@@ -31,7 +31,6 @@ import hashlib
 import inspect
 import json
 import logging
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from mcp_types import CallToolResult, Icon, Tool, ToolAnnotations
 from pydantic import BaseModel
 
-from server import __version__
+from server import __version__, paths
 from server.contact_sheet import LOOK_CSS
 from server.policy import MAX_TEXT_CHARS
 from server.providers import REGISTRY
@@ -191,9 +190,8 @@ class ToolSchemas:
                 n = None if output is None else outputs.index(output)
                 tools[made_from] = {"input": entry["input"], "output": n}
             data = {"stamp": self.stamp, "outputs": outputs, "tools": tools}
-            part = self.path.with_name(f"{self.FILE}.{os.getpid()}")
-            part.write_text(json.dumps(data), encoding="utf-8")
-            part.replace(self.path)
+            folder = self.path.parent.resolve()
+            paths.write_atomic(folder, folder / self.FILE, json.dumps(data).encode())
         except OSError as exc:
             logging.getLogger(__name__).debug("tool schemas not kept: %s", exc)
         self.kept = dict(self.made)
